@@ -1,0 +1,96 @@
+"""DataFrames on the wire: JSON split/records/base64-Parquet forms and raw Parquet bytes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from crowdsource.errors import BadRequest
+
+PARQUET = "application/vnd.apache.parquet"
+PARQUET_TYPES = (PARQUET, "application/x-parquet", "application/parquet")
+
+
+def is_parquet(content_type: str | None) -> bool:
+    """Whether a Content-Type or Accept value names Parquet."""
+    return bool(content_type) and any(t in str(content_type) for t in PARQUET_TYPES)
+
+
+def read_parquet(data: bytes) -> pd.DataFrame:
+    """Decode Parquet bytes, with a readable error for anything else."""
+    try:
+        return pq.read_table(pa.BufferReader(data)).to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise BadRequest(f"the body is not a readable Parquet file ({exc})") from exc
+
+
+def to_parquet(df: pd.DataFrame) -> bytes:
+    """Encode a frame as Parquet bytes (no index)."""
+    sink = io.BytesIO()
+    df.to_parquet(sink, index=False)
+    return sink.getvalue()
+
+
+def decode_frame(obj: Any, *, what: str = "frame") -> pd.DataFrame:
+    """Turn a JSON frame (split, records or base64 Parquet) into a DataFrame."""
+    if isinstance(obj, list):
+        if not all(isinstance(r, dict) for r in obj):
+            raise BadRequest(f"{what}: a list of records must hold only objects")
+        return pd.DataFrame.from_records(obj)
+    if isinstance(obj, dict) and obj.get("format") == "parquet":
+        try:
+            return read_parquet(base64.b64decode(obj.get("data") or "", validate=True))
+        except (binascii.Error, TypeError) as exc:
+            raise BadRequest(f"{what}: 'data' must be base64-encoded Parquet") from exc
+    if isinstance(obj, dict) and "columns" in obj and "data" in obj:
+        return _decode_split(obj, what)
+    raise BadRequest(
+        f'{what} must be records ([{{...}}]), split form ({{"columns": [...], "data": '
+        f'[[...]]}}) or {{"format": "parquet", "data": "<base64>"}}'
+    )
+
+
+def _decode_split(obj: dict[str, Any], what: str) -> pd.DataFrame:
+    """Build a frame from split form, checking its shape."""
+    columns, data = obj["columns"], obj["data"]
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise BadRequest(f"{what}: 'columns' must be a list of column names")
+    if not isinstance(data, list) or not all(
+        isinstance(r, list) and len(r) == len(columns) for r in data
+    ):
+        raise BadRequest(f"{what}: 'data' must be a list of rows of {len(columns)} values each")
+    if len(set(columns)) != len(columns):
+        raise BadRequest(f"{what}: column names must be unique")
+    return pd.DataFrame(data, columns=columns) if data else pd.DataFrame(columns=columns)
+
+
+def decode_body(body: bytes, content_type: str | None, *, key: str) -> pd.DataFrame:
+    """Read one frame from a request body: raw Parquet, or JSON holding it under `key`."""
+    if is_parquet(content_type):
+        return read_parquet(body)
+    obj = parse_json(body)
+    if isinstance(obj, dict) and key in obj:
+        obj = obj[key]
+    return decode_frame(obj, what=key)
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a JSON body with a message that points at the mistake."""
+    if not body:
+        raise BadRequest("the request body is empty; send JSON")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+
+
+def frame_json(df: pd.DataFrame) -> str:
+    """Encode a frame as split-form JSON text (NaN as null, times as ISO 8601)."""
+    return df.to_json(orient="split", index=False, date_format="iso")

@@ -1,0 +1,139 @@
+"""The database tables, as SQLAlchemy 2 declarative models."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crowdsource.timeutil import utcnow
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, hands back aware UTC (SQLite keeps no time zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """Convert to naive UTC for storage."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """Mark stored values as UTC."""
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class Participant(Base):
+    """Someone who hosts or competes; known by a hashed API token."""
+
+    __tablename__ = "participants"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Blob(Base):
+    """A DataFrame stored as Parquet bytes."""
+
+    __tablename__ = "blobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Competition(Base):
+    """A question with a dataset to show and an answer to hide."""
+
+    __tablename__ = "competitions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    type: Mapped[str] = mapped_column(String(20))
+    metric: Mapped[str] = mapped_column(String(40))
+    id_column: Mapped[str] = mapped_column(String(200))
+    targets: Mapped[list[str]] = mapped_column(JSON)
+    classes: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    opens_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closes_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    daily_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    public_fraction: Mapped[float] = mapped_column(Float, default=1.0)
+    split_salt: Mapped[str] = mapped_column(String(16))
+    rows: Mapped[int] = mapped_column(Integer)
+    answer_rows: Mapped[int] = mapped_column(Integer, default=0)
+    answer_version: Mapped[int] = mapped_column(Integer, default=0)
+    dataset_blob_id: Mapped[int] = mapped_column(ForeignKey("blobs.id"))
+    answer_blob_id: Mapped[int | None] = mapped_column(ForeignKey("blobs.id"), nullable=True)
+    closed_announced: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Submission(Base):
+    """One participant's predictions for one competition, and their current score."""
+
+    __tablename__ = "submissions"
+    __table_args__ = (
+        UniqueConstraint("participant_id", "idempotency_key"),
+        Index("ix_submissions_quota", "competition_id", "participant_id", "created_at"),
+        Index("ix_submissions_state", "state"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"))
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
+    state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    public_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    private_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    predictions_blob_id: Mapped[int] = mapped_column(ForeignKey("blobs.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Score(Base):
+    """One scoring of a submission: the history kept as answers arrive."""
+
+    __tablename__ = "scores"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    public_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    private_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    answer_rows: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Entry(Base):
+    """A participant's standing on one board: kept current as scores are recorded."""
+
+    __tablename__ = "entries"
+    __table_args__ = (Index("ix_entries_rank", "competition_id", "board", "score"),)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), primary_key=True)
+    board: Mapped[str] = mapped_column(String(10), primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), primary_key=True)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    best_submission_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    submissions: Mapped[int] = mapped_column(Integer, default=0)
+    last_submission_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -1,0 +1,65 @@
+"""Participants: registration and token authentication (tokens stored as keyed hashes)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crowdsource.errors import BadRequest, Conflict, Unauthorized
+from crowdsource.models import Participant
+from crowdsource.timeutil import iso
+
+
+def hash_token(token: str, *, secret: bytes) -> str:
+    """The stored form of a token: HMAC-SHA256 under the server's secret."""
+    return hmac.new(secret, token.encode(), hashlib.sha256).hexdigest()
+
+
+def clean_name(name: Any) -> str:
+    """A display name, trimmed and checked."""
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest('\'name\' must be a non-empty string, e.g. {"name": "alice"}')
+    name = name.strip()
+    if len(name) > 100:
+        raise BadRequest(f"'name' is {len(name)} characters long; use at most 100")
+    return name
+
+
+def register(session: Session, *, name: Any, secret: bytes) -> tuple[Participant, str]:
+    """Create a participant; returns it with its token (never stored in clear)."""
+    name = clean_name(name)
+    if session.scalar(select(Participant.id).where(Participant.name == name)) is not None:
+        raise Conflict(f"the name '{name}' is taken; choose another")
+    token = secrets.token_urlsafe(32)
+    participant = Participant(name=name, token_hash=hash_token(token, secret=secret))
+    session.add(participant)
+    session.flush()
+    return participant, token
+
+
+def authenticate(session: Session, *, token: str, secret: bytes) -> Participant:
+    """The participant a token belongs to."""
+    digest = hash_token(token, secret=secret)
+    found = session.scalar(select(Participant).where(Participant.token_hash == digest))
+    if found is None or not hmac.compare_digest(found.token_hash, digest):
+        raise Unauthorized("the token is not valid; register again or check CROWDSOURCE_TOKEN")
+    return found
+
+
+def listing(session: Session) -> list[Participant]:
+    """Every participant, oldest first."""
+    return list(session.scalars(select(Participant).order_by(Participant.id)))
+
+
+def as_json(participant: Participant) -> dict[str, Any]:
+    """The public view of a participant."""
+    return {
+        "id": participant.id,
+        "name": participant.name,
+        "created_at": iso(participant.created_at),
+    }

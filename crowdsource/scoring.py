@@ -1,0 +1,394 @@
+"""Validate predictions, align them to the answer by id, and score them.
+
+Everything here is pure and picklable, so it runs the same inline, in a process pool or on a
+Dask worker. The answer is loaded once per answer version and cached in each process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
+
+from crowdsource import frames
+from crowdsource.errors import InvalidCompetition, InvalidSubmission
+from crowdsource.metrics import compute, get_metric
+
+LISTED = 5  # how many offending ids an error message names
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What scoring needs to know about a competition."""
+
+    competition_id: int
+    type: str
+    metric: str
+    id_column: str
+    targets: tuple[str, ...]
+    classes: tuple[Any, ...] | None
+    public_fraction: float
+    split_salt: str
+    dataset_blob_id: int
+    answer_blob_id: int | None
+
+    @property
+    def needs(self) -> str:
+        """What a submission must hold: labels, probabilities, values or clusters."""
+        return get_metric(self.metric).needs
+
+    @property
+    def prediction_columns(self) -> list[str]:
+        """The columns a submission holds besides the id column."""
+        if self.needs == "probabilities":
+            return [str(c) for c in self.classes or ()]
+        return list(self.targets)
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The answer, sorted by id, with the public/private split."""
+
+    ids: np.ndarray
+    y: np.ndarray
+    public: np.ndarray
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The outcome of scoring one submission."""
+
+    public_score: float | None
+    private_score: float | None
+    answer_rows: int
+    predictions: bytes
+
+    @property
+    def state(self) -> str:
+        """`scored` once any truth was used, else `awaiting_answer`."""
+        return "scored" if self.answer_rows else "awaiting_answer"
+
+
+# ---------------------------------------------------------------- ids and labels
+
+
+def _listed(values: Any) -> str:
+    """The first few values, for a message."""
+    shown = ", ".join(str(v) for v in values[:LISTED])
+    return shown + (", ..." if len(values) > LISTED else "")
+
+
+def canonical_labels(values: Any) -> np.ndarray:
+    """Labels as strings, with 1.0 and 1 the same label."""
+    s = pd.Series(values)
+    if pd.api.types.is_float_dtype(s) and s.notna().all() and (s % 1 == 0).all():
+        s = s.astype("int64")
+    return s.astype(str).to_numpy()
+
+
+def coerce_ids(ids: np.ndarray, like: np.ndarray, id_column: str) -> np.ndarray:
+    """Cast submitted ids to the dtype of the answer's ids, or say why not."""
+    if ids.dtype == like.dtype:
+        return ids
+    try:
+        if like.dtype.kind in "iu":
+            as_float = pd.to_numeric(pd.Series(ids), errors="raise").to_numpy(dtype="float64")
+            if np.any(as_float % 1 != 0):
+                raise ValueError("not whole numbers")
+            return as_float.astype(like.dtype)
+        if like.dtype.kind == "f":
+            return pd.to_numeric(pd.Series(ids), errors="raise").to_numpy(dtype=like.dtype)
+        return pd.Series(ids).astype(str).to_numpy(dtype=object)
+    except (ValueError, TypeError) as exc:
+        kind = "integers" if like.dtype.kind in "iu" else "numbers"
+        raise InvalidSubmission(
+            f"column '{id_column}' must hold {kind}, like the dataset's ids ({exc})"
+        ) from exc
+
+
+def sorted_ids(ids: np.ndarray, id_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sort ids; refuse missing and duplicate ones. Returns (order, sorted ids)."""
+    if pd.isna(ids).any():
+        raise InvalidSubmission(f"column '{id_column}' has {int(pd.isna(ids).sum())} empty ids")
+    order = np.argsort(ids, kind="stable")
+    ids = ids[order]
+    dup = ids[1:] == ids[:-1]
+    if dup.any():
+        dups = np.unique(ids[1:][dup])
+        raise InvalidSubmission(f"{len(dups)} duplicate ids ({_listed(dups)}): one row per id")
+    return order, ids
+
+
+def public_mask(ids: np.ndarray, *, fraction: float, salt: str) -> np.ndarray:
+    """Which ids score on the public board: a salted hash, stable for each id."""
+    if fraction >= 1.0:
+        return np.ones(len(ids), dtype=bool)
+    hashed = pd.util.hash_pandas_object(pd.Series(ids), index=False, hash_key=salt)
+    return (hashed.to_numpy() % np.uint64(1_000_000)) < np.uint64(round(fraction * 1_000_000))
+
+
+# ---------------------------------------------------------------- the answer
+
+
+def prepare_truth(spec: Spec, answer: pd.DataFrame, expected: np.ndarray) -> Truth:
+    """Sort the answer by id and encode its targets for the metric."""
+    ids = coerce_ids(answer[spec.id_column].to_numpy(), expected, spec.id_column)
+    order, ids = sorted_ids(ids, spec.id_column)
+    known = np.isin(ids, expected)
+    if not known.all():
+        raise InvalidCompetition(
+            f"answer rows name {int((~known).sum())} ids that are not in the dataset "
+            f"({_listed(ids[~known])})"
+        )
+    targets = answer[list(spec.targets)].iloc[order]
+    if targets.isna().to_numpy().any():
+        raise InvalidCompetition("the answer has empty target values; every row needs one")
+    return Truth(ids=ids, y=_encode_truth(spec, targets), public=_split(spec, ids))
+
+
+def _split(spec: Spec, ids: np.ndarray) -> np.ndarray:
+    """The public mask for these answer ids."""
+    return public_mask(ids, fraction=spec.public_fraction, salt=spec.split_salt)
+
+
+def _encode_truth(spec: Spec, targets: pd.DataFrame) -> np.ndarray:
+    """Targets as class codes (classify), cluster codes, or floats."""
+    if spec.type == "classify":
+        lookup = {str(c): i for i, c in enumerate(canonical_labels(list(spec.classes or ())))}
+        labels = canonical_labels(targets.iloc[:, 0].to_numpy())
+        codes = pd.Series(labels).map(lookup)
+        if codes.isna().any():
+            raise InvalidCompetition("the answer holds labels outside the competition's classes")
+        return codes.to_numpy(dtype="int64")
+    if spec.type == "cluster":
+        return pd.factorize(targets.iloc[:, 0])[0]
+    try:
+        values = targets.to_numpy(dtype="float64")
+    except (ValueError, TypeError) as exc:
+        raise InvalidCompetition(f"answer targets must be numbers for '{spec.type}'") from exc
+    return values[:, 0] if values.shape[1] == 1 else values
+
+
+# ---------------------------------------------------------------- predictions
+
+
+def check_columns(spec: Spec, df: pd.DataFrame) -> None:
+    """Refuse a frame without the id column or with wrong prediction columns."""
+    expected = [spec.id_column, *spec.prediction_columns]
+    got = [str(c) for c in df.columns]
+    if spec.id_column not in got:
+        raise InvalidSubmission(
+            f"predictions need the id column '{spec.id_column}'; got columns: {', '.join(got)}"
+        )
+    missing = [c for c in expected if c not in got]
+    extra = [c for c in got if c not in expected]
+    if missing or extra:
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"unexpected {', '.join(extra)}"] if extra else []
+        )
+        raise InvalidSubmission(
+            f"wrong columns: {'; '.join(parts)}. Expected columns: {', '.join(expected)}"
+        )
+
+
+def align(spec: Spec, df: pd.DataFrame, expected: np.ndarray) -> pd.DataFrame:
+    """The prediction columns sorted by id, after checking ids match the dataset's exactly."""
+    df.columns = [str(c) for c in df.columns]
+    check_columns(spec, df)
+    ids = coerce_ids(df[spec.id_column].to_numpy(), expected, spec.id_column)
+    order, ids = sorted_ids(ids, spec.id_column)
+    if len(ids) != len(expected) or not np.array_equal(ids, expected):
+        missing = np.setdiff1d(expected, ids, assume_unique=True)
+        extra = np.setdiff1d(ids, expected, assume_unique=True)
+        parts = ([f"{len(missing)} ids missing ({_listed(missing)})"] if len(missing) else []) + (
+            [f"{len(extra)} unknown ids ({_listed(extra)})"] if len(extra) else []
+        )
+        raise InvalidSubmission("; ".join(parts) + ": submit one row for each dataset id")
+    out = df[spec.prediction_columns].iloc[order]
+    out.index = pd.Index(ids, name=spec.id_column)
+    return out
+
+
+def _nan_rows(values: pd.DataFrame) -> None:
+    """Refuse empty (NaN) predictions, naming the rows."""
+    bad = values.isna().to_numpy().any(axis=1)
+    if bad.any():
+        raise InvalidSubmission(
+            f"{int(bad.sum())} rows have empty (NaN) predictions (ids {_listed(values.index.to_numpy()[bad])})"
+        )
+
+
+def encode_predictions(spec: Spec, values: pd.DataFrame) -> np.ndarray:
+    """Predictions as the metric wants them, after checking their values."""
+    _nan_rows(values)
+    needs = spec.needs
+    if needs == "labels":
+        return _encode_labels(spec, values.iloc[:, 0])
+    if needs == "clusters":
+        return pd.factorize(values.iloc[:, 0])[0]
+    array = _floats(values)
+    if needs == "probabilities":
+        _check_probabilities(array, values.index)
+        return array / array.sum(axis=1, keepdims=True)
+    return array[:, 0] if array.shape[1] == 1 else array
+
+
+def _floats(values: pd.DataFrame) -> np.ndarray:
+    """The prediction columns as finite floats."""
+    try:
+        array = values.to_numpy(dtype="float64")
+    except (ValueError, TypeError) as exc:
+        cols = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
+        raise InvalidSubmission(f"columns must be numbers: {', '.join(cols)}") from exc
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        raise InvalidSubmission(
+            f"{int(bad.sum())} rows have infinite values (ids {_listed(values.index.to_numpy()[bad])})"
+        )
+    return array
+
+
+def _check_probabilities(array: np.ndarray, ids: pd.Index) -> None:
+    """Probabilities must lie in [0, 1] and each row must sum to 1."""
+    outside = ((array < 0) | (array > 1)).any(axis=1)
+    if outside.any():
+        raise InvalidSubmission(
+            f"{int(outside.sum())} rows have probabilities outside [0, 1] "
+            f"(ids {_listed(ids.to_numpy()[outside])})"
+        )
+    off = np.abs(array.sum(axis=1) - 1) > 0.01
+    if off.any():
+        raise InvalidSubmission(
+            f"{int(off.sum())} rows have probabilities that do not sum to 1 "
+            f"(ids {_listed(ids.to_numpy()[off])})"
+        )
+
+
+def _encode_labels(spec: Spec, labels: pd.Series) -> np.ndarray:
+    """Predicted labels as class codes; unknown labels are refused."""
+    classes = canonical_labels(list(spec.classes or ()))
+    lookup = {c: i for i, c in enumerate(classes)}
+    codes = pd.Series(canonical_labels(labels.to_numpy())).map(lookup)
+    unknown = codes.isna().to_numpy()
+    if unknown.any():
+        names = np.unique(canonical_labels(labels.to_numpy()[unknown]))
+        raise InvalidSubmission(
+            f"{int(unknown.sum())} rows have unknown labels ({_listed(names)}); "
+            f"the classes are {', '.join(classes)}"
+        )
+    return codes.to_numpy(dtype="int64")
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def score_against(
+    spec: Spec, truth: Truth | None, ids: np.ndarray, pred: np.ndarray
+) -> tuple[float | None, float | None, int]:
+    """Public and private scores of aligned predictions, and the answer rows used."""
+    if truth is None or not len(truth.ids):
+        return None, None, 0
+    rows = np.searchsorted(ids, truth.ids)
+    pred = pred[rows]
+    public = _part(spec, truth.y[truth.public], pred[truth.public])
+    if spec.public_fraction >= 1.0:
+        return public, public, len(truth.ids)
+    private = _part(spec, truth.y[~truth.public], pred[~truth.public])
+    return public, private, len(truth.ids)
+
+
+def _part(spec: Spec, y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
+    """The metric on one part of the rows; None where it is undefined there."""
+    if not len(y_true):
+        return None
+    classes = list(range(len(spec.classes))) if spec.classes else None
+    try:
+        value = float(compute(spec.metric, y_true, y_pred, classes=classes))
+    except ValueError:
+        return None
+    return value if np.isfinite(value) else None
+
+
+# ---------------------------------------------------------------- loading and caching
+
+
+class AnswerCache:
+    """Dataset ids and prepared answers, loaded from the database once per blob."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, int, int | None], tuple[np.ndarray, Truth | None]]
+        self._items = OrderedDict()
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+
+    def get(self, db_url: str, spec: Spec) -> tuple[np.ndarray, Truth | None]:
+        """The sorted dataset ids and the truth for this spec."""
+        key = (db_url, spec.dataset_blob_id, spec.answer_blob_id)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = self._load(db_url, spec)
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value
+
+    def _engine(self, db_url: str) -> Engine:
+        """One engine per database in this process."""
+        with self._lock:
+            if db_url not in self._engines:
+                self._engines[db_url] = create_engine(db_url, poolclass=NullPool)
+            return self._engines[db_url]
+
+    def _blob(self, db_url: str, blob_id: int) -> bytes:
+        """Read one stored frame's bytes."""
+        with self._engine(db_url).connect() as conn:
+            data = conn.execute(text("SELECT data FROM blobs WHERE id = :i"), {"i": blob_id})
+            return bytes(data.scalar_one())
+
+    def _load(self, db_url: str, spec: Spec) -> tuple[np.ndarray, Truth | None]:
+        """Load and prepare dataset ids and answer."""
+        dataset = self._blob(db_url, spec.dataset_blob_id)
+        ids = pq.read_table(pa.BufferReader(dataset), columns=[spec.id_column])
+        expected = np.sort(ids.column(0).to_numpy(zero_copy_only=False))
+        if spec.answer_blob_id is None:
+            return expected, None
+        answer = frames.read_parquet(self._blob(db_url, spec.answer_blob_id))
+        return expected, prepare_truth(spec, answer, expected)
+
+
+CACHE = AnswerCache()
+
+
+def score_body(db_url: str, spec: Spec, body: bytes, content_type: str | None) -> Scored:
+    """Decode, validate, align and score one submission body: the unit of scoring work."""
+    df = frames.decode_body(body, content_type, key="predictions")
+    expected, truth = CACHE.get(db_url, spec)
+    return score_frame(spec, df, expected, truth)
+
+
+def score_frame(spec: Spec, df: pd.DataFrame, expected: np.ndarray, truth: Truth | None) -> Scored:
+    """Validate, align and score a decoded frame."""
+    if expected.dtype == object:
+        expected = expected.astype(str).astype(object)
+    values = align(spec, df, expected)
+    pred = encode_predictions(spec, values)
+    public, private, used = score_against(spec, truth, values.index.to_numpy(), pred)
+    stored = values.reset_index()
+    return Scored(public, private, used, frames.to_parquet(stored))
+
+
+def rescore(db_url: str, spec: Spec, predictions: bytes) -> Scored:
+    """Score stored predictions again, against the newest answer."""
+    return score_body(db_url, spec, predictions, frames.PARQUET)

@@ -1,0 +1,1 @@
+"""The crowdsource server: Tornado handlers over the service."""

@@ -1,0 +1,222 @@
+"""The server application: traitlets configuration, routes, and start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+from typing import Any, cast
+
+from tornado import web
+from tornado.httpserver import HTTPServer
+from traitlets import Enum, Float, Integer, List, Unicode, default, validate
+from traitlets.config import Application
+
+from crowdsource._version import __version__
+from crowdsource.service import Service
+from crowdsource.workers import Workers
+
+HANDLER_MODULES = (
+    "participants",
+    "competitions",
+    "submissions",
+    "leaderboards",
+    "events",
+    "meta",
+    "pages",
+)
+
+
+def routes() -> list[Any]:
+    """Every route of every handler module."""
+    table: list[Any] = []
+    for name in HANDLER_MODULES:
+        try:
+            module = importlib.import_module(f"crowdsource.server.handlers.{name}")
+        except ModuleNotFoundError:
+            if name != "pages":
+                raise
+            continue
+        table.extend(module.default_handlers)
+    return table
+
+
+def make_app(service: Service, *, allow_origins: list[str], max_body_size: int) -> web.Application:
+    """The Tornado application over a service."""
+    from crowdsource.server.handlers.base import NotFoundHandler
+
+    return web.Application(
+        routes(),
+        service=service,
+        allow_origins=allow_origins,
+        max_body_size=max_body_size,
+        default_handler_class=NotFoundHandler,
+        debug=False,
+        serve_traceback=False,
+        websocket_ping_interval=20,
+    )
+
+
+def load_secret(path: Path) -> bytes:
+    """The server's secret key: read it, or create it (mode 600) on first start."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_bytes().strip()
+
+
+class CrowdsourceServer(Application):
+    """crowdsource server: competitions from DataFrames, scored live."""
+
+    name = "crowdsource-serve"
+    version = __version__
+    description = (
+        "Run the crowdsource competition server.\n\n"
+        "Every option can also be set in a config file (--config) or as "
+        "--CrowdsourceServer.<option>=<value>."
+    )
+    examples = (
+        "crowdsource serve                      # port 8889, ./crowdsource.db\n"
+        "crowdsource serve --port=9000 --ip=0.0.0.0 --db=/data/cs.db\n"
+        "crowdsource serve --db=postgresql+psycopg://user@host/db --scoring=dask"
+    )
+
+    ip = Unicode("127.0.0.1", help="Interface to listen on (0.0.0.0 for every one).").tag(
+        config=True
+    )
+    port = Integer(8889, help="Port to listen on.").tag(config=True)
+    db = Unicode(
+        "crowdsource.db",
+        help=(
+            "Database: a SQLite file path, or a SQLAlchemy URL such as "
+            "postgresql+psycopg://user@host/db."
+        ),
+    ).tag(config=True)
+    secret_file = Unicode(
+        help=(
+            "File holding the server's secret key (tokens are hashed with it); created on first "
+            "start. Default: beside the SQLite file, or ./crowdsource.secret."
+        )
+    ).tag(config=True)
+    allow_origins = List(
+        Unicode(),
+        ["*"],
+        help=(
+            "Origins allowed to call the API from a browser (CORS) and open the event stream. "
+            "Tokens travel in headers, never cookies, so '*' exposes nothing."
+        ),
+    ).tag(config=True)
+    max_body_mb = Float(512.0, help="Largest request body accepted, in MiB (413 above).").tag(
+        config=True
+    )
+    scoring = Enum(
+        ["process", "thread", "dask"],
+        "process",
+        help=("Where large submissions are scored: a local process pool, threads, or Dask."),
+    ).tag(config=True)
+    scoring_processes = Integer(2, help="Processes in the scoring pool.").tag(config=True)
+    inline_kb = Integer(
+        256, help=("Bodies up to this size (KiB) are scored on a thread rather than in the pool.")
+    ).tag(config=True)
+    dask_scheduler = Unicode(
+        "", help=("Dask scheduler address for --scoring=dask (empty: a local cluster).")
+    ).tag(config=True)
+    config_file = Unicode("", help="A Python or JSON config file to load.").tag(config=True)
+
+    aliases = {
+        "ip": "CrowdsourceServer.ip",
+        "port": "CrowdsourceServer.port",
+        "db": "CrowdsourceServer.db",
+        "secret-file": "CrowdsourceServer.secret_file",
+        "allow-origin": "CrowdsourceServer.allow_origins",
+        "max-body-mb": "CrowdsourceServer.max_body_mb",
+        "scoring": "CrowdsourceServer.scoring",
+        "scoring-processes": "CrowdsourceServer.scoring_processes",
+        "dask-scheduler": "CrowdsourceServer.dask_scheduler",
+        "config": "CrowdsourceServer.config_file",
+        "log-level": "Application.log_level",
+    }
+    flags = {"debug": ({"Application": {"log_level": "DEBUG"}}, "Log at debug level.")}
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        """Log each request at INFO, with its timing."""
+        return logging.INFO
+
+    @default("secret_file")
+    def _default_secret_file(self) -> str:
+        """Beside the SQLite file, or in the working directory."""
+        if "://" in self.db:
+            return str(Path("crowdsource.secret").resolve())
+        return str(Path(self.db).expanduser().resolve()) + ".secret"
+
+    @validate("port")
+    def _check_port(self, proposal: Any) -> int:
+        """A TCP port."""
+        value = int(proposal["value"])
+        if not 0 <= value <= 65535:
+            raise ValueError(f"--port must be from 0 to 65535; got {value}")
+        return value
+
+    def initialize(self, argv: Any = None) -> None:
+        """Parse the command line and any config file."""
+        super().initialize(argv)
+        if self.config_file:
+            path = Path(self.config_file)
+            self.load_config_file(path.name, path=str(path.parent))
+        logging.basicConfig(
+            level=cast(int, self.log_level),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        logging.getLogger("tornado.access").setLevel(logging.INFO)
+
+    def start(self) -> None:
+        """Run until stopped."""
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        """Open the database, listen, finish pending work, and wait."""
+        workers = Workers(
+            backend=self.scoring,
+            processes=self.scoring_processes,
+            inline_bytes=self.inline_kb * 1024,
+            dask_scheduler=self.dask_scheduler,
+        )
+        service = Service(db=self.db, secret=load_secret(Path(self.secret_file)), workers=workers)
+        max_body = int(self.max_body_mb * 2**20)
+        app = make_app(service, allow_origins=list(self.allow_origins), max_body_size=max_body)
+        server = HTTPServer(app, max_body_size=max_body * 4 + 1024, xheaders=True)
+        server.listen(self.port, self.ip)
+        url = f"http://{'127.0.0.1' if self.ip in ('0.0.0.0', '') else self.ip}:{self.port}"
+        self.log.info(
+            "crowdsource %s listening on %s (database %s)",
+            __version__,
+            url,
+            service.engine.url.render_as_string(hide_password=True),
+        )
+        self.log.info("live leaderboards at %s/leaderboard", url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await service.recover()
+        await loop.run_in_executor(None, workers.warm)
+        await stop.wait()
+        self.log.info("shutting down")
+        server.stop()
+        service.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the server from command-line arguments; returns the exit code."""
+    CrowdsourceServer.launch_instance(argv)
+    return 0

@@ -1,0 +1,68 @@
+"""Competitions: host, list, detail, dataset, answer rows, close."""
+
+from __future__ import annotations
+
+from crowdsource.server.handlers.base import APIHandler
+
+
+class CompetitionsHandler(APIHandler):
+    """`/competitions`: list (anyone) and host (with a token)."""
+
+    async def get(self) -> None:
+        """List competitions, filtered by `type` and `status`."""
+        found = await self.service.competitions(
+            kind=self.get_argument("type", None), state=self.get_argument("status", None)
+        )
+        self.send({"competitions": found})
+
+    async def post(self) -> None:
+        """Host a competition from the frames in the body."""
+        self.send(await self.service.host(self.participant, self.json_body()), 201)
+
+
+class CompetitionHandler(APIHandler):
+    """`/competitions/{id}`."""
+
+    async def get(self, cid: str) -> None:
+        """One competition."""
+        self.send(await self.service.competition(int(cid)))
+
+
+class DatasetHandler(APIHandler):
+    """`/competitions/{id}/dataset`: the frame participants see."""
+
+    async def get(self, cid: str) -> None:
+        """The dataset, as JSON or Parquet."""
+        await self.send_frame(await self.service.dataset(int(cid)))
+
+
+class AnswerHandler(APIHandler):
+    """`/competitions/{id}/answer`: the hidden answer, for its host."""
+
+    async def get(self, cid: str) -> None:
+        """The answer rows known so far."""
+        await self.send_frame(await self.service.answer(int(cid), self.participant))
+
+    async def post(self, cid: str) -> None:
+        """Add or replace answer rows; affected submissions are re-scored."""
+        result = await self.service.add_answer(
+            int(cid), self.participant, self.body, self.request.headers.get("Content-Type")
+        )
+        self.send(result)
+
+
+class CloseHandler(APIHandler):
+    """`/competitions/{id}/close`: the host closes it now."""
+
+    async def post(self, cid: str) -> None:
+        """Close now."""
+        self.send(await self.service.close_now(int(cid), self.participant))
+
+
+default_handlers = [
+    (r"/api/v1/competitions", CompetitionsHandler),
+    (r"/api/v1/competitions/(\d+)", CompetitionHandler),
+    (r"/api/v1/competitions/(\d+)/dataset", DatasetHandler),
+    (r"/api/v1/competitions/(\d+)/answer", AnswerHandler),
+    (r"/api/v1/competitions/(\d+)/close", CloseHandler),
+]

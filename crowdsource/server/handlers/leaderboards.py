@@ -1,0 +1,28 @@
+"""Leaderboards: one competition's board, or all of them."""
+
+from __future__ import annotations
+
+from crowdsource.server.handlers.base import APIHandler
+
+
+class LeaderboardHandler(APIHandler):
+    """`/competitions/{id}/leaderboard?board=public|private`."""
+
+    async def get(self, cid: str) -> None:
+        """One board."""
+        board = self.get_argument("board", "public")
+        self.send(await self.service.leaderboard(int(cid), board=board, viewer=self.viewer))
+
+
+class LeaderboardsHandler(APIHandler):
+    """`/leaderboards`: every competition's boards."""
+
+    async def get(self) -> None:
+        """All boards."""
+        self.send({"leaderboards": await self.service.leaderboards()})
+
+
+default_handlers = [
+    (r"/api/v1/competitions/(\d+)/leaderboard", LeaderboardHandler),
+    (r"/api/v1/leaderboards", LeaderboardsHandler),
+]

@@ -1,0 +1,59 @@
+"""Submissions: submit, and read your own back."""
+
+from __future__ import annotations
+
+from crowdsource.server.handlers.base import APIHandler
+
+
+class CompetitionSubmissionsHandler(APIHandler):
+    """`/competitions/{id}/submissions`: submit, or list yours."""
+
+    async def post(self, cid: str) -> None:
+        """Submit predictions (JSON or Parquet); `?wait=false` answers 202 before scoring."""
+        wait = self.get_argument("wait", "true").lower() not in ("false", "0", "no")
+        data, new = await self.service.submit(
+            int(cid),
+            self.participant,
+            self.body,
+            self.request.headers.get("Content-Type"),
+            key=self.request.headers.get("Idempotency-Key"),
+            wait=wait,
+        )
+        self.send(data, (201 if wait else 202) if new else 200)
+
+    async def get(self, cid: str) -> None:
+        """Your submissions to this competition."""
+        found = await self.service.my_submissions(self.participant, int(cid))
+        self.send({"submissions": found})
+
+
+class SubmissionsHandler(APIHandler):
+    """`/submissions`: all of yours."""
+
+    async def get(self) -> None:
+        """Your submissions, newest first."""
+        self.send({"submissions": await self.service.my_submissions(self.participant)})
+
+
+class SubmissionHandler(APIHandler):
+    """`/submissions/{id}`."""
+
+    async def get(self, sid: str) -> None:
+        """One submission (owner or host)."""
+        self.send(await self.service.submission(int(sid), self.participant))
+
+
+class PredictionsHandler(APIHandler):
+    """`/submissions/{id}/predictions`: the owner's own predictions."""
+
+    async def get(self, sid: str) -> None:
+        """The predictions, as JSON or Parquet."""
+        await self.send_frame(await self.service.predictions(int(sid), self.participant))
+
+
+default_handlers = [
+    (r"/api/v1/competitions/(\d+)/submissions", CompetitionSubmissionsHandler),
+    (r"/api/v1/submissions", SubmissionsHandler),
+    (r"/api/v1/submissions/(\d+)", SubmissionHandler),
+    (r"/api/v1/submissions/(\d+)/predictions", PredictionsHandler),
+]

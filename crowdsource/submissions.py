@@ -1,0 +1,231 @@
+"""Submissions: the rules for accepting one, recording its score, and reading it back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from crowdsource import leaderboards
+from crowdsource.competitions import status
+from crowdsource.errors import BadRequest, Closed, Forbidden, NotFound, NotOpen, QuotaExceeded
+from crowdsource.models import Blob, Competition, Participant, Score, Submission
+from crowdsource.scoring import Scored
+from crowdsource.timeutil import iso, next_midnight
+
+
+@dataclass(frozen=True)
+class Quota:
+    """What is left of a daily limit, and when it resets."""
+
+    remaining: int | None
+    resets_at: datetime
+
+
+def check_key(key: str | None) -> str | None:
+    """An Idempotency-Key header value, bounded."""
+    if key is not None and not 1 <= len(key) <= 200:
+        raise BadRequest("the Idempotency-Key header must be 1 to 200 characters")
+    return key
+
+
+def check_open(comp: Competition, participant: Participant, now: datetime) -> None:
+    """Refuse the host, and submissions outside the competition's times."""
+    if comp.host_id == participant.id:
+        raise Forbidden("hosts cannot submit to their own competition; register another name")
+    state = status(comp, now)
+    if state == "upcoming":
+        raise NotOpen(f"competition {comp.id} opens at {iso(comp.opens_at)}; submit after that")
+    if state == "closed":
+        raise Closed(
+            f"competition {comp.id} closed at {iso(comp.closes_at)}; it takes no more submissions"
+        )
+
+
+def quota(session: Session, comp: Competition, participant: Participant, now: datetime) -> Quota:
+    """Submissions left today (None without a limit); failed ones do not count."""
+    resets = next_midnight(now)
+    if comp.daily_limit is None:
+        return Quota(None, resets)
+    used = session.scalar(
+        select(func.count()).where(
+            Submission.competition_id == comp.id,
+            Submission.participant_id == participant.id,
+            Submission.created_at >= resets - timedelta(days=1),
+            Submission.state != "failed",
+        )
+    )
+    return Quota(max(comp.daily_limit - int(used or 0), 0), resets)
+
+
+def check_quota(
+    session: Session, comp: Competition, participant: Participant, now: datetime
+) -> None:
+    """Refuse a submission over the daily limit, saying when it resets."""
+    left = quota(session, comp, participant, now)
+    if left.remaining == 0:
+        raise QuotaExceeded(
+            f"you used all {comp.daily_limit} submissions for today in competition {comp.id}; "
+            f"the limit resets at {iso(left.resets_at)}",
+            resets_at=left.resets_at,
+        )
+
+
+def lock(session: Session, comp: Competition, participant: Participant) -> None:
+    """Serialise one participant's submissions to one competition (quota check, then insert)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:c, :p)"), {"c": comp.id, "p": participant.id}
+        )
+
+
+def by_key(session: Session, participant: Participant, key: str | None) -> Submission | None:
+    """The submission an Idempotency-Key already made, if any."""
+    if key is None:
+        return None
+    return session.scalar(
+        select(Submission).where(
+            Submission.participant_id == participant.id, Submission.idempotency_key == key
+        )
+    )
+
+
+def record(
+    session: Session,
+    *,
+    comp: Competition,
+    participant: Participant,
+    scored: Scored | None,
+    predictions: bytes,
+    key: str | None,
+    now: datetime,
+) -> tuple[Submission, bool]:
+    """Store a submission (scored, awaiting, or pending when `scored` is None) with its
+    leaderboard update, in the caller's transaction. Returns it and whether it is new."""
+    lock(session, comp, participant)
+    existing = by_key(session, participant, key)
+    if existing is not None:
+        return existing, False
+    check_open(comp, participant, now)
+    check_quota(session, comp, participant, now)
+    blob = Blob(data=predictions)
+    session.add(blob)
+    session.flush()
+    sub = Submission(
+        competition_id=comp.id,
+        participant_id=participant.id,
+        state="pending",
+        predictions_blob_id=blob.id,
+        idempotency_key=key,
+        created_at=now,
+    )
+    session.add(sub)
+    session.flush()
+    if scored is None:
+        leaderboards.apply(session, comp, sub)
+    else:
+        settle(session, comp, sub, scored, now=now, fresh=True)
+    return sub, True
+
+
+def settle(
+    session: Session,
+    comp: Competition,
+    sub: Submission,
+    scored: Scored,
+    *,
+    now: datetime,
+    fresh: bool = False,
+) -> None:
+    """Record a score for a submission, keep it in the history, and update the boards."""
+    sub.state = scored.state
+    sub.public_score, sub.private_score = scored.public_score, scored.private_score
+    sub.scored_at = now
+    sub.reason = None
+    session.add(
+        Score(
+            submission_id=sub.id,
+            public_score=scored.public_score,
+            private_score=scored.private_score,
+            answer_rows=scored.answer_rows,
+            at=now,
+        )
+    )
+    leaderboards.apply(session, comp, sub, count=fresh)
+
+
+def fail(session: Session, comp: Competition, sub: Submission, reason: str) -> None:
+    """Mark a pending submission failed; it no longer counts against the limit."""
+    sub.state, sub.reason = "failed", reason
+    leaderboards.rebuild(session, comp)
+
+
+def pending(session: Session) -> list[Submission]:
+    """Submissions acknowledged but not yet scored (to finish after a restart)."""
+    return list(session.scalars(select(Submission).where(Submission.state == "pending")))
+
+
+def get(session: Session, submission_id: int) -> Submission:
+    """One submission, or a NotFound."""
+    sub = session.get(Submission, submission_id)
+    if sub is None:
+        raise NotFound(f"no submission {submission_id}; list yours at /api/v1/submissions")
+    return sub
+
+
+def visible(session: Session, sub: Submission, participant: Participant) -> Competition:
+    """Allow the owner and the competition's host to see a submission."""
+    comp = session.get_one(Competition, sub.competition_id)
+    if participant.id not in (sub.participant_id, comp.host_id):
+        raise NotFound(f"no submission {sub.id}; list yours at /api/v1/submissions")
+    return comp
+
+
+def mine(
+    session: Session, participant: Participant, competition_id: int | None = None
+) -> list[Submission]:
+    """A participant's submissions, newest first."""
+    query = select(Submission).where(Submission.participant_id == participant.id)
+    if competition_id is not None:
+        query = query.where(Submission.competition_id == competition_id)
+    return list(session.scalars(query.order_by(Submission.id.desc())))
+
+
+def history(session: Session, sub: Submission, *, private: bool) -> list[dict[str, Any]]:
+    """Every scoring of a submission, oldest first."""
+    rows = session.scalars(select(Score).where(Score.submission_id == sub.id).order_by(Score.id))
+    return [
+        {
+            "public_score": s.public_score,
+            "private_score": s.private_score if private else None,
+            "answer_rows": s.answer_rows,
+            "at": iso(s.at),
+        }
+        for s in rows
+    ]
+
+
+def as_json(
+    session: Session, sub: Submission, comp: Competition, owner: Participant, now: datetime
+) -> dict[str, Any]:
+    """The view of a submission: private score only once the competition has closed."""
+    closed = status(comp, now) == "closed"
+    left = quota(session, comp, owner, now)
+    return {
+        "id": sub.id,
+        "competition_id": comp.id,
+        "participant": {"id": owner.id, "name": owner.name},
+        "state": sub.state,
+        "reason": sub.reason,
+        "public_score": sub.public_score,
+        "private_score": sub.private_score if closed else None,
+        "rank": leaderboards.rank(session, comp, participant=owner),
+        "created_at": iso(sub.created_at),
+        "scored_at": iso(sub.scored_at),
+        "remaining_today": left.remaining,
+        "quota_resets_at": iso(left.resets_at),
+        "history": history(session, sub, private=closed),
+    }

@@ -1,0 +1,74 @@
+"""Where scoring runs: small jobs on a thread, large ones in a process pool or on Dask,
+so the server's event loop never waits on a metric."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _warm() -> bool:
+    """Import the scoring stack in a worker before the first real job."""
+    import crowdsource.scoring  # noqa: F401
+
+    return True
+
+
+class Workers:
+    """Runs jobs off the event loop: inline-sized ones on threads, big ones elsewhere."""
+
+    def __init__(
+        self,
+        *,
+        backend: str = "process",
+        processes: int = 2,
+        inline_bytes: int = 256 * 1024,
+        dask_scheduler: str = "",
+    ) -> None:
+        self.backend = backend
+        self.inline_bytes = inline_bytes
+        self._threads = ThreadPoolExecutor(4, thread_name_prefix="crowdsource-score")
+        self._pool: Executor | None = None
+        self._dask: Any = None
+        if backend == "process":
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["crowdsource.scoring"])
+            self._pool = ProcessPoolExecutor(processes, mp_context=context)
+        elif backend == "dask":
+            from distributed import Client
+
+            self._dask = Client(
+                dask_scheduler or None, asynchronous=False, processes=not dask_scheduler and True
+            )
+        elif backend != "thread":
+            raise ValueError(f"scoring backend must be process, thread or dask; got {backend!r}")
+
+    def warm(self) -> None:
+        """Start pool workers now rather than on the first big submission."""
+        if self._pool is not None:
+            for future in [self._pool.submit(_warm) for _ in range(2)]:
+                future.result()
+
+    async def run(self, size: int, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` off the loop; `size` (bytes of input) picks where."""
+        loop = asyncio.get_running_loop()
+        if size <= self.inline_bytes or self.backend == "thread":
+            return await loop.run_in_executor(self._threads, fn, *args)
+        if self._dask is not None:
+            future = self._dask.submit(fn, *args, pure=False)
+            return await loop.run_in_executor(self._threads, future.result)
+        assert self._pool is not None
+        return await loop.run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        """Shut the pools down."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._dask is not None:
+            self._dask.close()
