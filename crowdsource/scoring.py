@@ -222,7 +222,8 @@ def _nan_rows(values: pd.DataFrame) -> None:
     bad = values.isna().to_numpy().any(axis=1)
     if bad.any():
         raise InvalidSubmission(
-            f"{int(bad.sum())} rows have empty (NaN) predictions (ids {_listed(values.index.to_numpy()[bad])})"
+            f"{int(bad.sum())} rows have empty (NaN) predictions "
+            f"(ids {_listed(values.index.to_numpy()[bad])})"
         )
 
 
@@ -251,7 +252,8 @@ def _floats(values: pd.DataFrame) -> np.ndarray:
     bad = ~np.isfinite(array).all(axis=1)
     if bad.any():
         raise InvalidSubmission(
-            f"{int(bad.sum())} rows have infinite values (ids {_listed(values.index.to_numpy()[bad])})"
+            f"{int(bad.sum())} rows have infinite values "
+            f"(ids {_listed(values.index.to_numpy()[bad])})"
         )
     return array
 

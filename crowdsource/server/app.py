@@ -17,6 +17,7 @@ from traitlets import Enum, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Application
 
 from crowdsource._version import __version__
+from crowdsource.ratelimit import RateLimiter
 from crowdsource.service import Service
 from crowdsource.workers import Workers
 
@@ -45,13 +46,16 @@ def routes() -> list[Any]:
     return table
 
 
-def make_app(service: Service, *, allow_origins: list[str], max_body_size: int) -> web.Application:
+def make_app(
+    service: Service, *, allow_origins: list[str], max_body_size: int, limiter: RateLimiter
+) -> web.Application:
     """The Tornado application over a service."""
     from crowdsource.server.handlers.base import NotFoundHandler
 
     return web.Application(
         routes(),
         service=service,
+        rate_limiter=limiter,
         allow_origins=allow_origins,
         max_body_size=max_body_size,
         default_handler_class=NotFoundHandler,
@@ -130,6 +134,14 @@ class CrowdsourceServer(Application):
     dask_scheduler = Unicode(
         "", help=("Dask scheduler address for --scoring=dask (empty: a local cluster).")
     ).tag(config=True)
+    write_rate = Float(
+        20.0,
+        help=(
+            "Writes (POSTs) per second allowed per participant, sustained; 0 turns the limit "
+            "off. Above it the server answers 429 with Retry-After."
+        ),
+    ).tag(config=True)
+    write_burst = Integer(200, help="Writes per participant allowed in one burst.").tag(config=True)
     config_file = Unicode("", help="A Python or JSON config file to load.").tag(config=True)
 
     aliases = {
@@ -143,6 +155,8 @@ class CrowdsourceServer(Application):
         "scoring-processes": "CrowdsourceServer.scoring_processes",
         "dask-scheduler": "CrowdsourceServer.dask_scheduler",
         "config": "CrowdsourceServer.config_file",
+        "write-rate": "CrowdsourceServer.write_rate",
+        "write-burst": "CrowdsourceServer.write_burst",
         "log-level": "Application.log_level",
     }
     flags = {"debug": ({"Application": {"log_level": "DEBUG"}}, "Log at debug level.")}
@@ -193,7 +207,10 @@ class CrowdsourceServer(Application):
         )
         service = Service(db=self.db, secret=load_secret(Path(self.secret_file)), workers=workers)
         max_body = int(self.max_body_mb * 2**20)
-        app = make_app(service, allow_origins=list(self.allow_origins), max_body_size=max_body)
+        limiter = RateLimiter(rate=self.write_rate, burst=self.write_burst)
+        app = make_app(
+            service, allow_origins=list(self.allow_origins), max_body_size=max_body, limiter=limiter
+        )
         server = HTTPServer(app, max_body_size=max_body * 4 + 1024, xheaders=True)
         server.listen(self.port, self.ip)
         url = f"http://{'127.0.0.1' if self.ip in ('0.0.0.0', '') else self.ip}:{self.port}"

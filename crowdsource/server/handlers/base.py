@@ -64,7 +64,7 @@ class APIHandler(web.RequestHandler):
     @property
     def service(self) -> Service:
         """The server's service facade."""
-        return self.settings["service"]  # type: ignore[no-any-return]
+        return self.settings["service"]
 
     def set_default_headers(self) -> None:
         """JSON by default; CORS for the configured origins."""
@@ -96,6 +96,8 @@ class APIHandler(web.RequestHandler):
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthorized("send the token as 'Authorization: Bearer <token>'")
             self.viewer = await self.service.authenticate(token.strip())
+            if self.request.method == "POST":
+                self.settings["rate_limiter"].check(self.viewer.id)
 
     def data_received(self, chunk: bytes) -> None:
         """Keep body chunks up to the limit; past it, count and drop them."""
