@@ -16,7 +16,7 @@ from crowdsource import frames
 from crowdsource.errors import BadRequest, Forbidden, InvalidCompetition, NotFound
 from crowdsource.metrics import DEFAULT_METRIC, allowed_metrics, get_metric
 from crowdsource.models import Blob, Competition, Participant
-from crowdsource.scoring import Spec, canonical_labels, prepare_truth
+from crowdsource.scoring import Spec, canonical_labels, coerce_ids, prepare_truth
 from crowdsource.timeutil import iso, parse_time
 
 TYPES = ("classify", "regress", "predict", "cluster")
@@ -219,10 +219,9 @@ def _check_answer(
         raise InvalidCompetition(f"the answer lacks column(s) {', '.join(missing)}")
     if partial:
         return
-    if len(answer) != len(dataset) or not np.array_equal(
-        np.sort(answer[id_column].astype(str).to_numpy()),
-        np.sort(dataset[id_column].astype(str).to_numpy()),
-    ):
+    expected = np.sort(dataset[id_column].to_numpy())
+    ids = np.sort(coerce_ids(answer[id_column].to_numpy(), expected, id_column))
+    if len(ids) != len(expected) or not np.array_equal(ids, expected):
         raise InvalidCompetition(
             "the answer must have exactly one row per dataset id (only 'predict' "
             "competitions take answers later or in parts)"

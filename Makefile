@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint unit bench system-deps clean
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(STAMP): pyproject.toml package.json | $(PY)
+	$(PIP) install -q -U pip editables
+	$(PIP) install -q -e '.[test,dask]'
+	touch $@
+
+install: $(STAMP)
+
+# Debian packages the browser tests and the benchmark use (the machine runs as root).
+system-deps:
+	@command -v chromium >/dev/null && command -v wrk >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium wrk >/dev/null; }
+
+demo: install
+	bash examples/demo.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+unit: install system-deps
+	$(VENV)/bin/pytest
+
+test: lint unit
+
+bench: install system-deps
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build dist lib node_modules crowdsource/labextension
