@@ -40,11 +40,12 @@ class Workers:
             context.set_forkserver_preload(["crowdsource.scoring"])
             self._pool = ProcessPoolExecutor(processes, mp_context=context)
         elif backend == "dask":
-            from distributed import Client
+            from distributed import Client, LocalCluster
 
-            self._dask = Client(
-                dask_scheduler or None, asynchronous=False, processes=not dask_scheduler and True
+            cluster = dask_scheduler or LocalCluster(
+                n_workers=processes, threads_per_worker=1, dashboard_address=None
             )
+            self._dask = Client(cluster)
         elif backend != "thread":
             raise ValueError(f"scoring backend must be process, thread or dask; got {backend!r}")
 

@@ -154,6 +154,7 @@ class CrowdsourceServer(Application):
         "scoring": "CrowdsourceServer.scoring",
         "scoring-processes": "CrowdsourceServer.scoring_processes",
         "dask-scheduler": "CrowdsourceServer.dask_scheduler",
+        "inline-kb": "CrowdsourceServer.inline_kb",
         "config": "CrowdsourceServer.config_file",
         "write-rate": "CrowdsourceServer.write_rate",
         "write-burst": "CrowdsourceServer.write_burst",

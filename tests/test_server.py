@@ -1,0 +1,140 @@
+"""The server as a whole: its API description, migrations, processes, scoring backends."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import requests
+import websocket
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+
+from crowdsource.db import database_url
+from crowdsource.models import Base
+from crowdsource.server.app import routes
+from tests.api import Api, classify_data, events_url, read_event
+from tests.support import ServerProcess
+
+
+def test_openapi_lists_every_route(sqlite_server: ServerProcess) -> None:
+    """Every API route the server serves is in its OpenAPI document."""
+    doc = requests.get(sqlite_server.url + "/api/v1/openapi.json", timeout=10).json()
+    described = {re.sub(r"\{\w+\}", "{}", path) for path in doc["paths"]}
+    served = {
+        re.sub(r"\(.*?\)", "{}", pattern) for pattern, *_ in routes() if pattern.startswith("/api/")
+    }
+    assert served - described == set()
+    assert described - served == set()
+
+
+def test_migrations_match_the_models(tmp_path: Path, new_server) -> None:
+    """The schema the migrations build is the schema the code expects, and reopens."""
+    db = tmp_path / "old.db"
+    first = new_server(str(db))
+    Api(first)
+    first.stop()
+    new_server(str(db)).stop()
+    engine = create_engine(database_url(str(db)))
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert conn.execute(text("SELECT count(*) FROM participants")).scalar() == 1
+
+
+def test_help_explains_the_options() -> None:
+    """`python -m crowdsource.server --help` names the options people need."""
+    out = subprocess.run(
+        [sys.executable, "-m", "crowdsource.server", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    for option in ("--port", "--db", "--ip", "--scoring", "--max-body-mb", "--write-rate"):
+        assert option in out
+
+
+def test_secret_is_generated_beside_the_database(tmp_path: Path, new_server) -> None:
+    """No secret ships: the first start writes one, readable by the owner only."""
+    new_server(str(tmp_path / "cs.db"))
+    secret = tmp_path / "cs.db.secret"
+    assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_text()) == 64
+
+
+def test_events_cross_processes_on_postgresql(pg_url: str, tmp_path: Path, new_server) -> None:
+    """Two server processes on one PostgreSQL: a score on one is pushed by the other."""
+    secret = f"--secret-file={tmp_path / 'shared.secret'}"
+    one, two = new_server(pg_url, secret), new_server(pg_url, secret)
+    dataset, answer = classify_data(60)
+    host, bob = Api(one), Api(one)
+    comp = host.host(
+        type="classify", metric="accuracy", targets=["label"], dataset=dataset, answer=answer
+    )
+    ws = websocket.create_connection(events_url(two, competition=comp["id"]))
+    read_event(ws, "hello")
+    bob.url = two.url
+    assert bob.submit(comp["id"], answer).status_code == 201
+    assert read_event(ws, "leaderboard.changed")["data"]["entries"][0]["score"] == 1.0
+    ws.close()
+
+
+def test_dask_scores_large_submissions(tmp_path: Path, new_server) -> None:
+    """With --scoring=dask, submissions are scored on a Dask cluster."""
+    server = new_server(str(tmp_path / "dask.db"), "--scoring=dask", "--inline-kb=0")
+    dataset, answer = classify_data(500)
+    host, bob = Api(server), Api(server)
+    comp = host.host(
+        type="classify", metric="accuracy", targets=["label"], dataset=dataset, answer=answer
+    )
+    assert bob.submit(comp["id"], answer).json()["public_score"] == 1.0
+
+
+def test_server_answers_while_a_million_rows_score(sqlite_server: ServerProcess) -> None:
+    """A 1,000,000-row submission is scored off the event loop: reads go on meanwhile."""
+    n = 1_000_000
+    rng = np.random.default_rng(0)
+    ids, y = rng.permutation(n), rng.normal(size=n)
+    host, bob = Api(sqlite_server), Api(sqlite_server)
+    comp = host.host(
+        type="regress",
+        metric="rmse",
+        targets=["y"],
+        dataset={"format": "parquet", "data": _b64(pd.DataFrame({"id": ids}))},
+        answer={"format": "parquet", "data": _b64(pd.DataFrame({"id": ids, "y": y}))},
+    )
+    body = io.BytesIO()
+    pd.DataFrame({"id": ids[::-1], "y": 0.0}).to_parquet(body)
+    done: list[float] = []
+    big = threading.Thread(
+        target=lambda: done.append(
+            bob.post(
+                f"/competitions/{comp['id']}/submissions",
+                data=body.getvalue(),
+                headers={"Content-Type": "application/vnd.apache.parquet"},
+            ).json()["public_score"]
+        )
+    )
+    big.start()
+    reads = 0
+    while big.is_alive():
+        assert bob.get(f"/competitions/{comp['id']}/leaderboard").status_code == 200
+        reads += 1
+    big.join()
+    assert done[0] == np.sqrt(np.mean(y**2))
+    assert reads > 5
+
+
+def _b64(df: pd.DataFrame) -> str:
+    """A frame as base64 Parquet."""
+    import base64
+
+    buf = io.BytesIO()
+    df.to_parquet(buf)
+    return base64.b64encode(buf.getvalue()).decode()
