@@ -377,18 +377,27 @@ def score_body(db_url: str, spec: Spec, body: bytes, content_type: str | None) -
     """Decode, validate, align and score one submission body: the unit of scoring work."""
     df = frames.decode_body(body, content_type, key="predictions")
     expected, truth = CACHE.get(db_url, spec)
-    return score_frame(spec, df, expected, truth)
+    return score_frame(
+        spec, df, expected, truth, raw=body if frames.is_parquet(content_type) else None
+    )
 
 
-def score_frame(spec: Spec, df: pd.DataFrame, expected: np.ndarray, truth: Truth | None) -> Scored:
-    """Validate, align and score a decoded frame."""
+def score_frame(
+    spec: Spec,
+    df: pd.DataFrame,
+    expected: np.ndarray,
+    truth: Truth | None,
+    *,
+    raw: bytes | None = None,
+) -> Scored:
+    """Validate, align and score a decoded frame; keep `raw` Parquet as the stored copy."""
     if expected.dtype == object:
         expected = expected.astype(str).astype(object)
     values = align(spec, df, expected)
     pred = encode_predictions(spec, values)
     public, private, used = score_against(spec, truth, values.index.to_numpy(), pred)
-    stored = values.reset_index()
-    return Scored(public, private, used, frames.to_parquet(stored))
+    stored = raw if raw is not None else frames.to_parquet(values.reset_index())
+    return Scored(public, private, used, stored)
 
 
 def rescore(db_url: str, spec: Spec, predictions: bytes) -> Scored:

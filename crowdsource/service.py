@@ -29,9 +29,11 @@ Listener = Callable[[Event], None]
 class Service:
     """Participants, competitions, submissions and leaderboards, with live events."""
 
-    def __init__(self, *, db: str, secret: bytes, workers: Workers) -> None:
+    def __init__(
+        self, *, db: str, secret: bytes, workers: Workers, sqlite_synchronous: str = "NORMAL"
+    ) -> None:
         self.db_url = database_url(db)
-        self.engine = make_engine(self.db_url)
+        self.engine = make_engine(self.db_url, synchronous=sqlite_synchronous)
         migrate(self.engine)
         self.sessions = session_factory(self.engine)
         self.secret = secret
@@ -44,17 +46,43 @@ class Service:
         self._boards: dict[tuple[int, str], dict[str, Any]] = {}
         self._hydrating: dict[int, bool] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._specs: dict[int, scoring.Spec] = {}
+        self._tokens: dict[str, Participant] = {}
 
     # ------------------------------------------------------------ plumbing
 
+    def _tx_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(session, *args)` in one transaction, here."""
+        with self.sessions.begin() as session:
+            return fn(session, *args)
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        """Run `fn()` on a database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, fn)
+
     async def tx(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(session, *args)` in one transaction on a database thread."""
+        return await self._in_thread(lambda: self._tx_sync(fn, *args))
 
-        def run() -> T:
-            with self.sessions.begin() as session:
-                return fn(session, *args)
+    async def _spec(self, competition_id: int) -> scoring.Spec:
+        """A competition's scoring spec, cached until its answer changes."""
+        spec = self._specs.get(competition_id)
+        if spec is None:
+            spec = await self.tx(lambda s: competitions.spec(competitions.get(s, competition_id)))
+            self._specs[competition_id] = spec
+        return spec
 
-        return await asyncio.get_running_loop().run_in_executor(self._threads, run)
+    def _precheck(
+        self, session: Session, competition_id: int, participant: Participant, key: str | None
+    ) -> dict[str, Any] | None:
+        """Before costly work: the submission a key already made, or the open and quota rules."""
+        comp = competitions.get(session, competition_id)
+        existing = submissions.by_key(session, participant, key)
+        if existing is not None:
+            return self._sub_json(session, existing)
+        submissions.check_open(comp, participant, utcnow())
+        submissions.check_quota(session, comp, participant, utcnow())
+        return None
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a background task, keeping a reference and logging its failure."""
@@ -86,6 +114,8 @@ class Service:
 
     def _on_event(self, event: Event) -> None:
         """Hydrate events from any process and pass them to listeners."""
+        if event.type == "competition.resolved":
+            self._specs.pop(event.competition_id, None)
         if event.type == "leaderboard.changed":
             self._forget(event.competition_id)
             if event.competition_id in self._hydrating:
@@ -136,10 +166,17 @@ class Service:
     # ------------------------------------------------------------ participants
 
     async def authenticate(self, token: str) -> Participant:
-        """The participant a token belongs to."""
-        return await self.tx(
-            lambda s: participants.authenticate(s, token=token, secret=self.secret)
-        )
+        """The participant a token belongs to (cached: participants never change)."""
+        digest = participants.hash_token(token, secret=self.secret)
+        found = self._tokens.get(digest)
+        if found is None:
+            found = await self.tx(
+                lambda s: participants.authenticate(s, token=token, secret=self.secret)
+            )
+            if len(self._tokens) > 100_000:
+                self._tokens.clear()
+            self._tokens[digest] = found
+        return found
 
     async def register(self, name: Any) -> dict[str, Any]:
         """Register a participant; the answer holds the token, once."""
@@ -260,6 +297,7 @@ class Service:
             return count, competitions.spec(comp)
 
         count, spec = await self.tx(run)
+        self._specs.pop(competition_id, None)
         rescored = await self._rescore(competition_id, spec)
         self._publish("competition.resolved", competition_id, answer_rows=count, rescored=rescored)
         self._publish("leaderboard.changed", competition_id)
@@ -305,26 +343,16 @@ class Service:
     ) -> tuple[dict[str, Any], bool]:
         """Validate, score and record a submission. Returns its view and whether it is new."""
         key = submissions.check_key(key)
-
-        def precheck(session: Session) -> tuple[scoring.Spec, dict[str, Any] | None]:
-            comp = competitions.get(session, competition_id)
-            existing = submissions.by_key(session, participant, key)
+        spec = await self._spec(competition_id)
+        big = len(body) > self.workers.inline_bytes
+        if big or not wait:
+            existing = await self.tx(self._precheck, competition_id, participant, key)
             if existing is not None:
-                return competitions.spec(comp), self._sub_json(session, existing)
-            submissions.check_open(comp, participant, utcnow())
-            submissions.check_quota(session, comp, participant, utcnow())
-            return competitions.spec(comp), None
-
-        spec, existing = await self.tx(precheck)
-        if existing is not None:
-            return existing, False
+                return existing, False
         if not wait:
             return await self._submit_later(spec, participant, body, content_type, key)
-        scored = await self.workers.run(
-            len(body), scoring.score_body, self.db_url, spec, body, content_type
-        )
 
-        def record(session: Session) -> tuple[dict[str, Any], bool, bool]:
+        def record(session: Session, scored: scoring.Scored) -> tuple[dict[str, Any], bool, bool]:
             comp = competitions.get(session, competition_id)
             sub, new = submissions.record(
                 session,
@@ -338,7 +366,18 @@ class Service:
             stale = comp.answer_blob_id != spec.answer_blob_id
             return self._sub_json(session, sub), new, stale
 
-        data, new, stale = await self.tx(record)
+        if big:
+            scored = await self.workers.run(
+                len(body), scoring.score_body, self.db_url, spec, body, content_type
+            )
+            data, new, stale = await self.tx(record, scored)
+        else:
+            data, new, stale = await self._in_thread(
+                lambda: self._tx_sync(
+                    record, scoring.score_body(self.db_url, spec, body, content_type)
+                )
+            )
+
         if new:
             self._announce_scored(data)
         if stale:
