@@ -23,12 +23,17 @@ def is_parquet(content_type: str | None) -> bool:
     return bool(content_type) and any(t in str(content_type) for t in PARQUET_TYPES)
 
 
-def read_parquet(data: bytes) -> pd.DataFrame:
-    """Decode Parquet bytes, with a readable error for anything else."""
+def read_table(data: bytes) -> pa.Table:
+    """Decode Parquet bytes to an Arrow table, with a readable error for anything else."""
     try:
-        return pq.read_table(pa.BufferReader(data)).to_pandas()
+        return pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise BadRequest(f"the body is not a readable Parquet file ({exc})") from exc
+
+
+def read_parquet(data: bytes) -> pd.DataFrame:
+    """Decode Parquet bytes to a DataFrame."""
+    return read_table(data).to_pandas()
 
 
 def to_parquet(df: pd.DataFrame) -> bytes:

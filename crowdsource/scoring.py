@@ -180,10 +180,26 @@ def _encode_truth(spec: Spec, targets: pd.DataFrame) -> np.ndarray:
 # ---------------------------------------------------------------- predictions
 
 
-def check_columns(spec: Spec, df: pd.DataFrame) -> None:
+Columns = dict[str, np.ndarray]
+
+
+def read_columns(body: bytes, content_type: str | None) -> Columns:
+    """A submission body as named numpy columns (Parquet read without a pandas detour)."""
+    if frames.is_parquet(content_type):
+        table = frames.read_table(body)
+        index = (table.schema.pandas_metadata or {}).get("index_columns", [])
+        return {
+            str(name): column.to_numpy(zero_copy_only=False)
+            for name, column in zip(table.column_names, table.columns, strict=True)
+            if name not in index
+        }
+    df = frames.decode_body(body, content_type, key="predictions")
+    return {str(c): df[c].to_numpy() for c in df.columns}
+
+
+def check_columns(spec: Spec, got: list[str]) -> None:
     """Refuse a frame without the id column or with wrong prediction columns."""
     expected = [spec.id_column, *spec.prediction_columns]
-    got = [str(c) for c in df.columns]
     if spec.id_column not in got:
         raise InvalidSubmission(
             f"predictions need the id column '{spec.id_column}'; got columns: {', '.join(got)}"
@@ -199,11 +215,10 @@ def check_columns(spec: Spec, df: pd.DataFrame) -> None:
         )
 
 
-def align(spec: Spec, df: pd.DataFrame, expected: np.ndarray) -> pd.DataFrame:
-    """The prediction columns sorted by id, after checking ids match the dataset's exactly."""
-    df.columns = [str(c) for c in df.columns]
-    check_columns(spec, df)
-    ids = coerce_ids(df[spec.id_column].to_numpy(), expected, spec.id_column)
+def align(spec: Spec, cols: Columns, expected: np.ndarray) -> tuple[np.ndarray, Columns]:
+    """Sorted ids and the prediction columns in their order, once the ids match exactly."""
+    check_columns(spec, list(cols))
+    ids = coerce_ids(cols[spec.id_column], expected, spec.id_column)
     order, ids = sorted_ids(ids, spec.id_column)
     if len(ids) != len(expected) or not np.array_equal(ids, expected):
         missing = np.setdiff1d(expected, ids, assume_unique=True)
@@ -212,76 +227,75 @@ def align(spec: Spec, df: pd.DataFrame, expected: np.ndarray) -> pd.DataFrame:
             [f"{len(extra)} unknown ids ({_listed(extra)})"] if len(extra) else []
         )
         raise InvalidSubmission("; ".join(parts) + ": submit one row for each dataset id")
-    out = df[spec.prediction_columns].iloc[order]
-    out.index = pd.Index(ids, name=spec.id_column)
-    return out
+    return ids, {c: cols[c][order] for c in spec.prediction_columns}
 
 
-def _nan_rows(values: pd.DataFrame) -> None:
+def _nan_rows(ids: np.ndarray, values: Columns) -> None:
     """Refuse empty (NaN) predictions, naming the rows."""
-    bad = values.isna().to_numpy().any(axis=1)
+    bad = np.zeros(len(ids), dtype=bool)
+    for column in values.values():
+        bad |= np.isnan(column) if column.dtype.kind == "f" else pd.isna(column)
     if bad.any():
         raise InvalidSubmission(
-            f"{int(bad.sum())} rows have empty (NaN) predictions "
-            f"(ids {_listed(values.index.to_numpy()[bad])})"
+            f"{int(bad.sum())} rows have empty (NaN) predictions (ids {_listed(ids[bad])})"
         )
 
 
-def encode_predictions(spec: Spec, values: pd.DataFrame) -> np.ndarray:
+def encode_predictions(spec: Spec, ids: np.ndarray, values: Columns) -> np.ndarray:
     """Predictions as the metric wants them, after checking their values."""
-    _nan_rows(values)
+    _nan_rows(ids, values)
     needs = spec.needs
+    first = values[spec.prediction_columns[0]]
     if needs == "labels":
-        return _encode_labels(spec, values.iloc[:, 0])
+        return _encode_labels(spec, first)
     if needs == "clusters":
-        return pd.factorize(values.iloc[:, 0])[0]
-    array = _floats(values)
+        return pd.factorize(first)[0]
+    array = _floats(ids, values)
     if needs == "probabilities":
-        _check_probabilities(array, values.index)
+        _check_probabilities(array, ids)
         return array / array.sum(axis=1, keepdims=True)
     return array[:, 0] if array.shape[1] == 1 else array
 
 
-def _floats(values: pd.DataFrame) -> np.ndarray:
-    """The prediction columns as finite floats."""
-    try:
-        array = values.to_numpy(dtype="float64")
-    except (ValueError, TypeError) as exc:
-        cols = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
-        raise InvalidSubmission(f"columns must be numbers: {', '.join(cols)}") from exc
+def _floats(ids: np.ndarray, values: Columns) -> np.ndarray:
+    """The prediction columns as one matrix of finite floats."""
+    wrong = [c for c, v in values.items() if v.dtype.kind not in "fiub"]
+    if wrong:
+        raise InvalidSubmission(f"columns must be numbers: {', '.join(wrong)}")
+    array = np.column_stack([v.astype("float64", copy=False) for v in values.values()])
     bad = ~np.isfinite(array).all(axis=1)
     if bad.any():
         raise InvalidSubmission(
-            f"{int(bad.sum())} rows have infinite values "
-            f"(ids {_listed(values.index.to_numpy()[bad])})"
+            f"{int(bad.sum())} rows have infinite values (ids {_listed(ids[bad])})"
         )
     return array
 
 
-def _check_probabilities(array: np.ndarray, ids: pd.Index) -> None:
+def _check_probabilities(array: np.ndarray, ids: np.ndarray) -> None:
     """Probabilities must lie in [0, 1] and each row must sum to 1."""
     outside = ((array < 0) | (array > 1)).any(axis=1)
     if outside.any():
         raise InvalidSubmission(
             f"{int(outside.sum())} rows have probabilities outside [0, 1] "
-            f"(ids {_listed(ids.to_numpy()[outside])})"
+            f"(ids {_listed(ids[outside])})"
         )
     off = np.abs(array.sum(axis=1) - 1) > 0.01
     if off.any():
         raise InvalidSubmission(
             f"{int(off.sum())} rows have probabilities that do not sum to 1 "
-            f"(ids {_listed(ids.to_numpy()[off])})"
+            f"(ids {_listed(ids[off])})"
         )
 
 
-def _encode_labels(spec: Spec, labels: pd.Series) -> np.ndarray:
+def _encode_labels(spec: Spec, labels: np.ndarray) -> np.ndarray:
     """Predicted labels as class codes; unknown labels are refused."""
     classes = canonical_labels(list(spec.classes or ()))
     lookup = {c: i for i, c in enumerate(classes)}
-    codes = pd.Series(canonical_labels(labels.to_numpy())).map(lookup)
+    given = canonical_labels(labels)
+    codes = pd.Series(given).map(lookup)
     unknown = codes.isna().to_numpy()
     if unknown.any():
-        names = np.unique(canonical_labels(labels.to_numpy()[unknown]))
+        names = np.unique(given[unknown])
         raise InvalidSubmission(
             f"{int(unknown.sum())} rows have unknown labels ({_listed(names)}); "
             f"the classes are {', '.join(classes)}"
@@ -362,7 +376,7 @@ class AnswerCache:
     def _load(self, db_url: str, spec: Spec) -> tuple[np.ndarray, Truth | None]:
         """Load and prepare dataset ids and answer."""
         dataset = self._blob(db_url, spec.dataset_blob_id)
-        ids = pq.read_table(pa.BufferReader(dataset), columns=[spec.id_column])
+        ids = pq.ParquetFile(pa.BufferReader(dataset)).read([spec.id_column], use_threads=False)
         expected = np.sort(ids.column(0).to_numpy(zero_copy_only=False))
         if spec.answer_blob_id is None:
             return expected, None
@@ -375,29 +389,29 @@ CACHE = AnswerCache()
 
 def score_body(db_url: str, spec: Spec, body: bytes, content_type: str | None) -> Scored:
     """Decode, validate, align and score one submission body: the unit of scoring work."""
-    df = frames.decode_body(body, content_type, key="predictions")
+    cols = read_columns(body, content_type)
     expected, truth = CACHE.get(db_url, spec)
-    return score_frame(
-        spec, df, expected, truth, raw=body if frames.is_parquet(content_type) else None
-    )
+    raw = body if frames.is_parquet(content_type) else None
+    return score_columns(spec, cols, expected, truth, raw=raw)
 
 
-def score_frame(
+def score_columns(
     spec: Spec,
-    df: pd.DataFrame,
+    cols: Columns,
     expected: np.ndarray,
     truth: Truth | None,
     *,
     raw: bytes | None = None,
 ) -> Scored:
-    """Validate, align and score a decoded frame; keep `raw` Parquet as the stored copy."""
+    """Validate, align and score decoded columns; keep `raw` Parquet as the stored copy."""
     if expected.dtype == object:
         expected = expected.astype(str).astype(object)
-    values = align(spec, df, expected)
-    pred = encode_predictions(spec, values)
-    public, private, used = score_against(spec, truth, values.index.to_numpy(), pred)
-    stored = raw if raw is not None else frames.to_parquet(values.reset_index())
-    return Scored(public, private, used, stored)
+    ids, values = align(spec, cols, expected)
+    pred = encode_predictions(spec, ids, values)
+    public, private, used = score_against(spec, truth, ids, pred)
+    if raw is None:
+        raw = frames.to_parquet(pd.DataFrame({spec.id_column: ids, **values}))
+    return Scored(public, private, used, raw)
 
 
 def rescore(db_url: str, spec: Spec, predictions: bytes) -> Scored:
