@@ -155,7 +155,12 @@ def check(body: Any) -> Hosting:
     if not isinstance(body, dict):
         raise BadRequest("send a JSON object with title, type, targets, dataset and answer")
     kind = _choice(body, "type", TYPES)
-    metric = _choice(body, "metric", allowed_metrics(kind), DEFAULT_METRIC[kind])
+    metric = body.get("metric", DEFAULT_METRIC[kind])
+    if metric not in allowed_metrics(kind):
+        raise InvalidCompetition(
+            f"'metric' must fit a '{kind}' competition: one of "
+            f"{', '.join(allowed_metrics(kind))}; got {metric!r}"
+        )
     id_column = _text(body, "id_column", limit=200, default="id") or "id"
     targets = _targets(body, kind)
     opens = parse_time(body.get("opens_at"), field="opens_at")

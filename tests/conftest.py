@@ -18,8 +18,9 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[ServerProcess]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """One real server per database kind, shared by the session."""
     workdir = tmp_path_factory.mktemp(f"server-{request.param}")
     db = str(workdir / "crowdsource.db")

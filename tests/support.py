@@ -39,8 +39,15 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         """Start the process and wait until the API answers."""
-        cmd = [sys.executable, "-m", "crowdsource.server", "--ip=127.0.0.1",
-               f"--port={self.port}", f"--db={self.db}", *self.extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "crowdsource.server",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            f"--db={self.db}",
+            *self.extra,
+        ]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout

@@ -1,0 +1,58 @@
+"""The crowdsource Python client: `Client('host:port')`, competitions, submissions, compete."""
+
+from __future__ import annotations
+
+from crowdsource.client.client import Client
+from crowdsource.client.competitor import Competitor, RunResult
+from crowdsource.client.errors import (
+    BadRequest,
+    BodyTooLarge,
+    Closed,
+    Conflict,
+    ConnectionFailed,
+    CrowdsourceError,
+    Forbidden,
+    InvalidCompetition,
+    InvalidSubmission,
+    MethodNotAllowed,
+    NotFound,
+    NotOpen,
+    QuotaExceeded,
+    RateLimited,
+    ServerError,
+    Timeout,
+    Unauthorized,
+    UnexpectedResponse,
+    UnsupportedMediaType,
+)
+from crowdsource.client.events import EventStream
+from crowdsource.client.models import Competition, Event, Submission
+
+__all__ = [
+    "BadRequest",
+    "BodyTooLarge",
+    "Client",
+    "Closed",
+    "Competition",
+    "Competitor",
+    "Conflict",
+    "ConnectionFailed",
+    "CrowdsourceError",
+    "Event",
+    "EventStream",
+    "Forbidden",
+    "InvalidCompetition",
+    "InvalidSubmission",
+    "MethodNotAllowed",
+    "NotFound",
+    "NotOpen",
+    "QuotaExceeded",
+    "RateLimited",
+    "RunResult",
+    "ServerError",
+    "Submission",
+    "Timeout",
+    "Unauthorized",
+    "UnexpectedResponse",
+    "UnsupportedMediaType",
+]

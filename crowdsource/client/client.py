@@ -1,0 +1,517 @@
+"""The Python client: one requests session per thread, typed methods, DataFrames in and out."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import requests
+
+from crowdsource.client.config import (
+    Credentials,
+    credentials_path,
+    load_credentials,
+    normalize_url,
+    save_credentials,
+)
+from crowdsource.client.errors import (
+    ConnectionFailed,
+    CrowdsourceError,
+    InvalidCompetition,
+    InvalidSubmission,
+    Timeout,
+    Unauthorized,
+    UnexpectedResponse,
+    error_from_response,
+)
+from crowdsource.client.events import EventStream
+from crowdsource.client.frames import (
+    PARQUET,
+    frame_from_json,
+    frame_to_json,
+    from_parquet,
+    to_parquet,
+    with_id_column,
+)
+from crowdsource.client.models import (
+    LEADERBOARD_COLUMNS,
+    Competition,
+    Submission,
+    leaderboard_frame,
+)
+from crowdsource.client.progress import (
+    PROGRESS_BYTES,
+    ProgressReader,
+    interactive,
+    iter_with_progress,
+    make_bar,
+)
+
+if TYPE_CHECKING:
+    from crowdsource.client.competitor import Competitor, RunResult
+
+__all__ = ["Client"]
+
+API = "/api/v1"
+
+
+def _network_reason(exc: BaseException) -> str:
+    """The useful part of a requests network error, on one line."""
+    text = str(exc)
+    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if match:
+        return match.group(1).strip()
+    if "Read timed out" in text or isinstance(exc, requests.Timeout):
+        return "timed out"
+    return type(exc).__name__
+
+
+def _iso(value: datetime | timedelta | str | None) -> str | None:
+    """A time for the API: ISO UTC; a timedelta counts from now."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, timedelta):
+        value = datetime.now(timezone.utc) + value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat()
+
+
+def _default_name() -> str:
+    """A participant name that is unlikely to be taken."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "participant"
+    return f"{user}-{uuid.uuid4().hex[:6]}"
+
+
+class Client:
+    """A connection to one crowdsource server; `Client('host:port')` as in the seed."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        session: requests.Session | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        self.url = normalize_url(url)
+        self.timeout = timeout
+        self.progress = interactive() if progress is None else progress
+        self.participant: dict[str, Any] | None = None
+        self.token = token or os.environ.get("CROWDSOURCE_TOKEN") or self._saved_token()
+        self._session = session
+        self._local = threading.local()
+        self._id_columns: dict[int, str] = {}
+        self._competitor: Competitor | None = None
+
+    def __repr__(self) -> str:
+        who = (self.participant or {}).get("name") or ("token" if self.token else "anonymous")
+        return f"Client({self.url!r}, {who})"
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _saved_token(self) -> str | None:
+        """The token from this server's credentials file, if any."""
+        creds = load_credentials(self.url)
+        if creds is None:
+            return None
+        self.participant = {"id": creds.id, "name": creds.name}
+        return creds.token
+
+    @property
+    def session(self) -> requests.Session:
+        """The HTTP session for the calling thread (or the one passed in)."""
+        if self._session is not None:
+            return self._session
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        session: requests.Session = self._local.session
+        return session
+
+    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        """Authorization plus any extra headers."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return {**headers, **(extra or {})}
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send one request to `/api/v1{path}`; raise the matching CrowdsourceError on failure."""
+        url = f"{self.url}{API}{path}"
+        kwargs["headers"] = self._headers(kwargs.get("headers"))
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            response = self.session.request(method, url, **kwargs)
+        except requests.Timeout:
+            raise Timeout(
+                f"{method} {url}: no answer within {kwargs['timeout']} s (server busy or down?)"
+            ) from None
+        except requests.RequestException as exc:
+            raise ConnectionFailed(
+                f"cannot reach the crowdsource server at {self.url}: {_network_reason(exc)}"
+            ) from None
+        if response.status_code >= 400:
+            raise self._error(response)
+        return response
+
+    def _error(self, response: requests.Response) -> CrowdsourceError:
+        """The error for a failed response, with a hint when it is not our API at all."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or "error" not in body:
+            return UnexpectedResponse(
+                f"{response.request.method} {response.url} answered HTTP {response.status_code}"
+                f" without a crowdsource error: is {self.url} the right server URL?",
+                status=response.status_code,
+            )
+        error = error_from_response(response.status_code, body, response.reason or "error")
+        if isinstance(error, Unauthorized) and not self.token:
+            error.message += " (no token: run `crowdsource register` or set CROWDSOURCE_TOKEN)"
+            error.args = (error.message,)
+        return error
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request and decode its JSON answer."""
+        response = self.request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise UnexpectedResponse(
+                f"{method} {response.url} did not answer JSON: is {self.url} a crowdsource server?"
+            ) from None
+
+    def _upload(self, body: bytes, description: str) -> bytes | ProgressReader:
+        """The body to send, wrapped in a progress bar when large and interactive."""
+        if self.progress and len(body) > PROGRESS_BYTES:
+            return ProgressReader(body, make_bar(len(body), description))
+        return body
+
+    def _download(self, path: str, description: str, **kwargs: Any) -> requests.Response:
+        """GET a possibly large body, with a progress bar when large and interactive."""
+        response = self.request("GET", path, stream=True, **kwargs)
+        size = int(response.headers.get("Content-Length") or 0)
+        if self.progress and size > PROGRESS_BYTES:
+            chunks = iter_with_progress(response.iter_content(1 << 16), make_bar(size, description))
+            response._content = b"".join(chunks)
+        return response
+
+    def _frame(self, path: str, description: str) -> pd.DataFrame:
+        """GET a frame, asking for Parquet and accepting split-form JSON."""
+        response = self._download(path, description, headers={"Accept": PARQUET})
+        if response.headers.get("Content-Type", "").startswith(PARQUET):
+            return from_parquet(response.content)
+        try:
+            return frame_from_json(response.json())
+        except ValueError:
+            raise UnexpectedResponse(f"GET {response.url} did not answer a frame") from None
+
+    def _competition(self, data: dict[str, Any]) -> Competition:
+        """A Competition bound to this client; remember its id column."""
+        competition = Competition.from_json(data, self)
+        self._id_columns[competition.id] = competition.id_column
+        return competition
+
+    # -- participants -------------------------------------------------------------------------
+
+    def register(self, name: str | None = None, *, save: bool = True) -> dict[str, Any]:
+        """Create a participant; keep its token here and (if `save`) in the credentials file."""
+        data = self._json("POST", "/participants", json={"name": name or _default_name()})
+        self.token = str(data["token"])
+        self.participant = {"id": data.get("id"), "name": data.get("name")}
+        if save:
+            creds = Credentials(self.url, self.token, data.get("id"), data.get("name"))
+            data["credentials_file"] = str(save_credentials(creds))
+        return dict(data)
+
+    @property
+    def credentials_file(self) -> str:
+        """Where this server's credentials are (or would be) saved."""
+        return str(credentials_path(self.url))
+
+    def me(self) -> dict[str, Any]:
+        """Who the token belongs to: `{"id", "name", "created_at"}`."""
+        data = dict(self._json("GET", "/participants/me"))
+        self.participant = {"id": data.get("id"), "name": data.get("name")}
+        return data
+
+    def users(self) -> pd.DataFrame:
+        """All participants, as a frame of id, name, created_at."""
+        data = self._json("GET", "/participants")
+        return pd.DataFrame(data.get("participants", []), columns=["id", "name", "created_at"])
+
+    # -- competitions ---------------------------------------------------------------------------
+
+    def competitions(self, type: str | None = None, status: str | None = None) -> list[Competition]:
+        """Competitions, newest first, optionally of one type and status (`open`, ...)."""
+        params = {k: v for k, v in (("type", type), ("status", status)) if v}
+        data = self._json("GET", "/competitions", params=params)
+        return [self._competition(item) for item in data.get("competitions", [])]
+
+    def competition(self, id: int) -> Competition:
+        """One competition by id."""
+        return self._competition(self._json("GET", f"/competitions/{int(id)}"))
+
+    def dataset(self, id: int) -> pd.DataFrame:
+        """The frame participants of competition `id` see."""
+        return self._frame(f"/competitions/{int(id)}/dataset", f"dataset {id}")
+
+    def answer(self, id: int) -> pd.DataFrame:
+        """The answer rows known so far (host only)."""
+        return self._frame(f"/competitions/{int(id)}/answer", f"answer {id}")
+
+    def host(
+        self,
+        dataset: pd.DataFrame,
+        answer: pd.DataFrame | None = None,
+        *,
+        type: str = "classify",
+        title: str | None = None,
+        description: str = "",
+        metric: str | None = None,
+        targets: Sequence[str] | str | None = None,
+        id_column: str = "id",
+        opens_at: datetime | timedelta | str | None = None,
+        closes_at: datetime | timedelta | str | None = None,
+        daily_limit: int | None = None,
+        public_fraction: float = 1.0,
+    ) -> Competition:
+        """Create a competition from DataFrames; `answer` may be None for a later `resolve`."""
+        dataset = with_id_column(dataset, id_column)
+        _require_column(dataset, id_column, "dataset", InvalidCompetition)
+        if answer is not None:
+            answer = with_id_column(answer, id_column)
+            _require_column(answer, id_column, "answer", InvalidCompetition)
+        body = {
+            "title": title or f"{type} competition",
+            "description": description,
+            "type": type,
+            "metric": metric,
+            "id_column": id_column,
+            "targets": _targets(targets, answer, id_column),
+            "dataset": frame_to_json(dataset),
+            "answer": None if answer is None else frame_to_json(answer),
+            "opens_at": _iso(opens_at),
+            "closes_at": _iso(closes_at),
+            "daily_limit": daily_limit,
+            "public_fraction": public_fraction,
+        }
+        if metric is None:
+            del body["metric"]
+        payload = self._upload(json.dumps(body).encode(), "upload")
+        data = self._json(
+            "POST", "/competitions", data=payload, headers={"Content-Type": "application/json"}
+        )
+        return self._competition(data)
+
+    def resolve(self, id: int, answer_rows: pd.DataFrame) -> dict[str, Any]:
+        """Add or replace answer rows by id; every affected submission is re-scored."""
+        column = self._id_columns.get(int(id))
+        rows = with_id_column(answer_rows, column) if column else answer_rows
+        body = self._upload(to_parquet(rows), "answer")
+        data = self._json(
+            "POST",
+            f"/competitions/{int(id)}/answer",
+            data=body,
+            headers={"Content-Type": PARQUET},
+        )
+        return dict(data)
+
+    def close_competition(self, id: int) -> Competition:
+        """Close a competition you host, now."""
+        return self._competition(self._json("POST", f"/competitions/{int(id)}/close"))
+
+    # -- submissions ----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        id: int,
+        predictions: pd.DataFrame,
+        *,
+        wait: bool = True,
+        idempotency_key: str | None = None,
+    ) -> Submission:
+        """Submit predictions (sent as Parquet); with `wait` the answer is already scored."""
+        frame = _prediction_frame(predictions, self._id_columns.get(int(id)))
+        headers = {"Content-Type": PARQUET}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        data = self._json(
+            "POST",
+            f"/competitions/{int(id)}/submissions",
+            data=self._upload(to_parquet(frame), "submission"),
+            headers=headers,
+            params={} if wait else {"wait": "false"},
+        )
+        return Submission.from_json(data)
+
+    def submissions(self, competition_id: int | None = None) -> list[Submission]:
+        """Your own submissions, newest first (to one competition if given)."""
+        path = (
+            "/submissions"
+            if competition_id is None
+            else (f"/competitions/{int(competition_id)}/submissions")
+        )
+        data = self._json("GET", path)
+        items = data.get("submissions", []) if isinstance(data, dict) else data
+        return [Submission.from_json(item) for item in items]
+
+    def submission(self, id: int) -> Submission:
+        """One submission by id."""
+        return Submission.from_json(self._json("GET", f"/submissions/{int(id)}"))
+
+    def predictions(self, submission_id: int) -> pd.DataFrame:
+        """The predictions of one of your submissions."""
+        path = f"/submissions/{int(submission_id)}/predictions"
+        return self._frame(path, f"predictions {submission_id}")
+
+    # -- leaderboards -----------------------------------------------------------------------------
+
+    def leaderboard(self, id: int, board: str = "public") -> pd.DataFrame:
+        """One competition's leaderboard: rank, participant, score, submissions, last time."""
+        data = self._json("GET", f"/competitions/{int(id)}/leaderboard", params={"board": board})
+        return leaderboard_frame(data)
+
+    def leaderboards(self) -> pd.DataFrame:
+        """Every competition's boards in one frame, keyed by competition_id and board."""
+        data = self._json("GET", "/leaderboards")
+        frames = []
+        for board in data.get("leaderboards", []):
+            frame = leaderboard_frame(board)
+            frame.insert(0, "board", board.get("board", "public"))
+            frame.insert(0, "competition_id", board.get("competition_id"))
+            frames.append(frame)
+        columns = ["competition_id", "board", *LEADERBOARD_COLUMNS]
+        frames = [f for f in frames if not f.empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+    # -- events and competing -------------------------------------------------------------------
+
+    def events(self, *, competition: int | None = None) -> EventStream:
+        """A connected stream of server events (iterate it; close it, or use `with`)."""
+        return EventStream(self.url, token=self.token, competition=competition).connect()
+
+    def wait_for_leaderboard(
+        self, id: int, *, entries: int = 1, timeout: float = 60.0
+    ) -> pd.DataFrame:
+        """Block until competition `id`'s public board has `entries` rows; return it."""
+        deadline = time.monotonic() + timeout
+        with self.events(competition=id) as stream:
+            board = self.leaderboard(id)
+            while len(board) < entries:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Timeout(
+                        f"competition {id} has {len(board)} of {entries} leaderboard entries"
+                        f" after {timeout} s"
+                    )
+                event = _next_event(stream, left)
+                if event is not None and event.type == "leaderboard.changed":
+                    board = (
+                        leaderboard_frame(event.data)
+                        if "entries" in event.data
+                        else (self.leaderboard(id))
+                    )
+        return board
+
+    def compete(
+        self,
+        type: str,
+        fn: Callable[[Competition], pd.DataFrame | None],
+        *,
+        name: str | None = None,
+        on_result: Callable[[RunResult], None] | None = None,
+    ) -> Competitor:
+        """Run `fn` on every open competition of `type`, now and to come; submit its frames."""
+        from crowdsource.client.competitor import Competitor
+
+        if self._competitor is None or self._competitor.stopped:
+            self._competitor = Competitor(self)
+        if on_result is not None:
+            self._competitor.on_result(on_result)
+        self._competitor.add(type, fn, name=name)
+        return self._competitor.start()
+
+    def close(self) -> None:
+        """Stop competing and close the HTTP session."""
+        if self._competitor is not None:
+            self._competitor.stop()
+        self.session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _next_event(stream: EventStream, timeout: float) -> Any:
+    """The next event, or None on timeout."""
+    try:
+        return stream.receive(timeout=timeout)
+    except Timeout:
+        return None
+
+
+def _require_column(
+    frame: pd.DataFrame, column: str, what: str, error: type[CrowdsourceError]
+) -> None:
+    """Raise `error` naming the missing id column and the columns there are."""
+    if column not in frame.columns:
+        have = ", ".join(map(str, frame.columns)) or "none"
+        raise error(
+            f"the {what} has no {column!r} id column (columns: {have});"
+            f" add it or pass id_column= naming the id column"
+        )
+
+
+def _targets(
+    targets: Sequence[str] | str | None, answer: pd.DataFrame | None, id_column: str
+) -> list[str]:
+    """The target columns: given, or the answer's columns other than the id."""
+    if isinstance(targets, str):
+        return [targets]
+    if targets is not None:
+        return list(targets)
+    if answer is None:
+        raise InvalidCompetition("targets= is required when there is no answer yet")
+    return [str(c) for c in answer.columns if c != id_column]
+
+
+def _prediction_frame(predictions: Any, id_column: str | None) -> pd.DataFrame:
+    """Check the predictions are a frame with the id column (moved out of the index if needed)."""
+    if isinstance(predictions, pd.Series):
+        predictions = predictions.to_frame()
+    if not isinstance(predictions, pd.DataFrame):
+        raise InvalidSubmission(
+            f"predictions must be a DataFrame, not {type(predictions).__name__}"
+        )
+    if id_column is None:
+        named = [n for n in predictions.index.names if n is not None]
+        return predictions.reset_index() if named else predictions
+    frame = with_id_column(predictions, id_column)
+    if id_column not in frame.columns:
+        have = ", ".join(map(str, frame.columns)) or "none"
+        raise InvalidSubmission(
+            f"predictions have no {id_column!r} column (columns: {have});"
+            f" start from competition.template()"
+        )
+    return frame

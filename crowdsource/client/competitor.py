@@ -1,0 +1,475 @@
+"""Automatic competing: run functions on every open competition of a type, submit what they return.
+
+One listener thread follows the server's event stream (reconnecting with backoff and
+resyncing by REST after every `hello`); each function has its own worker thread and queue
+(newest competition first), so a function that hangs holds up only itself. Every run is
+recorded as a `RunResult`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pandas as pd
+
+from crowdsource.client.errors import (
+    ConnectionFailed,
+    CrowdsourceError,
+    RateLimited,
+    ServerError,
+    Timeout,
+    Unauthorized,
+)
+from crowdsource.client.events import EventStream
+from crowdsource.client.models import Competition, Event, Submission
+
+if TYPE_CHECKING:
+    from crowdsource.client.client import Client
+
+__all__ = ["Competitor", "RunResult", "idempotency_key"]
+
+log = logging.getLogger("crowdsource.client.competitor")
+
+T = TypeVar("T")
+CompeteFn = Callable[[Competition], "pd.DataFrame | None"]
+RETRYABLE = (ConnectionFailed, ServerError, RateLimited, Timeout)
+_SEQUENCE = itertools.count()
+
+
+def idempotency_key(competition_id: int, function: str) -> str:
+    """The submission key for one function on one competition: a retry never duplicates."""
+    return f"compete:{competition_id}:{function}"
+
+
+def start_thread(target: Callable[..., Any], *args: Any, name: str) -> threading.Thread:
+    """Start a daemon thread in a copy of the current context (notebook output stays put)."""
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(target, *args), name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What happened when one function ran on one competition."""
+
+    competition_id: int
+    function: str
+    ok: bool
+    score: float | None = None
+    rank: int | None = None
+    state: str | None = None
+    submission_id: int | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    submission: Submission | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(eq=False)
+class _Registration:
+    """One function competing in one competition type, with its own queue and worker."""
+
+    type: str
+    fn: CompeteFn
+    name: str
+    inbox: queue.PriorityQueue[tuple[float, int, Competition | None]] = field(
+        default_factory=queue.PriorityQueue
+    )
+
+    def put(self, competition: Competition) -> None:
+        """Queue a competition; the newest (highest id) runs first."""
+        self.inbox.put((-competition.id, next(_SEQUENCE), competition))
+
+    def put_stop(self) -> None:
+        """Queue the stop sentinel ahead of everything."""
+        self.inbox.put((float("-inf"), next(_SEQUENCE), None))
+
+    thread: threading.Thread | None = None
+
+
+class Competitor:
+    """Runs registered functions once per open competition of their type, and submits."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        on_result: Callable[[RunResult], None] | None = None,
+        min_backoff: float = 0.05,
+        max_backoff: float = 5.0,
+        retry_for: float = 120.0,
+    ) -> None:
+        self.client = client
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.retry_for = retry_for
+        self.connections = 0
+        self._registrations: list[_Registration] = []
+        self._seen: set[tuple[int, str]] = set()
+        self._scheduled: set[int] = set()
+        self._results: list[RunResult] = []
+        self._callbacks: list[Callable[[RunResult], None]] = [on_result] if on_result else []
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._stream: EventStream | None = None
+        self._listener: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        names = ", ".join(f"{r.type}:{r.name}" for r in self._registrations)
+        state = "stopped" if self.stopped else "running" if self.running else "idle"
+        return f"<Competitor {state} [{names}] {len(self._results)} results>"
+
+    # -- public ---------------------------------------------------------------------------
+
+    def add(self, type: str, fn: CompeteFn, *, name: str | None = None) -> Competitor:
+        """Register `fn` for competitions of `type` (also while running)."""
+        name = name or _function_name(fn)
+        with self._lock:
+            if any(r.name == name and r.type == type for r in self._registrations):
+                raise ValueError(f"a function named {name!r} already competes in {type!r}")
+            registration = _Registration(type, fn, name)
+            self._registrations.append(registration)
+            running = self.running
+        if running:
+            self._start_worker(registration)
+            self._resync_quietly([type])
+        return self
+
+    def start(self) -> Competitor:
+        """Start the listener and the workers (idempotent)."""
+        with self._lock:
+            if self._stop.is_set():
+                raise RuntimeError("this Competitor was stopped; make a new one")
+            if self._listener is not None:
+                return self
+            if not self.client.token:
+                raise Unauthorized(
+                    "competing needs a participant: call client.register() first,"
+                    " or pass token= / set CROWDSOURCE_TOKEN"
+                )
+            self._listener = start_thread(self._listen, name="crowdsource-events")
+            registrations = list(self._registrations)
+        for registration in registrations:
+            self._start_worker(registration)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop listening and working; a function still running is left to finish alone."""
+        self._stop.set()
+        with self._lock:
+            stream, registrations = self._stream, list(self._registrations)
+            self._changed.notify_all()
+        if stream is not None:
+            stream.close()
+        for registration in registrations:
+            registration.put_stop()
+        deadline = time.monotonic() + timeout
+        threads = [self._listener, *(r.thread for r in registrations)]
+        for thread in threads:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def running(self) -> bool:
+        """True between start() and stop()."""
+        return self._listener is not None and not self._stop.is_set()
+
+    @property
+    def stopped(self) -> bool:
+        """True once stop() was called."""
+        return self._stop.is_set()
+
+    @property
+    def connected(self) -> bool:
+        """True while the event stream is connected."""
+        return self._connected.is_set()
+
+    @property
+    def results(self) -> list[RunResult]:
+        """Every run so far, in the order they finished."""
+        with self._lock:
+            return list(self._results)
+
+    def on_result(self, callback: Callable[[RunResult], None], remove: bool = False) -> None:
+        """Call `callback(result)` after every run (from a worker thread); or remove it."""
+        with self._lock:
+            if remove:
+                self._callbacks = [c for c in self._callbacks if c != callback]
+            else:
+                self._callbacks.append(callback)
+
+    def wait(
+        self, count: int, timeout: float | None = None, *, competition_id: int | None = None
+    ) -> bool:
+        """Block until there are `count` results (for one competition if given); False if not."""
+
+        def enough() -> bool:
+            found = [r for r in self._results if competition_id in (None, r.competition_id)]
+            return len(found) >= count
+
+        with self._changed:
+            self._changed.wait_for(lambda: enough() or self._stop.is_set(), timeout)
+            return enough()
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """Block until the event stream is connected; False on timeout."""
+        return self._connected.wait(timeout)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Block until stop() (from another thread or a signal handler); True if stopped."""
+        return self._stop.wait(timeout)
+
+    def __enter__(self) -> Competitor:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- listening ----------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        """Follow the event stream; reconnect with exponential backoff until stopped."""
+        delay = self.min_backoff
+        while not self._stop.is_set():
+            if self._follow_stream():
+                delay = self.min_backoff
+            if self._stop.wait(delay * random.uniform(0.8, 1.2)):
+                return
+            delay = min(delay * 2, self.max_backoff)
+
+    def _follow_stream(self) -> bool:
+        """Connect once and handle events until the stream ends; True if it connected."""
+        stream = EventStream(self.client.url, token=self.client.token)
+        connected = False
+        try:
+            stream.connect()
+            connected = True
+            with self._lock:
+                self._stream = stream
+                self.connections += 1
+            if self._stop.is_set():
+                return True
+            self._connected.set()
+            for event in stream:
+                self._handle(event)
+        except CrowdsourceError as exc:
+            level = logging.DEBUG if isinstance(exc, ConnectionFailed) else logging.WARNING
+            log.log(level, "event stream: %s; reconnecting", exc)
+        except Exception:
+            log.exception("event stream failed; reconnecting")
+        finally:
+            self._connected.clear()
+            stream.close()
+        return connected
+
+    def _handle(self, event: Event) -> None:
+        """React to one event: resync after hello, offer new competitions."""
+        if event.type == "hello":
+            self._resync(sorted({r.type for r in self._registrations}))
+        elif event.type == "competition.created" and event.data:
+            self._offer(event.data)
+
+    def _resync(self, types: list[str]) -> None:
+        """Offer every open (and schedule every upcoming) competition of these types."""
+        for kind in types:
+            for competition in self.client.competitions(type=kind, status="open"):
+                self._offer(competition.raw)
+            for competition in self._upcoming(kind):
+                self._offer(competition.raw)
+
+    def _upcoming(self, kind: str) -> list[Competition]:
+        """Upcoming competitions of a type, if the server can filter by that status."""
+        try:
+            return self.client.competitions(type=kind, status="upcoming")
+        except CrowdsourceError as exc:
+            if isinstance(exc, RETRYABLE):
+                raise
+            return []
+
+    def _resync_quietly(self, types: list[str]) -> None:
+        """Resync now if the server answers; otherwise the next (re)connect will."""
+        try:
+            self._resync(types)
+        except CrowdsourceError as exc:
+            log.debug("resync deferred: %s", exc)
+
+    def _offer(self, data: dict[str, Any]) -> None:
+        """Queue a competition once per matching function (or wait for it to open)."""
+        competition = Competition.from_json(data, self.client)
+        self.client._id_columns[competition.id] = competition.id_column
+        if competition.status == "upcoming":
+            self._schedule(competition)
+            return
+        if competition.status != "open":
+            return
+        for registration in self._matching(competition.type):
+            key = (competition.id, registration.name)
+            with self._lock:
+                if key in self._seen:
+                    continue
+                self._seen.add(key)
+            registration.put(competition)
+
+    def _matching(self, kind: str) -> list[_Registration]:
+        """The registrations for one competition type."""
+        with self._lock:
+            return [r for r in self._registrations if r.type == kind]
+
+    def _schedule(self, competition: Competition) -> None:
+        """Offer an upcoming competition again when it opens."""
+        if not self._matching(competition.type):
+            return
+        with self._lock:
+            if competition.id in self._scheduled:
+                return
+            self._scheduled.add(competition.id)
+        delay = _seconds_until(competition.opens_at)
+        start_thread(self._open_later, competition.id, delay, name="crowdsource-opens")
+
+    def _open_later(self, competition_id: int, delay: float) -> None:
+        """Sleep until a competition opens (or stop), then offer it."""
+        if self._stop.wait(delay + 0.05):
+            return
+        with self._lock:
+            self._scheduled.discard(competition_id)
+        try:
+            fresh = self._retrying(lambda: self.client.competition(competition_id))
+        except CrowdsourceError as exc:
+            log.warning("competition %s: could not fetch it once open: %s", competition_id, exc)
+            return
+        self._offer(fresh.raw)
+
+    # -- working ------------------------------------------------------------------------------
+
+    def _start_worker(self, registration: _Registration) -> None:
+        """Start the worker thread of one registration."""
+        registration.thread = start_thread(
+            self._work, registration, name=f"crowdsource-{registration.name}"
+        )
+
+    def _work(self, registration: _Registration) -> None:
+        """Run one function on each competition queued for it, until stopped."""
+        while True:
+            *_, competition = registration.inbox.get()
+            if competition is None or self._stop.is_set():
+                return
+            self._record(self._run(registration, competition))
+
+    def _run(self, registration: _Registration, competition: Competition) -> RunResult:
+        """Fetch the data, call the function, submit its frame; describe the outcome."""
+        started = time.monotonic()
+
+        def failed(error: str) -> RunResult:
+            log.warning("competition %s: %s failed: %s", competition.id, registration.name, error)
+            seconds = time.monotonic() - started
+            return RunResult(competition.id, registration.name, False, error=error, seconds=seconds)
+
+        try:
+            self._retrying(lambda: competition.dataset)
+        except CrowdsourceError as exc:
+            return failed(f"could not download the dataset: {exc}")
+        try:
+            predictions = registration.fn(competition)
+        except Exception as exc:
+            return failed(f"{type(exc).__name__}: {exc}")
+        if predictions is None:
+            return failed("the function returned None instead of a DataFrame")
+        key = idempotency_key(competition.id, registration.name)
+        try:
+            submission = self._retrying(
+                lambda: self.client.submit(competition.id, predictions, idempotency_key=key)
+            )
+        except CrowdsourceError as exc:
+            return failed(f"{type(exc).__name__}: {exc}")
+        return self._scored(registration, submission, time.monotonic() - started)
+
+    def _scored(self, registration: _Registration, sub: Submission, seconds: float) -> RunResult:
+        """The result of a submission the server accepted."""
+        ok = sub.state != "failed"
+        if ok:
+            log.info(
+                "competition %s: %s scored %s (rank %s)",
+                sub.competition_id,
+                registration.name,
+                sub.public_score,
+                sub.rank,
+            )
+        else:
+            log.warning(
+                "competition %s: %s failed: %s", sub.competition_id, registration.name, sub.reason
+            )
+        return RunResult(
+            sub.competition_id,
+            registration.name,
+            ok,
+            score=sub.public_score,
+            rank=sub.rank,
+            state=sub.state,
+            submission_id=sub.id,
+            error=None if ok else sub.reason,
+            seconds=seconds,
+            submission=sub,
+        )
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """Call, retrying network and server failures with backoff for up to `retry_for` s."""
+        deadline = time.monotonic() + self.retry_for
+        delay = self.min_backoff
+        while True:
+            try:
+                return call()
+            except RETRYABLE as exc:
+                if time.monotonic() + delay > deadline or self._stop.is_set():
+                    raise
+                log.debug("retrying in %.2f s: %s", delay, exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.max_backoff)
+
+    def _record(self, result: RunResult) -> None:
+        """Keep a result, wake waiters, call the callbacks."""
+        with self._changed:
+            self._results.append(result)
+            self._changed.notify_all()
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            try:
+                callback(result)
+            except Exception:
+                log.exception("on_result callback failed")
+
+
+def _function_name(fn: Callable[..., Any]) -> str:
+    """A readable, stable name for a function: its qualified name without `<locals>`."""
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    return str(qualname).rsplit("<locals>.", 1)[-1]
+
+
+def _seconds_until(iso: str | None) -> float:
+    """Seconds from now until an ISO time (0 if unknown or past)."""
+    if not iso:
+        return 0.0
+    try:
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())

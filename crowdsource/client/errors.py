@@ -1,0 +1,203 @@
+"""One exception hierarchy for the client, each carrying the server's message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BadRequest",
+    "BodyTooLarge",
+    "Closed",
+    "Conflict",
+    "ConnectionFailed",
+    "CrowdsourceError",
+    "Forbidden",
+    "InvalidCompetition",
+    "InvalidSubmission",
+    "MethodNotAllowed",
+    "NotFound",
+    "NotOpen",
+    "QuotaExceeded",
+    "RateLimited",
+    "ServerError",
+    "Timeout",
+    "Unauthorized",
+    "UnexpectedResponse",
+    "UnsupportedMediaType",
+    "error_from_response",
+]
+
+
+class CrowdsourceError(Exception):
+    """Base of every client error; `str(e)` is the message a person can act on."""
+
+    code: str = "error"
+
+    def __init__(self, message: str, *, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.body = body
+
+
+class ConnectionFailed(CrowdsourceError):
+    """The server could not be reached (wrong URL, server down, network failure)."""
+
+    code = "connection_failed"
+
+
+class Timeout(CrowdsourceError):
+    """Waiting for the server, or for an event, took longer than allowed."""
+
+    code = "timeout"
+
+
+class UnexpectedResponse(CrowdsourceError):
+    """The server answered something that is not the crowdsource API."""
+
+    code = "unexpected_response"
+
+
+class BadRequest(CrowdsourceError):
+    """400: the request was malformed."""
+
+    code = "bad_request"
+
+
+class Unauthorized(CrowdsourceError):
+    """401: no token, or a token the server does not know."""
+
+    code = "unauthorized"
+
+
+class Forbidden(CrowdsourceError):
+    """403: the token is valid but may not do this."""
+
+    code = "forbidden"
+
+
+class NotFound(CrowdsourceError):
+    """404: no such competition, submission or route."""
+
+    code = "not_found"
+
+
+class MethodNotAllowed(CrowdsourceError):
+    """405: the route does not take this method."""
+
+    code = "method_not_allowed"
+
+
+class Conflict(CrowdsourceError):
+    """409: the request conflicts with the current state (e.g. a name already taken)."""
+
+    code = "conflict"
+
+
+class Closed(Conflict):
+    """409: the competition is closed."""
+
+    code = "closed"
+
+
+class NotOpen(Conflict):
+    """409: the competition has not opened yet."""
+
+    code = "not_open"
+
+
+class BodyTooLarge(CrowdsourceError):
+    """413: the upload is larger than the server accepts."""
+
+    code = "body_too_large"
+
+
+class UnsupportedMediaType(CrowdsourceError):
+    """415: the body's content type is not accepted here."""
+
+    code = "unsupported_media_type"
+
+
+class InvalidSubmission(CrowdsourceError):
+    """422: the predictions do not fit the competition (missing ids, NaN, columns...)."""
+
+    code = "invalid_submission"
+
+
+class InvalidCompetition(CrowdsourceError):
+    """422: the competition definition is not valid."""
+
+    code = "invalid_competition"
+
+
+class QuotaExceeded(CrowdsourceError):
+    """429: the daily submission limit is used up; see `resets_at` and `retry_after`."""
+
+    code = "quota_exceeded"
+
+    @property
+    def resets_at(self) -> str | None:
+        """When the quota resets (ISO UTC), as the server said."""
+        return self.body.get("resets_at") if isinstance(self.body, dict) else None
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds to wait before trying again, if the server said."""
+        value = self.body.get("retry_after") if isinstance(self.body, dict) else None
+        return float(value) if value is not None else None
+
+
+class RateLimited(CrowdsourceError):
+    """429: too many requests; slow down."""
+
+    code = "rate_limited"
+
+
+class ServerError(CrowdsourceError):
+    """5xx: the server failed; trying again later may work."""
+
+    code = "server_error"
+
+
+_BY_CODE: dict[str, type[CrowdsourceError]] = {
+    cls.code: cls
+    for cls in (
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        Conflict,
+        Closed,
+        NotOpen,
+        BodyTooLarge,
+        UnsupportedMediaType,
+        InvalidSubmission,
+        InvalidCompetition,
+        QuotaExceeded,
+        RateLimited,
+    )
+}
+
+_BY_STATUS: dict[int, type[CrowdsourceError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    405: MethodNotAllowed,
+    409: Conflict,
+    413: BodyTooLarge,
+    415: UnsupportedMediaType,
+    422: InvalidSubmission,
+    429: RateLimited,
+}
+
+
+def error_from_response(status: int, body: Any, fallback: str) -> CrowdsourceError:
+    """Build the matching error from an HTTP status and the server's JSON error body."""
+    code = body.get("error") if isinstance(body, dict) else None
+    message = body.get("message") if isinstance(body, dict) else None
+    cls = _BY_CODE.get(str(code)) or _BY_STATUS.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else CrowdsourceError
+    return cls(str(message or fallback), status=status, body=body)

@@ -1,0 +1,185 @@
+"""Small typed records for what the server returns: competitions, submissions, events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from crowdsource.client.client import Client
+
+__all__ = ["LEADERBOARD_COLUMNS", "Competition", "Event", "Submission", "leaderboard_frame"]
+
+LEADERBOARD_COLUMNS = [
+    "rank",
+    "participant",
+    "participant_id",
+    "score",
+    "submissions",
+    "last_submission_at",
+]
+
+
+@dataclass(eq=False)
+class Competition:
+    """A competition as the server describes it, with shortcuts to its data and to submit."""
+
+    id: int
+    title: str
+    type: str
+    metric: str
+    id_column: str
+    targets: list[str]
+    status: str
+    description: str = ""
+    higher_is_better: bool | None = None
+    classes: list[Any] | None = None
+    host: dict[str, Any] = field(default_factory=dict)
+    opens_at: str | None = None
+    closes_at: str | None = None
+    daily_limit: int | None = None
+    public_fraction: float = 1.0
+    rows: int | None = None
+    answer_rows: int | None = None
+    created_at: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    client: Client | None = field(default=None, repr=False)
+    _dataset: pd.DataFrame | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], client: Client | None = None) -> Competition:
+        """Build from the server's competition object."""
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "raw"}
+        known.setdefault("title", "")
+        known.setdefault("targets", [])
+        known.setdefault("status", "open")
+        known.setdefault("id_column", "id")
+        known.setdefault("metric", "")
+        known.setdefault("type", "")
+        return cls(**known, raw=dict(data), client=client)
+
+    def _require_client(self) -> Client:
+        """The client this competition came from."""
+        if self.client is None:
+            raise RuntimeError("this competition is not bound to a Client")
+        return self.client
+
+    @property
+    def dataset(self) -> pd.DataFrame:
+        """The frame participants see (downloaded once, then cached)."""
+        if self._dataset is None:
+            self._dataset = self._require_client().dataset(self.id)
+        return self._dataset
+
+    @property
+    def host_name(self) -> str | None:
+        """The host's display name."""
+        return self.host.get("name") if self.host else None
+
+    def template(self, *, probabilities: bool = False) -> pd.DataFrame:
+        """The dataset's ids with empty target columns to fill in (one per class if asked)."""
+        frame = self.dataset[[self.id_column]].copy().reset_index(drop=True)
+        columns = [str(c) for c in self.classes or []] if probabilities else []
+        for column in columns or self.targets:
+            frame[column] = np.nan
+        return frame
+
+    def submit(self, predictions: pd.DataFrame, *, wait: bool = True) -> Submission:
+        """Submit predictions to this competition."""
+        return self._require_client().submit(self.id, predictions, wait=wait)
+
+    def leaderboard(self, board: str = "public") -> pd.DataFrame:
+        """This competition's leaderboard as a frame."""
+        return self._require_client().leaderboard(self.id, board=board)
+
+    def refresh(self) -> Competition:
+        """Fetch the current state of this competition from the server."""
+        return self._require_client().competition(self.id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The server's JSON for this competition."""
+        return dict(self.raw)
+
+
+@dataclass(eq=False)
+class Submission:
+    """A submission and its score, rank and remaining quota."""
+
+    id: int
+    competition_id: int
+    state: str
+    participant: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    public_score: float | None = None
+    private_score: float | None = None
+    rank: int | None = None
+    created_at: str | None = None
+    scored_at: str | None = None
+    remaining_today: int | None = None
+    quota_resets_at: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Submission:
+        """Build from the server's submission object."""
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "raw"}
+        known["history"] = known.get("history") or []
+        known["participant"] = known.get("participant") or {}
+        return cls(**known, raw=dict(data))
+
+    @property
+    def score(self) -> float | None:
+        """The public score (None until scored)."""
+        return self.public_score
+
+    def to_dict(self) -> dict[str, Any]:
+        """The server's JSON for this submission."""
+        return dict(self.raw)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One message of the server's event stream."""
+
+    type: str
+    competition_id: int | None = None
+    at: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, message: dict[str, Any]) -> Event:
+        """Build from one decoded WebSocket message."""
+        data = message.get("data")
+        return cls(
+            type=str(message.get("type", "")),
+            competition_id=message.get("competition_id"),
+            at=message.get("at"),
+            data=data if isinstance(data, dict) else {},
+        )
+
+
+def leaderboard_frame(board: dict[str, Any]) -> pd.DataFrame:
+    """A leaderboard JSON object as a frame, with its metric and board in `.attrs`."""
+    rows = [
+        {
+            "rank": entry.get("rank"),
+            "participant": (entry.get("participant") or {}).get("name"),
+            "participant_id": (entry.get("participant") or {}).get("id"),
+            "score": entry.get("score"),
+            "submissions": entry.get("submissions"),
+            "last_submission_at": entry.get("last_submission_at"),
+        }
+        for entry in board.get("entries", [])
+    ]
+    frame = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
+    frame.attrs.update(
+        competition_id=board.get("competition_id"),
+        board=board.get("board", "public"),
+        metric=board.get("metric"),
+        higher_is_better=board.get("higher_is_better"),
+    )
+    return frame
