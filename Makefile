@@ -22,7 +22,7 @@ system-deps:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium wrk >/dev/null; }
 
 demo: install
-	bash examples/demo.sh
+	PYTHON=$(PY) bash examples/demo.sh
 
 lint: install
 	$(VENV)/bin/ruff check .
