@@ -1,5 +1,32 @@
 """crowdsource: run data-science competitions inside Jupyter."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from crowdsource._version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "compete", "load_ipython_extension", "unload_ipython_extension"]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext crowdsource`: register the `%crowdsource` magic."""
+    from crowdsource.notebook.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """`%unload_ext crowdsource`: stop competing functions and live leaderboards."""
+    from crowdsource.notebook.magics import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
+def __getattr__(name: str) -> Any:
+    """`from crowdsource import compete` imports the notebook layer only then."""
+    if name == "compete":
+        from crowdsource.notebook.compete import compete
+
+        return compete
+    raise AttributeError(f"module 'crowdsource' has no attribute {name!r}")

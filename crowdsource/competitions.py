@@ -30,6 +30,7 @@ class Hosting:
     fields: dict[str, Any]
     dataset: pd.DataFrame
     answer: pd.DataFrame | None
+    dataset_parquet: bytes
 
 
 def status(comp: Competition, now: datetime) -> str:
@@ -93,6 +94,8 @@ def _text(body: dict[str, Any], key: str, *, limit: int, default: str | None = N
         raise BadRequest(f"'{key}' must be a non-empty string")
     if len(value) > limit:
         raise BadRequest(f"'{key}' is {len(value)} characters long; use at most {limit}")
+    if "\x00" in value or (key == "title" and not value.isprintable()):
+        raise BadRequest(f"'{key}' must not hold control characters (such as NUL)")
     return value.strip()
 
 
@@ -158,8 +161,8 @@ def check(body: Any) -> Hosting:
     metric = body.get("metric", DEFAULT_METRIC[kind])
     if metric not in allowed_metrics(kind):
         raise InvalidCompetition(
-            f"'metric' must fit a '{kind}' competition: one of "
-            f"{', '.join(allowed_metrics(kind))}; got {metric!r}"
+            f"'metric' must be one of {', '.join(allowed_metrics(kind))} for a '{kind}' "
+            f"competition; got {metric!r}"
         )
     id_column = _text(body, "id_column", limit=200, default="id") or "id"
     targets = _targets(body, kind)
@@ -187,7 +190,16 @@ def check(body: Any) -> Hosting:
     }
     if answer is not None:
         _check_answer(answer, dataset, id_column, targets, partial=kind == "predict")
-    return Hosting(fields, dataset, answer)
+        _storable(answer[[id_column, *targets]], "the answer")
+    return Hosting(fields, dataset, answer, _storable(dataset, "the dataset"))
+
+
+def _storable(df: pd.DataFrame, what: str) -> bytes:
+    """A frame's Parquet bytes, or an InvalidCompetition naming what cannot be stored."""
+    try:
+        return frames.to_parquet(df, what=what)
+    except BadRequest as exc:
+        raise InvalidCompetition(exc.message) from exc
 
 
 def _check_dataset(dataset: pd.DataFrame, id_column: str, targets: list[str]) -> None:
@@ -255,7 +267,7 @@ def create(session: Session, *, host: Participant, hosting: Hosting, now: dateti
     """Store a checked competition."""
     fields = dict(hosting.fields)
     fields["opens_at"] = fields["opens_at"] or now
-    dataset = Blob(data=frames.to_parquet(hosting.dataset))
+    dataset = Blob(data=hosting.dataset_parquet)
     session.add(dataset)
     session.flush()
     comp = Competition(
@@ -281,7 +293,7 @@ def _store_answer(
         dataset = frames.read_parquet(session.get_one(Blob, comp.dataset_blob_id).data)
     expected = np.sort(dataset[comp.id_column].to_numpy())
     prepare_truth(spec(comp), answer, expected)
-    blob = Blob(data=frames.to_parquet(answer))
+    blob = Blob(data=_storable(answer, "the answer"))
     session.add(blob)
     session.flush()
     comp.answer_blob_id = blob.id
@@ -314,7 +326,7 @@ def add_answer_rows(session: Session, comp: Competition, rows: pd.DataFrame) -> 
 
 def get(session: Session, competition_id: int) -> Competition:
     """One competition, or a NotFound that says how to find the right id."""
-    comp = session.get(Competition, competition_id)
+    comp = session.get(Competition, competition_id) if 0 < competition_id < 2**31 else None
     if comp is None:
         raise NotFound(f"no competition {competition_id}; list them at /api/v1/competitions")
     return comp

@@ -36,11 +36,30 @@ def read_parquet(data: bytes) -> pd.DataFrame:
     return read_table(data).to_pandas()
 
 
-def to_parquet(df: pd.DataFrame) -> bytes:
-    """Encode a frame as Parquet bytes (no index)."""
+def to_parquet(df: pd.DataFrame, *, what: str = "frame") -> bytes:
+    """Encode a frame as Parquet bytes (no index), saying which column cannot be stored."""
     sink = io.BytesIO()
-    df.to_parquet(sink, index=False)
+    try:
+        df.to_parquet(sink, index=False)
+    except STORE_ERRORS as exc:
+        raise BadRequest(
+            f"{what} cannot be stored: {_culprit(df)}. Give each column one type (numbers or "
+            "text) and keep integers within 64 bits"
+        ) from exc
     return sink.getvalue()
+
+
+STORE_ERRORS = (pa.ArrowException, OverflowError, ValueError, TypeError)
+
+
+def _culprit(df: pd.DataFrame) -> str:
+    """Which column Arrow cannot convert, and why."""
+    for column in df.columns:
+        try:
+            pa.array(df[column], from_pandas=True)
+        except STORE_ERRORS as exc:
+            return f"column '{column}' ({str(exc).splitlines()[0][:200]})"
+    return "its columns do not convert"
 
 
 def decode_frame(obj: Any, *, what: str = "frame") -> pd.DataFrame:
@@ -94,6 +113,8 @@ def parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest("the JSON is nested too deeply; send a flat frame") from exc
 
 
 def frame_json(df: pd.DataFrame) -> str:

@@ -25,6 +25,8 @@ def clean_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
         raise BadRequest('\'name\' must be a non-empty string, e.g. {"name": "alice"}')
     name = name.strip()
+    if not name.isprintable():
+        raise BadRequest("'name' must not hold control characters (such as NUL or newlines)")
     if len(name) > 100:
         raise BadRequest(f"'name' is {len(name)} characters long; use at most 100")
     return name

@@ -23,6 +23,7 @@ from crowdsource.errors import InvalidCompetition, InvalidSubmission
 from crowdsource.metrics import compute, get_metric
 
 LISTED = 5  # how many offending ids an error message names
+LARGEST = 1e100  # larger predictions would overflow the metrics
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,9 @@ def coerce_ids(ids: np.ndarray, like: np.ndarray, id_column: str) -> np.ndarray:
     """Cast submitted ids to the dtype of the answer's ids, or say why not."""
     if ids.dtype == like.dtype:
         return ids
+    empty = pd.isna(ids)
+    if empty.any():
+        raise InvalidSubmission(f"column '{id_column}' has {int(empty.sum())} empty ids")
     try:
         if like.dtype.kind in "iu":
             as_float = pd.to_numeric(pd.Series(ids), errors="raise").to_numpy(dtype="float64")
@@ -263,10 +267,11 @@ def _floats(ids: np.ndarray, values: Columns) -> np.ndarray:
     if wrong:
         raise InvalidSubmission(f"columns must be numbers: {', '.join(wrong)}")
     array = np.column_stack([v.astype("float64", copy=False) for v in values.values()])
-    bad = ~np.isfinite(array).all(axis=1)
+    bad = ~(np.abs(array) <= LARGEST).all(axis=1)
     if bad.any():
         raise InvalidSubmission(
-            f"{int(bad.sum())} rows have infinite values (ids {_listed(ids[bad])})"
+            f"{int(bad.sum())} rows have infinite or huge values, beyond {LARGEST:g} "
+            f"(ids {_listed(ids[bad])})"
         )
     return array
 

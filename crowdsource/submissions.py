@@ -170,7 +170,7 @@ def pending(session: Session) -> list[Submission]:
 
 def get(session: Session, submission_id: int) -> Submission:
     """One submission, or a NotFound."""
-    sub = session.get(Submission, submission_id)
+    sub = session.get(Submission, submission_id) if 0 < submission_id < 2**31 else None
     if sub is None:
         raise NotFound(f"no submission {submission_id}; list yours at /api/v1/submissions")
     return sub
