@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 import json
 from typing import Any
@@ -71,7 +70,7 @@ def decode_frame(obj: Any, *, what: str = "frame") -> pd.DataFrame:
     if isinstance(obj, dict) and obj.get("format") == "parquet":
         try:
             return read_parquet(base64.b64decode(obj.get("data") or "", validate=True))
-        except (binascii.Error, TypeError) as exc:
+        except (ValueError, TypeError) as exc:
             raise BadRequest(f"{what}: 'data' must be base64-encoded Parquet") from exc
     if isinstance(obj, dict) and "columns" in obj and "data" in obj:
         return _decode_split(obj, what)

@@ -6,7 +6,7 @@ from typing import Any
 
 from crowdsource._version import __version__
 
-ID = {"type": "integer", "minimum": 1}
+ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 FRAME = {
     "description": "A DataFrame: split form, records, or base64 Parquet",
     "oneOf": [

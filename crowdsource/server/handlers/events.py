@@ -27,6 +27,11 @@ class EventsHandler(websocket.WebSocketHandler):
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Check the query before upgrading, so mistakes get a JSON error."""
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            self._refuse(
+                400, "bad_request", "this is a WebSocket endpoint; connect with a WebSocket client"
+            )
+            return
         comp = self.get_argument("competition", None)
         if comp is not None and not comp.isdigit():
             self._refuse(400, "bad_request", "'competition' must be a competition id")
