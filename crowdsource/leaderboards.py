@@ -23,8 +23,16 @@ def _better(comp: Competition, new: float, old: float | None) -> bool:
 
 def apply(session: Session, comp: Competition, sub: Submission, *, count: bool = True) -> None:
     """Fold one recorded submission into both boards (same transaction as the score)."""
+    entries = {
+        e.board: e
+        for e in session.scalars(
+            select(Entry).where(
+                Entry.competition_id == comp.id, Entry.participant_id == sub.participant_id
+            )
+        )
+    }
     for board, score in (("public", sub.public_score), ("private", sub.private_score)):
-        entry = session.get(Entry, (comp.id, board, sub.participant_id))
+        entry = entries.get(board)
         if entry is None:
             entry = Entry(
                 competition_id=comp.id,

@@ -118,6 +118,8 @@ class Service:
             self._specs.pop(event.competition_id, None)
         if event.type == "leaderboard.changed":
             self._forget(event.competition_id)
+            if not self._listeners:
+                return
             if event.competition_id in self._hydrating:
                 self._hydrating[event.competition_id] = True
             else:
@@ -354,7 +356,7 @@ class Service:
 
         def record(session: Session, scored: scoring.Scored) -> tuple[dict[str, Any], bool, bool]:
             comp = competitions.get(session, competition_id)
-            sub, new = submissions.record(
+            view, new = submissions.record(
                 session,
                 comp=comp,
                 participant=participant,
@@ -363,8 +365,7 @@ class Service:
                 key=key,
                 now=utcnow(),
             )
-            stale = comp.answer_blob_id != spec.answer_blob_id
-            return self._sub_json(session, sub), new, stale
+            return view, new, comp.answer_blob_id != spec.answer_blob_id
 
         if big:
             scored = await self.workers.run(
@@ -400,17 +401,15 @@ class Service:
         data = await loop.run_in_executor(self._threads, frames.to_parquet, frame)
 
         def record(session: Session) -> tuple[dict[str, Any], bool]:
-            comp = competitions.get(session, spec.competition_id)
-            sub, new = submissions.record(
+            return submissions.record(
                 session,
-                comp=comp,
+                comp=competitions.get(session, spec.competition_id),
                 participant=participant,
                 scored=None,
                 predictions=data,
                 key=key,
                 now=utcnow(),
             )
-            return self._sub_json(session, sub), new
 
         view, new = await self.tx(record)
         if new:

@@ -63,8 +63,8 @@ def quota(session: Session, comp: Competition, participant: Participant, now: da
 
 def check_quota(
     session: Session, comp: Competition, participant: Participant, now: datetime
-) -> None:
-    """Refuse a submission over the daily limit, saying when it resets."""
+) -> Quota:
+    """Refuse a submission over the daily limit, saying when it resets; else what is left."""
     left = quota(session, comp, participant, now)
     if left.remaining == 0:
         raise QuotaExceeded(
@@ -72,6 +72,7 @@ def check_quota(
             f"the limit resets at {iso(left.resets_at)}",
             resets_at=left.resets_at,
         )
+    return left
 
 
 def lock(session: Session, comp: Competition, participant: Participant) -> None:
@@ -102,15 +103,15 @@ def record(
     predictions: bytes,
     key: str | None,
     now: datetime,
-) -> tuple[Submission, bool]:
+) -> tuple[dict[str, Any], bool]:
     """Store a submission (scored, awaiting, or pending when `scored` is None) with its
-    leaderboard update, in the caller's transaction. Returns it and whether it is new."""
+    leaderboard update, in the caller's transaction. Returns its view and whether it is new."""
     lock(session, comp, participant)
     existing = by_key(session, participant, key)
     if existing is not None:
-        return existing, False
+        return as_json(session, existing, comp, participant, now), False
     check_open(comp, participant, now)
-    check_quota(session, comp, participant, now)
+    left = check_quota(session, comp, participant, now)
     blob = Blob(data=predictions)
     session.add(blob)
     session.flush()
@@ -128,7 +129,10 @@ def record(
         leaderboards.apply(session, comp, sub)
     else:
         settle(session, comp, sub, scored, now=now, fresh=True)
-    return sub, True
+    remaining = None if left.remaining is None else left.remaining - 1
+    return as_json(
+        session, sub, comp, participant, now, left=Quota(remaining, left.resets_at)
+    ), True
 
 
 def settle(
@@ -209,11 +213,17 @@ def history(session: Session, sub: Submission, *, private: bool) -> list[dict[st
 
 
 def as_json(
-    session: Session, sub: Submission, comp: Competition, owner: Participant, now: datetime
+    session: Session,
+    sub: Submission,
+    comp: Competition,
+    owner: Participant,
+    now: datetime,
+    *,
+    left: Quota | None = None,
 ) -> dict[str, Any]:
     """The view of a submission: private score only once the competition has closed."""
     closed = status(comp, now) == "closed"
-    left = quota(session, comp, owner, now)
+    left = left or quota(session, comp, owner, now)
     return {
         "id": sub.id,
         "competition_id": comp.id,

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Enum, Float, Integer, List, Unicode, default, validate
+from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Application
 
 from crowdsource._version import __version__
@@ -151,6 +151,10 @@ class CrowdsourceServer(Application):
         ),
     ).tag(config=True)
     write_burst = Integer(200, help="Writes per participant allowed in one burst.").tag(config=True)
+    trust_xheaders = Bool(
+        False,
+        help=("Trust X-Forwarded-For / X-Real-Ip from a load balancer in front (for the logs)."),
+    ).tag(config=True)
     config_file = Unicode("", help="A Python or JSON config file to load.").tag(config=True)
 
     aliases = {
@@ -227,7 +231,7 @@ class CrowdsourceServer(Application):
         app = make_app(
             service, allow_origins=list(self.allow_origins), max_body_size=max_body, limiter=limiter
         )
-        server = HTTPServer(app, max_body_size=max_body * 4 + 1024, xheaders=True)
+        server = HTTPServer(app, max_body_size=max_body * 4 + 1024, xheaders=self.trust_xheaders)
         server.listen(self.port, self.ip)
         url = f"http://{'127.0.0.1' if self.ip in ('0.0.0.0', '') else self.ip}:{self.port}"
         self.log.info(
