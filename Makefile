@@ -9,7 +9,11 @@ STAMP  := $(VENV)/.installed
 $(PY):
 	python3 -m venv $(VENV)
 
-$(STAMP): pyproject.toml package.json | $(PY)
+# The editable install also builds the JupyterLab extension (hatch-jupyter-builder runs jlpm);
+# it rebuilds when the TypeScript, styles, schema or lock file change.
+EXTENSION := package.json yarn.lock tsconfig.json schema/plugin.json $(shell find extension -type f)
+
+$(STAMP): pyproject.toml $(EXTENSION) | $(PY)
 	$(PIP) install -q -U pip editables
 	$(PIP) install -q -e '.[test,dask]'
 	touch $@
