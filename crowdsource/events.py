@@ -16,6 +16,7 @@ from crowdsource.timeutil import iso, utcnow
 
 log = logging.getLogger(__name__)
 CHANNEL = "crowdsource_events"
+NOTIFY_LIMIT = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes and more
 TYPES = (
     "competition.created",
     "competition.closed",
@@ -93,9 +94,12 @@ class PostgresEventBus(EventBus):
         threading.Thread(target=self._run, name="crowdsource-listen", daemon=True).start()
 
     def publish(self, event: Event) -> None:
-        """NOTIFY every process, this one included."""
+        """NOTIFY every process, this one included (large data is left for each to load)."""
+        payload = event.to_json()
+        if len(payload.encode()) > NOTIFY_LIMIT:
+            payload = Event(event.type, event.competition_id, {}, event.at).to_json()
         with self._send_lock:
-            self._send.execute("SELECT pg_notify(%s, %s)", (CHANNEL, event.to_json()))
+            self._send.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
 
     def _run(self) -> None:
         """Receive notifications and hand them to the IOLoop."""

@@ -70,7 +70,7 @@ class Scored:
     public_score: float | None
     private_score: float | None
     answer_rows: int
-    predictions: bytes
+    predictions: bytes | None  # None: store the body as it was sent (it is Parquet already)
 
     @property
     def state(self) -> str:
@@ -396,8 +396,7 @@ def score_body(db_url: str, spec: Spec, body: bytes, content_type: str | None) -
     """Decode, validate, align and score one submission body: the unit of scoring work."""
     cols = read_columns(body, content_type)
     expected, truth = CACHE.get(db_url, spec)
-    raw = body if frames.is_parquet(content_type) else None
-    return score_columns(spec, cols, expected, truth, raw=raw)
+    return score_columns(spec, cols, expected, truth, keep=frames.is_parquet(content_type))
 
 
 def score_columns(
@@ -406,17 +405,16 @@ def score_columns(
     expected: np.ndarray,
     truth: Truth | None,
     *,
-    raw: bytes | None = None,
+    keep: bool = False,
 ) -> Scored:
-    """Validate, align and score decoded columns; keep `raw` Parquet as the stored copy."""
+    """Validate, align and score decoded columns; with `keep` the body is stored as sent."""
     if expected.dtype == object:
         expected = expected.astype(str).astype(object)
     ids, values = align(spec, cols, expected)
     pred = encode_predictions(spec, ids, values)
     public, private, used = score_against(spec, truth, ids, pred)
-    if raw is None:
-        raw = frames.to_parquet(pd.DataFrame({spec.id_column: ids, **values}))
-    return Scored(public, private, used, raw)
+    stored = None if keep else frames.to_parquet(pd.DataFrame({spec.id_column: ids, **values}))
+    return Scored(public, private, used, stored)
 
 
 def rescore(db_url: str, spec: Spec, predictions: bytes) -> Scored:

@@ -211,7 +211,7 @@ class Service:
 
         data = await self.tx(run)
         self._schedule_close(data["id"], data["closes_at"])
-        self._publish("competition.created", data["id"])
+        self._publish("competition.created", data["id"], **data)
         return data
 
     async def competitions(self, *, kind: str | None, state: str | None) -> list[dict[str, Any]]:
@@ -361,7 +361,7 @@ class Service:
                 comp=comp,
                 participant=participant,
                 scored=scored,
-                predictions=scored.predictions,
+                predictions=body if scored.predictions is None else scored.predictions,
                 key=key,
                 now=utcnow(),
             )

@@ -76,8 +76,8 @@ class EventStream:
         if self._ws is None:
             self.connect()
         assert self._ws is not None
-        self._ws.settimeout(timeout)
         try:
+            self._ws.settimeout(timeout)
             text = self._ws.recv()
         except websocket.WebSocketTimeoutException:
             raise Timeout(f"no event within {timeout} s") from None

@@ -1,0 +1,218 @@
+"""`make bench`: this project, the published original and the machine's floor, in one run.
+
+    .venv/bin/python bench/run.py            # full run (< 5 min), writes BENCHMARKS.md
+    .venv/bin/python bench/run.py --smoke    # tiny sizes (< 60 s), writes nothing committed
+    .venv/bin/python bench/run.py --no-peer  # skip the original (its column says "not run")
+
+See bench/README.md for what each workload measures and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import floor, ours, peer, report
+from bench.common import ROOT, classify_data, machine, to_parquet
+from bench.loadgen import generator_name
+
+FULL = {
+    "rows_small": 1000,
+    "rows_big": 1_000_000,
+    "dur": 4,
+    "dur_read": 3,
+    "read_conns": 10,
+    "board_levels": [1000, 10_000, 100_000],
+    "board_participants": 100,
+    "big_repeats": 3,
+    "compete_runs": 20,
+    "read_interval_s": 0.01,
+    "deadline_s": 285,
+    "reserve_s": 15,
+    "warmup_s": 1,
+}
+SMOKE = {
+    "rows_small": 200,
+    "rows_big": 20_000,
+    "dur": 1,
+    "dur_read": 1,
+    "read_conns": 4,
+    "board_levels": [50, 150],
+    "board_participants": 5,
+    "big_repeats": 1,
+    "compete_runs": 3,
+    "read_interval_s": 0.01,
+    "deadline_s": 55,
+    "reserve_s": 3,
+    "warmup_s": 1,
+    "skip_json": True,
+}
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def attempt(results: dict, key: str, fn, *args) -> None:
+    """Run one measurement; on failure record why and carry on with the rest."""
+    t0 = time.monotonic()
+    try:
+        results[key] = fn(*args)
+    except Exception as exc:
+        results[key] = {"error": f"{type(exc).__name__}: {exc}"}
+        log(f"  {key} FAILED: {type(exc).__name__}: {exc}")
+        if "--debug" in sys.argv:
+            traceback.print_exc()
+    results.setdefault("timings", {})[key] = round(time.monotonic() - t0, 1)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, < 60 s; writes no table")
+    ap.add_argument("--no-peer", action="store_true", help="do not run the original")
+    ap.add_argument(
+        "--peer",
+        action="store_true",
+        help="with --smoke: run the original too (if its venv is set up)",
+    )
+    ap.add_argument(
+        "--out",
+        help="where to write the table (default BENCHMARKS.md; "
+        "with --smoke, bench/.peer/BENCHMARKS.smoke.md)",
+    )
+    ap.add_argument("--debug", action="store_true", help="print tracebacks")
+    args = ap.parse_args()
+    cfg = dict(SMOKE if args.smoke else FULL)
+    started = time.monotonic()
+    deadline = started + cfg["deadline_s"]
+    out = (
+        Path(args.out)
+        if args.out
+        else (
+            ROOT / "bench" / ".peer" / "BENCHMARKS.smoke.md"
+            if args.smoke
+            else ROOT / "BENCHMARKS.md"
+        )
+    )
+    cmd = (
+        "make bench  (.venv/bin/python bench/run.py"
+        + (" --smoke" if args.smoke else "")
+        + (" --no-peer" if args.no_peer else "")
+        + ")"
+    )
+    results: dict = {
+        "machine": machine(),
+        "smoke": args.smoke,
+        "config": cfg,
+        "generator": generator_name(),
+        "command": cmd,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    try:
+        results["commit"] = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip() + (
+            " (uncommitted changes)"
+            if subprocess.run(
+                ["git", "-C", str(ROOT), "status", "--porcelain", "--", "crowdsource"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            else ""
+        )
+    except OSError:
+        results["commit"] = "unknown"
+    log(
+        f"bench ({'smoke' if args.smoke else 'full'}) on {results['machine']['cpu']}, "
+        f"{results['machine']['nproc']} CPUs, load {results['machine']['loadavg_at_start']}; "
+        f"load generator: {results['generator']}"
+    )
+
+    # ---- the floor
+    log("floor: Tornado hello-world")
+    attempt(results, "hello", floor.hello_world, cfg)
+    log("floor: in-process Parquet + align + numpy log loss")
+
+    def in_process() -> dict:
+        _, answer, preds = classify_data(cfg["rows_big"], seed=2)
+        sub = ours.prediction_frame({"prediction_columns": ["0", "1"]}, preds)
+        body = to_parquet(sub)
+        return floor.score_floor(
+            body, answer["id"].to_numpy(), answer["label"].to_numpy(), ["0", "1"]
+        )
+
+    attempt(results, "floor_score", in_process)
+    if "seconds" in results["floor_score"]:
+        log(
+            f"  floor: {cfg['rows_big']:,} rows in {results['floor_score']['seconds'] * 1e3:.1f} ms"
+        )
+
+    # ---- the original
+    if args.no_peer:
+        results["peer"] = {"not_run": "skipped (--no-peer)"}
+    elif args.smoke and not args.peer:
+        results["peer"] = {"not_run": "smoke run (add --peer to include it)"}
+    elif args.smoke and not peer.STAMP.exists():
+        results["peer"] = {"not_run": "smoke run: its venv is not set up (make bench sets it up)"}
+    else:
+        log("original: crowdsource 0.1.0 (../shared/peer)")
+        t0 = time.monotonic()
+        try:
+            peer.setup(log)
+            results["peer_setup_s"] = round(time.monotonic() - t0, 1)
+            attempt(results, "peer", peer.run, cfg, log)
+        except Exception as exc:
+            results["peer"] = {"not_run": f"its environment could not be set up: {exc}"}
+            log(f"  original not run: {exc}")
+
+    # ---- ours
+    log("ours: crowdsource server")
+    with tempfile.TemporaryDirectory(prefix="bench-ours-") as td:
+        srv = ours.Server(Path(td))
+        try:
+            srv.start()
+        except Exception as exc:
+            results["server_error"] = f"{type(exc).__name__}: {exc}"
+            log(f"  our server did not start: {exc}")
+        else:
+            try:
+                attempt(results, "w1", ours.submissions_per_second, srv, cfg, log)
+                attempt(results, "w2", ours.big_submission, srv, cfg, log)
+                attempt(results, "w4", ours.auto_compete, srv, cfg, log)
+            finally:
+                srv.stop()
+                results["server_log_tail"] = srv.proc.tail(2000)
+            budget = deadline - time.monotonic() - cfg["reserve_s"]
+            w3dir = Path(td) / "w3"
+            w3dir.mkdir()
+            attempt(results, "w3", ours.leaderboard_reads, w3dir, cfg, log, budget)
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+
+    text = report.render(results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    raw = ROOT / "bench" / ".peer" / ("last-smoke.json" if args.smoke else "last-run.json")
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps(results, indent=1, default=str))
+    log("")
+    log(report.table_only(results))
+    log(f"\nwrote {out} and {raw} in {results['elapsed_s']:.0f}s")
+    failed = [
+        k for k in ("hello", "floor_score", "w1", "w2", "w3", "w4") if "error" in results.get(k, {})
+    ] + (["server"] if "server_error" in results else [])
+    if failed:
+        log(f"FAILED workloads: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
