@@ -643,60 +643,6 @@ class Observer:
             self.ws.close()
 
 
-class MiniCompetitor:
-    """The bench's own auto-competitor (when crowdsource.client cannot be used)."""
-
-    def __init__(self, srv: Server, token: str) -> None:
-        import websocket
-
-        self.srv = srv
-        self.token = token
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {token}"
-        self.ws = websocket.create_connection(
-            srv.url.replace("http", "ws", 1) + f"/api/v1/events?token={token}", timeout=30
-        )
-        self.ws.recv()  # hello
-        self.closed = False
-        self.th = threading.Thread(target=self._run, daemon=True)
-        self.th.start()
-
-    def _run(self) -> None:
-        while not self.closed:
-            try:
-                msg = self.ws.recv()
-            except Exception:
-                return
-            try:
-                ev = json.loads(msg)
-            except ValueError:
-                continue
-            if ev["type"] != "competition.created" or ev["data"].get("type") != "classify":
-                continue
-            comp = ev["data"]
-            r = self.http.get(
-                f"{self.srv.api}/competitions/{comp['id']}/dataset",
-                headers={"Accept": PARQUET},
-                timeout=60,
-            )
-            ds = pd.read_parquet(__import__("io").BytesIO(r.content))
-            cols = comp.get("prediction_columns") or [str(c) for c in comp["classes"]]
-            pred = pd.DataFrame({"id": ds["id"].to_numpy()})
-            for c in cols:
-                pred[c] = 1.0 / len(cols)
-            self.http.post(
-                f"{self.srv.api}/competitions/{comp['id']}/submissions",
-                data=to_parquet(pred),
-                headers={"Content-Type": PARQUET},
-                timeout=60,
-            )
-
-    def close(self) -> None:
-        self.closed = True
-        with contextlib.suppress(Exception):
-            self.ws.close()
-
-
 def _client_competitor(srv: Server, token: str) -> tuple[Any, float]:
     """crowdsource.client's compete(); returns (closer, seconds compete() took to return)."""
     from crowdsource.client import Client
@@ -729,16 +675,7 @@ def auto_compete(srv: Server, cfg: dict, log: Callable) -> dict:
     obs = Observer(srv)
     obs.participant = pid
     how = "crowdsource.client Client.compete()"
-    returned = None
-    try:
-        closer, returned = _client_competitor(srv, token)
-    except Exception as exc:
-        log(
-            f"  ours: crowdsource.client compete() unusable ({type(exc).__name__}: {exc}); "
-            "using the bench's minimal competitor"
-        )
-        how = "bench minimal competitor (websocket-client + requests)"
-        closer = MiniCompetitor(srv, token)
+    closer, returned = _client_competitor(srv, token)
     from_send, from_ack = [], []
     body_base = {
         "title": "w4",

@@ -18,6 +18,11 @@ import requests
 PG_ADMIN_URL = os.environ.get("CROWDSOURCE_TEST_PG", "postgresql://127.0.0.1:5432/test")
 
 
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header for a token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def free_port() -> int:
     """Return a TCP port that is free on 127.0.0.1 right now."""
     with socket.socket() as s:

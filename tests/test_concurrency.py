@@ -10,35 +10,17 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
-from tests.support import ServerProcess, postgres_database
+from tests.support import ServerProcess, bearer
 
 LIMIT = 37
 THREADS = 16
 PER_THREAD = 100
 ROWS = 12
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database for one test: a SQLite file or a PostgreSQL URL."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "crowdsource.db")
-        return
-    with postgres_database() as url:
-        yield url
-
-
-def bearer(token: str) -> dict[str, str]:
-    """The Authorization header for a token."""
-    return {"Authorization": f"Bearer {token}"}
 
 
 def host_limited_competition(server: ServerProcess) -> int:

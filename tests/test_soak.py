@@ -13,7 +13,6 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,26 +20,11 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import ServerProcess, postgres_database
+from tests.support import ServerProcess, bearer
 
 KILLS = int(os.environ.get("CROWDSOURCE_SOAK_KILLS", "5"))
 CLIENTS = int(os.environ.get("CROWDSOURCE_SOAK_CLIENTS", "4"))
 ROWS = 30
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database for one test: a SQLite file or a PostgreSQL URL."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "crowdsource.db")
-        return
-    with postgres_database() as url:
-        yield url
-
-
-def bearer(token: str) -> dict[str, str]:
-    """The Authorization header for a token."""
-    return {"Authorization": f"Bearer {token}"}
 
 
 def answer_value(i: int) -> float:
