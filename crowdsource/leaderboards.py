@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from crowdsource.metrics import get_metric
-from crowdsource.models import Competition, Entry, Participant, Submission
+from crowdsource.models import ENTRIES, Competition, Entry, Participant, Submission
 from crowdsource.timeutil import iso
 
 BOARDS = ("public", "private")
@@ -21,32 +24,53 @@ def _better(comp: Competition, new: float, old: float | None) -> bool:
     return new > old if get_metric(comp.metric).higher_is_better else new < old
 
 
-def apply(session: Session, comp: Competition, sub: Submission, *, count: bool = True) -> None:
-    """Fold one recorded submission into both boards (same transaction as the score)."""
-    entries = {
-        e.board: e
-        for e in session.scalars(
-            select(Entry).where(
-                Entry.competition_id == comp.id, Entry.participant_id == sub.participant_id
-            )
+def apply(
+    session: Session,
+    comp: Competition,
+    *,
+    participant_id: int,
+    submission_id: int,
+    public: float | None,
+    private: float | None,
+    at: datetime,
+    count: bool = True,
+) -> None:
+    """Fold one recorded score into both boards: one upsert, same transaction as the score."""
+    table = ENTRIES
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+    rows = [
+        {
+            "competition_id": comp.id,
+            "board": board,
+            "participant_id": participant_id,
+            "score": score,
+            "best_submission_id": None if score is None else submission_id,
+            "submissions": int(count),
+            "last_submission_at": at if count else None,
+        }
+        for board, score in (("public", public), ("private", private))
+    ]
+    stmt = insert(table).values(rows)
+    new, old = stmt.excluded, table.c
+    wins = (
+        new.score > old.score if get_metric(comp.metric).higher_is_better else new.score < old.score
+    )
+    better = new.score.is_not(None) & (old.score.is_(None) | wins)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[old.competition_id, old.board, old.participant_id],
+            set_={
+                "submissions": old.submissions + new.submissions,
+                "last_submission_at": case(
+                    (new.submissions > 0, new.last_submission_at), else_=old.last_submission_at
+                ),
+                "score": case((better, new.score), else_=old.score),
+                "best_submission_id": case(
+                    (better, new.best_submission_id), else_=old.best_submission_id
+                ),
+            },
         )
-    }
-    for board, score in (("public", sub.public_score), ("private", sub.private_score)):
-        entry = entries.get(board)
-        if entry is None:
-            entry = Entry(
-                competition_id=comp.id,
-                board=board,
-                participant_id=sub.participant_id,
-                submissions=0,
-            )
-            session.add(entry)
-        if count:
-            entry.submissions += 1
-            entry.last_submission_at = sub.created_at
-        if score is not None and _better(comp, score, entry.score):
-            entry.score = score
-            entry.best_submission_id = sub.id
+    )
 
 
 def rebuild(session: Session, comp: Competition) -> None:
@@ -59,8 +83,15 @@ def rebuild(session: Session, comp: Competition) -> None:
         .order_by(Submission.id)
     )
     for sub in subs:
-        apply(session, comp, sub)
-        session.flush()
+        apply(
+            session,
+            comp,
+            participant_id=sub.participant_id,
+            submission_id=sub.id,
+            public=sub.public_score,
+            private=sub.private_score,
+            at=sub.created_at,
+        )
 
 
 def rank_of(session: Session, comp: Competition, *, board: str, score: float | None) -> int | None:
@@ -75,10 +106,16 @@ def rank_of(session: Session, comp: Competition, *, board: str, score: float | N
     return int(ahead or 0) + 1
 
 
-def rank(session: Session, comp: Competition, *, participant: Participant) -> int | None:
+def rank(session: Session, comp: Competition, *, participant_id: int) -> int | None:
     """A participant's current rank on the public board."""
-    entry = session.get(Entry, (comp.id, "public", participant.id))
-    return None if entry is None else rank_of(session, comp, board="public", score=entry.score)
+    score = session.scalar(
+        select(Entry.score).where(
+            Entry.competition_id == comp.id,
+            Entry.board == "public",
+            Entry.participant_id == participant_id,
+        )
+    )
+    return rank_of(session, comp, board="public", score=score)
 
 
 def board(session: Session, comp: Competition, *, name: str) -> dict[str, Any]:

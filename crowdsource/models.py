@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -137,3 +138,10 @@ class Entry(Base):
     best_submission_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     submissions: Mapped[int] = mapped_column(Integer, default=0)
     last_submission_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+# The tables, for the hot path's Core statements.
+BLOBS = cast(Table, Blob.__table__)
+SUBMISSIONS = cast(Table, Submission.__table__)
+SCORES = cast(Table, Score.__table__)
+ENTRIES = cast(Table, Entry.__table__)

@@ -6,13 +6,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from crowdsource import leaderboards
 from crowdsource.competitions import status
 from crowdsource.errors import BadRequest, Closed, Forbidden, NotFound, NotOpen, QuotaExceeded
-from crowdsource.models import Blob, Competition, Participant, Score, Submission
+from crowdsource.models import (
+    BLOBS,
+    SCORES,
+    SUBMISSIONS,
+    Competition,
+    Participant,
+    Score,
+    Submission,
+)
 from crowdsource.scoring import Scored
 from crowdsource.timeutil import iso, next_midnight
 
@@ -112,27 +120,61 @@ def record(
         return as_json(session, existing, comp, participant, now), False
     check_open(comp, participant, now)
     left = check_quota(session, comp, participant, now)
-    blob = Blob(data=predictions)
-    session.add(blob)
-    session.flush()
-    sub = Submission(
-        competition_id=comp.id,
+    blob_id = session.execute(
+        insert(BLOBS).values(data=predictions).returning(BLOBS.c.id)
+    ).scalar_one()
+    public = None if scored is None else scored.public_score
+    private = None if scored is None else scored.private_score
+    row = {
+        "competition_id": comp.id,
+        "participant_id": participant.id,
+        "state": "pending" if scored is None else scored.state,
+        "reason": None,
+        "public_score": public,
+        "private_score": private,
+        "predictions_blob_id": blob_id,
+        "idempotency_key": key,
+        "created_at": now,
+        "scored_at": None if scored is None else now,
+    }
+    row["id"] = session.execute(
+        insert(SUBMISSIONS).values(row).returning(SUBMISSIONS.c.id)
+    ).scalar_one()
+    history = []
+    if scored is not None:
+        history = [_score(session, row["id"], scored, now)]
+    leaderboards.apply(
+        session,
+        comp,
         participant_id=participant.id,
-        state="pending",
-        predictions_blob_id=blob.id,
-        idempotency_key=key,
-        created_at=now,
+        submission_id=row["id"],
+        public=public,
+        private=private,
+        at=now,
     )
-    session.add(sub)
-    session.flush()
-    if scored is None:
-        leaderboards.apply(session, comp, sub)
-    else:
-        settle(session, comp, sub, scored, now=now, fresh=True)
     remaining = None if left.remaining is None else left.remaining - 1
-    return as_json(
-        session, sub, comp, participant, now, left=Quota(remaining, left.resets_at)
+    return view(
+        row,
+        comp,
+        participant,
+        now,
+        rank=leaderboards.rank(session, comp, participant_id=participant.id),
+        left=Quota(remaining, left.resets_at),
+        history=history,
     ), True
+
+
+def _score(session: Session, submission_id: int, scored: Scored, now: datetime) -> dict[str, Any]:
+    """Add one scoring to a submission's history; returns it."""
+    row = {
+        "submission_id": submission_id,
+        "public_score": scored.public_score,
+        "private_score": scored.private_score,
+        "answer_rows": scored.answer_rows,
+        "at": now,
+    }
+    session.execute(insert(SCORES).values(row))
+    return row
 
 
 def settle(
@@ -142,23 +184,23 @@ def settle(
     scored: Scored,
     *,
     now: datetime,
-    fresh: bool = False,
 ) -> None:
-    """Record a score for a submission, keep it in the history, and update the boards."""
+    """Record a new score for a stored submission, keep the history, and update the boards."""
     sub.state = scored.state
     sub.public_score, sub.private_score = scored.public_score, scored.private_score
     sub.scored_at = now
     sub.reason = None
-    session.add(
-        Score(
-            submission_id=sub.id,
-            public_score=scored.public_score,
-            private_score=scored.private_score,
-            answer_rows=scored.answer_rows,
-            at=now,
-        )
+    _score(session, sub.id, scored, now)
+    leaderboards.apply(
+        session,
+        comp,
+        participant_id=sub.participant_id,
+        submission_id=sub.id,
+        public=sub.public_score,
+        private=sub.private_score,
+        at=sub.created_at,
+        count=False,
     )
-    leaderboards.apply(session, comp, sub, count=fresh)
 
 
 def fail(session: Session, comp: Competition, sub: Submission, reason: str) -> None:
@@ -198,18 +240,14 @@ def mine(
     return list(session.scalars(query.order_by(Submission.id.desc())))
 
 
-def history(session: Session, sub: Submission, *, private: bool) -> list[dict[str, Any]]:
+def history(session: Session, sub: Submission) -> list[dict[str, Any]]:
     """Every scoring of a submission, oldest first."""
-    rows = session.scalars(select(Score).where(Score.submission_id == sub.id).order_by(Score.id))
-    return [
-        {
-            "public_score": s.public_score,
-            "private_score": s.private_score if private else None,
-            "answer_rows": s.answer_rows,
-            "at": iso(s.at),
-        }
-        for s in rows
-    ]
+    rows = session.execute(
+        select(Score.public_score, Score.private_score, Score.answer_rows, Score.at)
+        .where(Score.submission_id == sub.id)
+        .order_by(Score.id)
+    )
+    return [dict(r._mapping) for r in rows]
 
 
 def as_json(
@@ -218,24 +256,63 @@ def as_json(
     comp: Competition,
     owner: Participant,
     now: datetime,
-    *,
-    left: Quota | None = None,
 ) -> dict[str, Any]:
-    """The view of a submission: private score only once the competition has closed."""
+    """The view of a stored submission."""
+    row = {
+        c: getattr(sub, c)
+        for c in (
+            "id",
+            "state",
+            "reason",
+            "public_score",
+            "private_score",
+            "created_at",
+            "scored_at",
+        )
+    }
+    return view(
+        row,
+        comp,
+        owner,
+        now,
+        rank=leaderboards.rank(session, comp, participant_id=owner.id),
+        left=quota(session, comp, owner, now),
+        history=history(session, sub),
+    )
+
+
+def view(
+    row: dict[str, Any],
+    comp: Competition,
+    owner: Participant,
+    now: datetime,
+    *,
+    rank: int | None,
+    left: Quota,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What the API shows of a submission: the private score only once the competition closed."""
     closed = status(comp, now) == "closed"
-    left = left or quota(session, comp, owner, now)
     return {
-        "id": sub.id,
+        "id": row["id"],
         "competition_id": comp.id,
         "participant": {"id": owner.id, "name": owner.name},
-        "state": sub.state,
-        "reason": sub.reason,
-        "public_score": sub.public_score,
-        "private_score": sub.private_score if closed else None,
-        "rank": leaderboards.rank(session, comp, participant=owner),
-        "created_at": iso(sub.created_at),
-        "scored_at": iso(sub.scored_at),
+        "state": row["state"],
+        "reason": row["reason"],
+        "public_score": row["public_score"],
+        "private_score": row["private_score"] if closed else None,
+        "rank": rank,
+        "created_at": iso(row["created_at"]),
+        "scored_at": iso(row["scored_at"]),
         "remaining_today": left.remaining,
         "quota_resets_at": iso(left.resets_at),
-        "history": history(session, sub, private=closed),
+        "history": [
+            {
+                "public_score": h["public_score"],
+                "private_score": h["private_score"] if closed else None,
+                "answer_rows": h["answer_rows"],
+                "at": iso(h["at"]),
+            }
+            for h in history
+        ],
     }
