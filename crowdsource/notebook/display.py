@@ -1,0 +1,141 @@
+"""How notebook objects look: competition cards, submission reports, small HTML tables."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from crowdsource.client import Competition, Submission
+
+__all__ = [
+    "SubmissionReport",
+    "competition_card",
+    "competition_details",
+    "competitions_frame",
+    "direction",
+    "html_table",
+    "submission_line",
+]
+
+DETAIL_FIELDS = (
+    "id",
+    "title",
+    "type",
+    "metric",
+    "higher_is_better",
+    "id_column",
+    "targets",
+    "classes",
+    "status",
+    "rows",
+    "answer_rows",
+    "closes_at",
+    "daily_limit",
+    "public_fraction",
+)
+
+
+def competition_details(competition: Competition) -> pd.Series:
+    """The public details of a competition worth showing (no volatile timestamps)."""
+    values: dict[str, Any] = {name: getattr(competition, name) for name in DETAIL_FIELDS}
+    values["host"] = competition.host_name
+    if competition.description:
+        values["description"] = competition.description
+    values = {k: ", ".join(map(str, v)) if isinstance(v, list) else v for k, v in values.items()}
+    return pd.Series(values, name=f"competition {competition.id}", dtype=object)
+
+
+def competition_card(competition: Competition) -> str:
+    """A competition's details as an HTML table."""
+    rows = competition_details(competition)
+    body = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(str(key))}</th>"
+        f"<td style='text-align:left'>{html.escape(str(value))}</td></tr>"
+        for key, value in rows.items()
+    )
+    return f"<table>{body}</table>"
+
+
+def competitions_frame(items: Sequence[Competition]) -> pd.DataFrame:
+    """The columns a person wants when listing competitions."""
+    columns = ["id", "title", "type", "metric", "status", "rows", "answer_rows", "host"]
+    rows = [
+        {
+            "id": c.id,
+            "title": c.title,
+            "type": c.type,
+            "metric": c.metric,
+            "status": c.status,
+            "rows": c.rows,
+            "answer_rows": c.answer_rows,
+            "host": c.host_name,
+        }
+        for c in items
+    ]
+    return pd.DataFrame(rows, columns=columns).set_index("id")
+
+
+def submission_line(sub: Submission) -> str:
+    """One line about a submission: state, score, rank, remaining quota and its reset time."""
+    line = f"submission {sub.id} to competition {sub.competition_id}: {sub.state}"
+    if sub.public_score is not None:
+        line += f", public score {sub.public_score:.6g}"
+    if sub.rank is not None:
+        line += f", rank {sub.rank}"
+    if sub.reason:
+        line += f" ({sub.reason})"
+    return line + "; " + quota_text(sub)
+
+
+def quota_text(sub: Submission) -> str:
+    """What is left of today's submissions, and when it resets."""
+    if sub.remaining_today is None:
+        return "no daily limit"
+    text = f"{sub.remaining_today} submissions left today"
+    if sub.quota_resets_at:
+        text += f" (resets {sub.quota_resets_at})"
+    return text
+
+
+class SubmissionReport:
+    """A submission as a notebook shows it: one line of text, or a small HTML summary."""
+
+    def __init__(self, submission: Submission) -> None:
+        self.submission = submission
+
+    def __repr__(self) -> str:
+        return submission_line(self.submission)
+
+    def _repr_html_(self) -> str:
+        """The same line, with the score and rank in bold."""
+        sub = self.submission
+        parts = [f"<b>submission {sub.id}</b> to competition {sub.competition_id}: {sub.state}"]
+        if sub.public_score is not None:
+            parts.append(f"public score <b>{sub.public_score:.6g}</b>")
+        if sub.rank is not None:
+            parts.append(f"rank <b>{sub.rank}</b>")
+        text = ", ".join(parts)
+        if sub.reason:
+            text += f" ({html.escape(sub.reason)})"
+        return f"<div>{text}; {html.escape(quota_text(sub))}</div>"
+
+
+def html_table(frame: pd.DataFrame, *, empty: str) -> str:
+    """A frame as a compact HTML table (escaped), or a line saying it is empty."""
+    if frame.empty:
+        return f"<i>{html.escape(empty)}</i>"
+    text = frame.to_html(
+        index=False, escape=True, border=0, na_rep="", float_format="{:.6g}".format
+    )
+    cell = "style='padding:2px 12px;text-align:right'"
+    return text.replace("<td>", f"<td {cell}>").replace("<th>", f"<th {cell}>")
+
+
+def direction(higher_is_better: bool | None) -> str:
+    """How a metric ranks, in words."""
+    if higher_is_better is None:
+        return "direction unknown"
+    return "higher is better" if higher_is_better else "lower is better"

@@ -1,0 +1,145 @@
+"""`%crowdsource serve`: a real crowdsource server as a child process of the kernel.
+
+The server runs as `python -m crowdsource.notebook.embedded ...`, which starts the ordinary
+server application on a temporary SQLite database. Its standard input is a pipe from the
+kernel: when the kernel exits, however abruptly, the pipe closes and the server stops itself,
+so no server outlives its notebook; it then removes its temporary folder.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+__all__ = ["EmbeddedServer", "free_port", "main"]
+
+WORKDIR_PREFIX = "crowdsource-serve-"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedServer:
+    """A crowdsource server on a temporary SQLite database, owned by this kernel."""
+
+    def __init__(self, *, port: int | None = None, scoring: str = "thread") -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.scoring = scoring
+        self.workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+        self.db = self.workdir / "crowdsource.db"
+        self.log = self.workdir / "server.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<EmbeddedServer {self.url} {state}, database {self.db}>"
+
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def command(self) -> list[str]:
+        """The command line of the server process."""
+        return [
+            sys.executable,
+            "-m",
+            "crowdsource.notebook.embedded",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            f"--db={self.db}",
+            f"--scoring={self.scoring}",
+            "--log-level=WARN",
+        ]
+
+    def start(self, *, timeout: float = 60.0) -> EmbeddedServer:
+        """Start the process and wait until the API answers."""
+        with self.log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self.command(), stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=self.workdir
+            )
+        atexit.register(self.stop)
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Block until the server answers; raise RuntimeError with its log if it cannot start."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise RuntimeError(f"the embedded server exited: {self._tail()}")
+            try:
+                requests.get(f"{self.url}/api/v1/competitions", timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the embedded server did not start within {timeout} s: {self._tail()}")
+
+    def _tail(self) -> str:
+        """The end of the server's log, on one line."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        lines = [line for line in text.splitlines() if line.strip()]
+        return " | ".join(lines[-3:]) or "(empty log)"
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """Stop the server and remove its database (idempotent)."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc is not None and proc.stdin is not None:
+            proc.stdin.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _stop_when_parent_exits() -> None:
+    """Wait for EOF on stdin (the kernel went away), then stop this process politely."""
+    try:
+        while os.read(0, 1024):
+            pass
+    except OSError:
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server until stopped, or until the kernel that started it exits."""
+    from crowdsource.server.app import main as serve
+
+    threading.Thread(target=_stop_when_parent_exits, daemon=True).start()
+    workdir = Path.cwd()
+    try:
+        return serve(argv)
+    finally:
+        if workdir.name.startswith(WORKDIR_PREFIX):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

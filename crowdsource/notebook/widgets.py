@@ -1,0 +1,8 @@
+"""The notebook widgets: a live Plotly leaderboard and a competition browser."""
+
+from __future__ import annotations
+
+from crowdsource.notebook.browser import CompetitionBrowser
+from crowdsource.notebook.leaderboard import LeaderboardWidget
+
+__all__ = ["CompetitionBrowser", "LeaderboardWidget"]
