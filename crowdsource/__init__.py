@@ -23,6 +23,11 @@ def unload_ipython_extension(ipython: Any) -> None:
     unload(ipython)
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where JupyterLab finds the prebuilt panel (for `jupyter labextension develop`)."""
+    return [{"src": "labextension", "dest": "crowdsource-jupyterlab"}]
+
+
 def __getattr__(name: str) -> Any:
     """`from crowdsource import compete` imports the notebook layer only then."""
     if name == "compete":

@@ -233,3 +233,21 @@ def test_competing_needs_a_token(sqlite_server) -> None:
     """Without a token, compete says to register first."""
     with pytest.raises(CC.Unauthorized, match="register"):
         CC.Client(sqlite_server.url).compete("classify", ones)
+
+
+def test_an_edited_function_gets_a_new_key() -> None:
+    """Re-registering changed code submits afresh; the same code keeps its key (no duplicate)."""
+    from crowdsource.client.competitor import fingerprint, idempotency_key
+
+    def guess(c: object) -> int:
+        return 1
+
+    same = guess
+
+    def guess_again(c: object) -> int:
+        return 2
+
+    assert idempotency_key(7, "guess", fingerprint(guess)) == idempotency_key(
+        7, "guess", fingerprint(same)
+    )
+    assert fingerprint(guess) != fingerprint(guess_again)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from crowdsource.client.client import Client
 from crowdsource.client.competitor import Competitor, RunResult
 from crowdsource.client.errors import (
@@ -56,3 +58,7 @@ __all__ = [
     "UnexpectedResponse",
     "UnsupportedMediaType",
 ]
+
+# A library logs, an application decides where: without this, Python's last-resort handler
+# would print background warnings into whatever runs (a notebook cell, say).
+logging.getLogger("crowdsource.client").addHandler(logging.NullHandler())

@@ -9,6 +9,7 @@ recorded as a `RunResult`.
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import itertools
 import logging
 import queue
@@ -47,9 +48,18 @@ RETRYABLE = (ConnectionFailed, ServerError, RateLimited, Timeout)
 _SEQUENCE = itertools.count()
 
 
-def idempotency_key(competition_id: int, function: str) -> str:
-    """The submission key for one function on one competition: a retry never duplicates."""
-    return f"compete:{competition_id}:{function}"
+def idempotency_key(competition_id: int, function: str, fingerprint: str = "") -> str:
+    """The submission key for one function on one competition: a retry never duplicates,
+    while a changed function (another `fingerprint`) submits afresh."""
+    return f"compete:{competition_id}:{function}" + (f":{fingerprint}" if fingerprint else "")
+
+
+def fingerprint(fn: Callable[..., Any]) -> str:
+    """A short digest of a function's code, so that an edited function counts as new."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ""
+    return hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:12]
 
 
 def start_thread(target: Callable[..., Any], *args: Any, name: str) -> threading.Thread:
@@ -392,7 +402,7 @@ class Competitor:
             return failed(f"{type(exc).__name__}: {exc}")
         if predictions is None:
             return failed("the function returned None instead of a DataFrame")
-        key = idempotency_key(competition.id, registration.name)
+        key = idempotency_key(competition.id, registration.name, fingerprint(registration.fn))
         try:
             submission = self._retrying(
                 lambda: self.client.submit(competition.id, predictions, idempotency_key=key)

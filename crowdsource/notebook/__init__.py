@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 __all__ = [
@@ -17,10 +16,6 @@ __all__ = [
     "stop",
     "unload_ipython_extension",
 ]
-
-# Background threads report through widgets; keep Python's last-resort handler from printing
-# their warnings into whichever cell runs (an application's own logging config still applies).
-logging.getLogger("crowdsource.client").addHandler(logging.NullHandler())
 
 _HOMES = {
     "CompetitionBrowser": "crowdsource.notebook.browser",
