@@ -257,7 +257,8 @@ def encode_predictions(spec: Spec, ids: np.ndarray, values: Columns) -> np.ndarr
     array = _floats(ids, values)
     if needs == "probabilities":
         _check_probabilities(array, ids)
-        return array / array.sum(axis=1, keepdims=True)
+        array /= array.sum(axis=1, keepdims=True)
+        return array
     return array[:, 0] if array.shape[1] == 1 else array
 
 
@@ -317,11 +318,12 @@ def score_against(
     """Public and private scores of aligned predictions, and the answer rows used."""
     if truth is None or not len(truth.ids):
         return None, None, 0
-    rows = np.searchsorted(ids, truth.ids)
-    pred = pred[rows]
-    public = _part(spec, truth.y[truth.public], pred[truth.public])
+    if len(truth.ids) != len(ids):  # a partial answer: score the rows known so far
+        pred = pred[np.searchsorted(ids, truth.ids)]
     if spec.public_fraction >= 1.0:
+        public = _part(spec, truth.y, pred)
         return public, public, len(truth.ids)
+    public = _part(spec, truth.y[truth.public], pred[truth.public])
     private = _part(spec, truth.y[~truth.public], pred[~truth.public])
     return public, private, len(truth.ids)
 
