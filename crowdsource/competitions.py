@@ -21,6 +21,7 @@ from crowdsource.timeutil import iso, parse_time
 
 TYPES = ("classify", "regress", "predict", "cluster")
 STATUSES = ("upcoming", "open", "closed")
+LABEL_KINDS = ("string", "integer", "floating", "boolean", "mixed-integer-float")
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ def _classes(answer: pd.DataFrame | None, targets: list[str], metric: str) -> li
     if answer is None:
         raise InvalidCompetition("a 'classify' competition needs its answer to know the classes")
     labels = answer[targets[0]].dropna()
-    if labels.map(lambda v: isinstance(v, bool | int | float | str | np.generic)).all() is False:
+    if pd.api.types.infer_dtype(labels, skipna=True) not in LABEL_KINDS:
         raise InvalidCompetition("class labels must be numbers or strings")
     values = sorted(pd.unique(labels).tolist(), key=lambda v: (str(type(v)), v))
     if len(values) < 2:

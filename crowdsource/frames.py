@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 from typing import Any
 
@@ -32,20 +31,20 @@ def read_table(data: bytes) -> pa.Table:
 
 def read_parquet(data: bytes) -> pd.DataFrame:
     """Decode Parquet bytes to a DataFrame."""
-    return read_table(data).to_pandas()
+    return read_table(data).to_pandas(use_threads=False)
 
 
 def to_parquet(df: pd.DataFrame, *, what: str = "frame") -> bytes:
     """Encode a frame as Parquet bytes (no index), saying which column cannot be stored."""
-    sink = io.BytesIO()
+    sink = pa.BufferOutputStream()
     try:
-        df.to_parquet(sink, index=False)
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False, nthreads=1), sink)
     except STORE_ERRORS as exc:
         raise BadRequest(
             f"{what} cannot be stored: {_culprit(df)}. Give each column one type (numbers or "
             "text) and keep integers within 64 bits"
         ) from exc
-    return sink.getvalue()
+    return sink.getvalue().to_pybytes()
 
 
 STORE_ERRORS = (pa.ArrowException, OverflowError, ValueError, TypeError)
