@@ -5,13 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import TextClause, bindparam, delete, select, text
 from sqlalchemy.orm import Session
 
 from crowdsource.metrics import get_metric
-from crowdsource.models import ENTRIES, Competition, Entry, Participant, Submission
+from crowdsource.models import Competition, Entry, Participant, Submission, UTCDateTime
 from crowdsource.timeutil import iso
 
 BOARDS = ("public", "private")
@@ -36,8 +34,6 @@ def apply(
     count: bool = True,
 ) -> None:
     """Fold one recorded score into both boards: one upsert, same transaction as the score."""
-    table = ENTRIES
-    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
     rows = [
         {
             "competition_id": comp.id,
@@ -50,27 +46,29 @@ def apply(
         }
         for board, score in (("public", public), ("private", private))
     ]
-    stmt = insert(table).values(rows)
-    new, old = stmt.excluded, table.c
-    wins = (
-        new.score > old.score if get_metric(comp.metric).higher_is_better else new.score < old.score
-    )
-    better = new.score.is_not(None) & (old.score.is_(None) | wins)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[old.competition_id, old.board, old.participant_id],
-            set_={
-                "submissions": old.submissions + new.submissions,
-                "last_submission_at": case(
-                    (new.submissions > 0, new.last_submission_at), else_=old.last_submission_at
-                ),
-                "score": case((better, new.score), else_=old.score),
-                "best_submission_id": case(
-                    (better, new.best_submission_id), else_=old.best_submission_id
-                ),
-            },
-        )
-    )
+    session.execute(UPSERT[get_metric(comp.metric).higher_is_better], rows)
+
+
+def _upsert(wins: str) -> TextClause:
+    """The entry upsert (the same SQL on SQLite and PostgreSQL), keeping the better score."""
+    better = f"excluded.score IS NOT NULL AND (entries.score IS NULL OR excluded.score {wins} "
+    better += "entries.score)"
+    return text(f"""
+        INSERT INTO entries (competition_id, board, participant_id, score, best_submission_id,
+                             submissions, last_submission_at)
+        VALUES (:competition_id, :board, :participant_id, :score, :best_submission_id,
+                :submissions, :last_submission_at)
+        ON CONFLICT (competition_id, board, participant_id) DO UPDATE SET
+            submissions = entries.submissions + excluded.submissions,
+            last_submission_at = CASE WHEN excluded.submissions > 0
+                THEN excluded.last_submission_at ELSE entries.last_submission_at END,
+            score = CASE WHEN {better} THEN excluded.score ELSE entries.score END,
+            best_submission_id = CASE WHEN {better}
+                THEN excluded.best_submission_id ELSE entries.best_submission_id END
+    """).bindparams(bindparam("last_submission_at", type_=UTCDateTime()))
+
+
+UPSERT = {True: _upsert(">"), False: _upsert("<")}  # by higher_is_better
 
 
 def rebuild(session: Session, comp: Competition) -> None:
@@ -94,28 +92,28 @@ def rebuild(session: Session, comp: Competition) -> None:
         )
 
 
-def rank_of(session: Session, comp: Competition, *, board: str, score: float | None) -> int | None:
-    """The rank a score holds on a board: one more than the entries that beat it."""
-    if score is None:
-        return None
-    higher = get_metric(comp.metric).higher_is_better
-    beats = Entry.score > score if higher else Entry.score < score
-    ahead = session.scalar(
-        select(func.count()).where(Entry.competition_id == comp.id, Entry.board == board, beats)
-    )
-    return int(ahead or 0) + 1
-
-
 def rank(session: Session, comp: Competition, *, participant_id: int) -> int | None:
-    """A participant's current rank on the public board."""
-    score = session.scalar(
-        select(Entry.score).where(
-            Entry.competition_id == comp.id,
-            Entry.board == "public",
-            Entry.participant_id == participant_id,
-        )
-    )
-    return rank_of(session, comp, board="public", score=score)
+    """A participant's current rank on the public board (None before a score)."""
+    higher = get_metric(comp.metric).higher_is_better
+    found = session.execute(
+        RANK[higher], {"competition_id": comp.id, "participant_id": participant_id}
+    ).scalar()
+    return None if found is None else int(found)
+
+
+def _rank(wins: str) -> TextClause:
+    """One more than the entries that beat the participant's public score."""
+    return text(f"""
+        SELECT (SELECT count(*) FROM entries e
+                WHERE e.competition_id = mine.competition_id AND e.board = 'public'
+                  AND e.score {wins} mine.score) + 1
+        FROM entries mine
+        WHERE mine.competition_id = :competition_id AND mine.board = 'public'
+          AND mine.participant_id = :participant_id AND mine.score IS NOT NULL
+    """)
+
+
+RANK = {True: _rank(">"), False: _rank("<")}  # by higher_is_better
 
 
 def board(session: Session, comp: Competition, *, name: str) -> dict[str, Any]:

@@ -24,6 +24,10 @@ from crowdsource.models import (
 from crowdsource.scoring import Scored
 from crowdsource.timeutil import iso, next_midnight
 
+INSERT_BLOB = insert(BLOBS).returning(BLOBS.c.id)
+INSERT_SUBMISSION = insert(SUBMISSIONS).returning(SUBMISSIONS.c.id)
+INSERT_SCORE = insert(SCORES)
+
 
 @dataclass(frozen=True)
 class Quota:
@@ -120,9 +124,7 @@ def record(
         return as_json(session, existing, comp, participant, now), False
     check_open(comp, participant, now)
     left = check_quota(session, comp, participant, now)
-    blob_id = session.execute(
-        insert(BLOBS).values(data=predictions).returning(BLOBS.c.id)
-    ).scalar_one()
+    blob_id = session.execute(INSERT_BLOB, {"data": predictions}).scalar_one()
     public = None if scored is None else scored.public_score
     private = None if scored is None else scored.private_score
     row = {
@@ -137,9 +139,7 @@ def record(
         "created_at": now,
         "scored_at": None if scored is None else now,
     }
-    row["id"] = session.execute(
-        insert(SUBMISSIONS).values(row).returning(SUBMISSIONS.c.id)
-    ).scalar_one()
+    row["id"] = session.execute(INSERT_SUBMISSION, row).scalar_one()
     history = []
     if scored is not None:
         history = [_score(session, row["id"], scored, now)]
@@ -173,7 +173,7 @@ def _score(session: Session, submission_id: int, scored: Scored, now: datetime) 
         "answer_rows": scored.answer_rows,
         "at": now,
     }
-    session.execute(insert(SCORES).values(row))
+    session.execute(INSERT_SCORE, row)
     return row
 
 
