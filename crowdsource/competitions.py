@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from crowdsource import frames
@@ -330,6 +330,24 @@ def get(session: Session, competition_id: int) -> Competition:
     comp = session.get(Competition, competition_id) if 0 < competition_id < 2**31 else None
     if comp is None:
         raise NotFound(f"no competition {competition_id}; list them at /api/v1/competitions")
+    return comp
+
+
+STAMP = select(Competition.answer_blob_id, Competition.closes_at).where(
+    Competition.id == bindparam("id")
+)
+
+
+def current(session: Session, competition_id: int, cache: dict[int, Competition]) -> Competition:
+    """A competition from `cache`, after one light query shows it unchanged (answer, close)."""
+    stamp = (
+        session.execute(STAMP, {"id": competition_id}).first() if competition_id < 2**31 else None
+    )
+    if stamp is None:
+        raise NotFound(f"no competition {competition_id}; list them at /api/v1/competitions")
+    comp = cache.get(competition_id)
+    if comp is None or (comp.answer_blob_id, comp.closes_at) != tuple(stamp):
+        comp = cache[competition_id] = get(session, competition_id)
     return comp
 
 

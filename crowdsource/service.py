@@ -47,6 +47,7 @@ class Service:
         self._hydrating: dict[int, bool] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         self._specs: dict[int, scoring.Spec] = {}
+        self._comps: dict[int, Competition] = {}  # checked against the database on each use
         self._tokens: dict[str, Participant] = {}
 
     # ------------------------------------------------------------ plumbing
@@ -355,7 +356,7 @@ class Service:
             return await self._submit_later(spec, participant, body, content_type, key)
 
         def record(session: Session, scored: scoring.Scored) -> tuple[dict[str, Any], bool, bool]:
-            comp = competitions.get(session, competition_id)
+            comp = competitions.current(session, competition_id, self._comps)
             view, new = submissions.record(
                 session,
                 comp=comp,
