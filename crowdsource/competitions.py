@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from crowdsource import frames
 from crowdsource.errors import BadRequest, Forbidden, InvalidCompetition, NotFound
 from crowdsource.metrics import DEFAULT_METRIC, allowed_metrics, get_metric
-from crowdsource.models import Blob, Competition, Participant
+from crowdsource.models import COMPETITIONS, Blob, Competition, Participant
 from crowdsource.scoring import Spec, canonical_labels, coerce_ids, prepare_truth
 from crowdsource.timeutil import iso, parse_time
 
@@ -333,8 +333,8 @@ def get(session: Session, competition_id: int) -> Competition:
     return comp
 
 
-STAMP = select(Competition.answer_blob_id, Competition.closes_at).where(
-    Competition.id == bindparam("id")
+STAMP = select(COMPETITIONS.c.answer_blob_id, COMPETITIONS.c.closes_at).where(
+    COMPETITIONS.c.id == bindparam("id")
 )
 
 

@@ -142,6 +142,7 @@ class Entry(Base):
 
 # The tables, for the hot path's Core statements.
 BLOBS = cast(Table, Blob.__table__)
+COMPETITIONS = cast(Table, Competition.__table__)
 SUBMISSIONS = cast(Table, Submission.__table__)
 SCORES = cast(Table, Score.__table__)
 ENTRIES = cast(Table, Entry.__table__)
