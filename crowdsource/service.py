@@ -4,6 +4,7 @@ workers and the event bus. It knows nothing of HTTP."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,7 @@ class Service:
         self.bus.subscribe(self._on_event)
         self._listeners: set[Listener] = set()
         self._boards: dict[tuple[int, str], dict[str, Any]] = {}
+        self._board_texts: dict[tuple[int, str], str] = {}
         self._hydrating: dict[int, bool] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         self._specs: dict[int, scoring.Spec] = {}
@@ -112,6 +114,7 @@ class Service:
         """Drop cached boards of a competition."""
         for board in leaderboards.BOARDS:
             self._boards.pop((competition_id, board), None)
+            self._board_texts.pop((competition_id, board), None)
 
     def _on_event(self, event: Event) -> None:
         """Hydrate events from any process and pass them to listeners."""
@@ -543,6 +546,19 @@ class Service:
         if board == "public":
             self._boards[(competition_id, board)] = data
         return data
+
+    async def leaderboard_text(
+        self, competition_id: int, *, board: str, viewer: Participant | None
+    ) -> str:
+        """A board as JSON text; the public one is encoded once per change, not per read."""
+        key = (competition_id, board)
+        text = self._board_texts.get(key)
+        if text is None:
+            data = await self.leaderboard(competition_id, board=board, viewer=viewer)
+            text = json.dumps(data)
+            if board == "public" and self._boards.get(key) is data:
+                self._board_texts[key] = text
+        return text
 
     async def leaderboards(self) -> list[dict[str, Any]]:
         """Every competition's public board, and the private one once closed."""

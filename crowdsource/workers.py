@@ -4,19 +4,32 @@ so the server's event loop never waits on a metric."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies
 
 
 def _warm() -> bool:
-    """Import the scoring stack in a worker before the first real job."""
-    import crowdsource.scoring  # noqa: F401
-
+    """A no-op job that makes a worker start before the first real one."""
     return True
+
+
+def _die_with(parent: int) -> None:
+    """Set up a pool worker: end with the server process, even when it is SIGKILLed."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the server died before the line above
+        os._exit(0)
+    import crowdsource.scoring  # noqa: F401  (imported once, before the first job)
 
 
 class Workers:
@@ -36,9 +49,12 @@ class Workers:
         self._pool: Executor | None = None
         self._dask: Any = None
         if backend == "process":
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["crowdsource.scoring"])
-            self._pool = ProcessPoolExecutor(processes, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_die_with,
+                initargs=(os.getpid(),),
+            )
         elif backend == "dask":
             from distributed import Client, LocalCluster
 

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +140,20 @@ def _b64(df: pd.DataFrame) -> str:
     buf = io.BytesIO()
     df.to_parquet(buf)
     return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_scoring_processes_end_with_a_killed_server(tmp_path: Path, new_server) -> None:
+    """SIGKILL leaves no orphaned scoring process behind (they would pile up on restarts)."""
+    import psutil
+
+    server = new_server(str(tmp_path / "orphans.db"))
+    assert server.proc is not None
+    main = psutil.Process(server.proc.pid)
+    deadline = time.monotonic() + 60
+    while len(main.children(recursive=True)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the pool's workers start in the background
+    workers = main.children(recursive=True)
+    assert len(workers) >= 2
+    server.kill()
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert alive == []

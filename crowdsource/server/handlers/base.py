@@ -159,6 +159,10 @@ class APIHandler(web.RequestHandler):
         )
         self.finish(text)
 
+    def compute_etag(self) -> None:
+        """No ETags: answers are live and marked no-store."""
+        return None
+
     def options(self, *args: Any) -> None:
         """Answer CORS preflight requests."""
         self.set_status(204)

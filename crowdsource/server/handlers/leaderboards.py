@@ -11,7 +11,7 @@ class LeaderboardHandler(APIHandler):
     async def get(self, cid: str) -> None:
         """One board."""
         board = self.get_argument("board", "public")
-        self.send(await self.service.leaderboard(int(cid), board=board, viewer=self.viewer))
+        self.finish(await self.service.leaderboard_text(int(cid), board=board, viewer=self.viewer))
 
 
 class LeaderboardsHandler(APIHandler):
