@@ -22,6 +22,12 @@ import crowdsource.client as CC
 URL = os.environ.get("CROWDSOURCE_URL", "127.0.0.1:8889")
 
 
+def say(line: str) -> None:
+    """Print one whole line (the two functions run on threads of their own)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def _labels(competition: CC.Competition) -> list:
     """The two labels to choose between."""
     return list(competition.classes or [0, 1])[:2] or [0, 1]
@@ -29,7 +35,7 @@ def _labels(competition: CC.Competition) -> list:
 
 def foo1(competition: CC.Competition) -> pd.DataFrame:
     """Guess the label from whether the first numeric feature is above its median."""
-    print(f"foo1: answering competition {competition.id}", flush=True)
+    say(f"foo1: answering competition {competition.id}")
     data = competition.dataset.set_index(competition.id_column)
     feature = data.select_dtypes("number").iloc[:, 0]
     low, high = _labels(competition)
@@ -40,7 +46,7 @@ def foo1(competition: CC.Competition) -> pd.DataFrame:
 
 def foo2(competition: CC.Competition) -> pd.DataFrame:
     """Guess labels at random."""
-    print(f"foo2: answering competition {competition.id}", flush=True)
+    say(f"foo2: answering competition {competition.id}")
     answer = competition.template()
     rng = np.random.default_rng(competition.id)
     answer[competition.targets[0]] = rng.choice(_labels(competition), size=len(answer))
@@ -50,13 +56,12 @@ def foo2(competition: CC.Competition) -> pd.DataFrame:
 def report(result: CC.RunResult) -> None:
     """Print what one run gave."""
     if result.ok:
-        print(
+        say(
             f"{result.function}: competition {result.competition_id} scored {result.score:.3f}"
-            f" (rank {result.rank})",
-            flush=True,
+            f" (rank {result.rank})"
         )
     else:
-        print(f"{result.function}: competition {result.competition_id} failed: {result.error}")
+        say(f"{result.function}: competition {result.competition_id} failed: {result.error}")
 
 
 def participant(name: str) -> CC.Client:
