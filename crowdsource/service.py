@@ -46,6 +46,7 @@ class Service:
         self._listeners: set[Listener] = set()
         self._boards: dict[tuple[int, str], dict[str, Any]] = {}
         self._board_texts: dict[tuple[int, str], str] = {}
+        self._board_changes: dict[int, int] = {}  # a read caches only if none came meanwhile
         self._hydrating: dict[int, bool] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         self._specs: dict[int, scoring.Spec] = {}
@@ -112,6 +113,7 @@ class Service:
 
     def _forget(self, competition_id: int) -> None:
         """Drop cached boards of a competition."""
+        self._board_changes[competition_id] = self._board_changes.get(competition_id, 0) + 1
         for board in leaderboards.BOARDS:
             self._boards.pop((competition_id, board), None)
             self._board_texts.pop((competition_id, board), None)
@@ -542,8 +544,9 @@ class Service:
                 )
             return leaderboards.board(session, comp, name=board)
 
+        changes = self._board_changes.get(competition_id, 0)
         data = await self.tx(run)
-        if board == "public":
+        if board == "public" and changes == self._board_changes.get(competition_id, 0):
             self._boards[(competition_id, board)] = data
         return data
 
