@@ -95,6 +95,15 @@ def canonical_labels(values: Any) -> np.ndarray:
     return s.astype(str).to_numpy()
 
 
+def class_codes(values: np.ndarray, classes: tuple[Any, ...] | None) -> np.ndarray:
+    """Each label's index in `classes` (-1 if not a class), compared as canonical text.
+    Labels are factorised first, so only the distinct ones are turned into text."""
+    lookup = {c: i for i, c in enumerate(canonical_labels(list(classes or ())))}
+    codes, uniques = pd.factorize(values)
+    index = np.array([lookup.get(c, -1) for c in canonical_labels(uniques)] + [-1])
+    return index[codes]  # code -1 (a missing label) takes the trailing -1
+
+
 def coerce_ids(ids: np.ndarray, like: np.ndarray, id_column: str) -> np.ndarray:
     """Cast submitted ids to the dtype of the answer's ids, or say why not."""
     if ids.dtype == like.dtype:
@@ -166,12 +175,10 @@ def _split(spec: Spec, ids: np.ndarray) -> np.ndarray:
 def _encode_truth(spec: Spec, targets: pd.DataFrame) -> np.ndarray:
     """Targets as class codes (classify), cluster codes, or floats."""
     if spec.type == "classify":
-        lookup = {str(c): i for i, c in enumerate(canonical_labels(list(spec.classes or ())))}
-        labels = canonical_labels(targets.iloc[:, 0].to_numpy())
-        codes = pd.Series(labels).map(lookup)
-        if codes.isna().any():
+        codes = class_codes(targets.iloc[:, 0].to_numpy(), spec.classes)
+        if (codes < 0).any():
             raise InvalidCompetition("the answer holds labels outside the competition's classes")
-        return codes.to_numpy(dtype="int64")
+        return codes
     if spec.type == "cluster":
         return pd.factorize(targets.iloc[:, 0])[0]
     try:
@@ -295,18 +302,15 @@ def _check_probabilities(array: np.ndarray, ids: np.ndarray) -> None:
 
 def _encode_labels(spec: Spec, labels: np.ndarray) -> np.ndarray:
     """Predicted labels as class codes; unknown labels are refused."""
-    classes = canonical_labels(list(spec.classes or ()))
-    lookup = {c: i for i, c in enumerate(classes)}
-    given = canonical_labels(labels)
-    codes = pd.Series(given).map(lookup)
-    unknown = codes.isna().to_numpy()
+    codes = class_codes(labels, spec.classes)
+    unknown = codes < 0
     if unknown.any():
-        names = np.unique(given[unknown])
+        names = np.unique(canonical_labels(labels[unknown]))
         raise InvalidSubmission(
             f"{int(unknown.sum())} rows have unknown labels ({_listed(names)}); "
-            f"the classes are {', '.join(classes)}"
+            f"the classes are {', '.join(canonical_labels(list(spec.classes or ())))}"
         )
-    return codes.to_numpy(dtype="int64")
+    return codes
 
 
 # ---------------------------------------------------------------- scoring
