@@ -73,7 +73,8 @@ def board_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
 
 @pytest.fixture(scope="session")
 def screenshots() -> Path:
-    """Where the tests save the screenshots shown in the README."""
+    """Where the tests save screenshots: tests/artifacts/, or docs/img/ (the README's) when
+    CROWDSOURCE_SCREENSHOTS=docs."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
 

@@ -15,7 +15,11 @@ import requests
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "img"
+SCREENSHOTS = (
+    ROOT / "docs" / "img"
+    if os.environ.get("CROWDSOURCE_SCREENSHOTS") == "docs"
+    else ROOT / "tests" / "artifacts"
+)
 CHROMIUM = os.environ.get("CROWDSOURCE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
