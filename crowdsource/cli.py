@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from crowdsource.client import Client, Competition, CrowdsourceError, Submission
+from crowdsource.client import Client, Competition, CrowdsourceError
 from crowdsource.client.frames import read_frame_file, write_frame_file
 
 __all__ = ["build_parser", "main"]
@@ -67,20 +67,6 @@ def _describe(competition: Competition) -> str:
     data["host"] = competition.host_name
     width = max(len(k) for k in data)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in data.items())
-
-
-def _submission_line(sub: Submission) -> str:
-    """One line about a submission: state, score, rank, quota."""
-    line = f"submission {sub.id} to competition {sub.competition_id}: {sub.state}"
-    if sub.public_score is not None:
-        line += f", public score {sub.public_score:.6g}"
-    if sub.rank is not None:
-        line += f", rank {sub.rank}"
-    if sub.reason:
-        line += f" ({sub.reason})"
-    if sub.remaining_today is not None:
-        line += f"; {sub.remaining_today} left today (resets {sub.quota_resets_at})"
-    return line
 
 
 def _when(value: str | None) -> str | timedelta | None:
@@ -165,7 +151,7 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     """Submit predictions from a CSV or Parquet file."""
     frame = read_frame_file(args.file)
     sub = client.submit(args.id, frame, wait=not args.no_wait)
-    _emit(args, sub.to_dict(), _submission_line(sub))
+    _emit(args, sub.to_dict(), str(sub))
     return 1 if sub.state == "failed" else 0
 
 

@@ -136,6 +136,28 @@ class Submission:
         """The public score (None until scored)."""
         return self.public_score
 
+    @property
+    def outcome(self) -> str:
+        """One line: state, public score, rank and any reason."""
+        line = f"submission {self.id} to competition {self.competition_id}: {self.state}"
+        if self.public_score is not None:
+            line += f", public score {self.public_score:.6g}"
+        if self.rank is not None:
+            line += f", rank {self.rank}"
+        return line + (f" ({self.reason})" if self.reason else "")
+
+    @property
+    def quota(self) -> str:
+        """What is left of today's submissions, and when it resets."""
+        if self.remaining_today is None:
+            return "no daily limit"
+        text = f"{self.remaining_today} submissions left today"
+        return text + (f" (resets {self.quota_resets_at})" if self.quota_resets_at else "")
+
+    def __str__(self) -> str:
+        """The outcome and the quota, on one line."""
+        return f"{self.outcome}; {self.quota}"
+
     def to_dict(self) -> dict[str, Any]:
         """The server's JSON for this submission."""
         return dict(self.raw)

@@ -17,7 +17,6 @@ __all__ = [
     "competitions_frame",
     "direction",
     "html_table",
-    "submission_line",
 ]
 
 DETAIL_FIELDS = (
@@ -78,28 +77,6 @@ def competitions_frame(items: Sequence[Competition]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).set_index("id")
 
 
-def submission_line(sub: Submission) -> str:
-    """One line about a submission: state, score, rank, remaining quota and its reset time."""
-    line = f"submission {sub.id} to competition {sub.competition_id}: {sub.state}"
-    if sub.public_score is not None:
-        line += f", public score {sub.public_score:.6g}"
-    if sub.rank is not None:
-        line += f", rank {sub.rank}"
-    if sub.reason:
-        line += f" ({sub.reason})"
-    return line + "; " + quota_text(sub)
-
-
-def quota_text(sub: Submission) -> str:
-    """What is left of today's submissions, and when it resets."""
-    if sub.remaining_today is None:
-        return "no daily limit"
-    text = f"{sub.remaining_today} submissions left today"
-    if sub.quota_resets_at:
-        text += f" (resets {sub.quota_resets_at})"
-    return text
-
-
 class SubmissionReport:
     """A submission as a notebook shows it: one line of text, or a small HTML summary."""
 
@@ -107,7 +84,7 @@ class SubmissionReport:
         self.submission = submission
 
     def __repr__(self) -> str:
-        return submission_line(self.submission)
+        return str(self.submission)
 
     def _repr_html_(self) -> str:
         """The same line, with the score and rank in bold."""
@@ -120,7 +97,7 @@ class SubmissionReport:
         text = ", ".join(parts)
         if sub.reason:
             text += f" ({html.escape(sub.reason)})"
-        return f"<div>{text}; {html.escape(quota_text(sub))}</div>"
+        return f"<div>{text}; {html.escape(sub.quota)}</div>"
 
 
 def html_table(frame: pd.DataFrame, *, empty: str) -> str:
