@@ -31,6 +31,7 @@ STATUS = {
     "invalid_competition": 422,
     "quota_exceeded": 429,
     "rate_limited": 429,
+    "body_too_large": 413,
 }
 CODES = {
     400: "bad_request",
@@ -50,9 +51,6 @@ class BodyTooLarge(CrowdsourceError):
     """A request body over the configured limit."""
 
     code = "body_too_large"
-
-
-STATUS["body_too_large"] = 413
 
 
 @web.stream_request_body
@@ -136,12 +134,6 @@ class APIHandler(web.RequestHandler):
                 "(POST /api/v1/participants gives you one)"
             )
         return self.viewer
-
-    def int_arg(self, name: str, value: str) -> int:
-        """A path or query value that must be a whole number."""
-        if not value.isdigit():
-            raise CrowdsourceError(f"'{name}' must be a whole number; got {value!r}")
-        return int(value)
 
     def send(self, data: Any, status: int = 200) -> None:
         """Write a JSON answer."""
