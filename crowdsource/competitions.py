@@ -347,7 +347,9 @@ def current(session: Session, competition_id: int, cache: dict[int, Competition]
         raise NotFound(f"no competition {competition_id}; list them at /api/v1/competitions")
     comp = cache.get(competition_id)
     if comp is None or (comp.answer_blob_id, comp.closes_at) != tuple(stamp):
-        comp = cache[competition_id] = get(session, competition_id)
+        comp = get(session, competition_id)
+        session.expunge(comp)  # detached, so a rollback of this transaction cannot expire it
+        cache[competition_id] = comp
     return comp
 
 

@@ -202,6 +202,18 @@ def test_daily_limit_says_when_it_resets(server: ServerProcess) -> None:
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     assert first["quota_resets_at"] in refused.json()["message"]
     assert refused.json()["resets_at"] == first["quota_resets_at"]
+    assert bob.submit(comp["id"], answer).status_code == 429  # refused again, the same way
+
+
+def test_a_refusal_first_does_not_break_later_submissions(server: ServerProcess) -> None:
+    """The first submission being refused (the host's) leaves the competition usable."""
+    dataset, answer = classify_data(30)
+    host, bob = Api(server), Api(server)
+    comp = host.host(
+        type="classify", metric="accuracy", targets=["label"], dataset=dataset, answer=answer
+    )
+    assert host.submit(comp["id"], answer).status_code == 403
+    assert bob.submit(comp["id"], answer).status_code == 201
 
 
 def test_late_answer_rows_rescore(server: ServerProcess) -> None:
