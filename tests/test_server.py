@@ -146,7 +146,7 @@ def test_scoring_processes_end_with_a_killed_server(tmp_path: Path, new_server) 
     """SIGKILL leaves no orphaned scoring process behind (they would pile up on restarts)."""
     import psutil
 
-    server = new_server(str(tmp_path / "orphans.db"))
+    server = new_server(str(tmp_path / "orphans.db"), "--scoring-processes=2")
     assert server.proc is not None
     main = psutil.Process(server.proc.pid)
     deadline = time.monotonic() + 60

@@ -136,7 +136,10 @@ class CrowdsourceServer(Application):
         "process",
         help=("Where large submissions are scored: a local process pool, threads, or Dask."),
     ).tag(config=True)
-    scoring_processes = Integer(2, help="Processes in the scoring pool.").tag(config=True)
+    scoring_processes = Integer(
+        max(1, (os.cpu_count() or 2) - 1),
+        help="Processes in the scoring pool (default: one per core, less the server's own).",
+    ).tag(config=True)
     inline_kb = Integer(
         256, help=("Bodies up to this size (KiB) are scored on a thread rather than in the pool.")
     ).tag(config=True)
