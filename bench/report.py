@@ -244,23 +244,34 @@ def rows(res: dict) -> list[dict]:
     if mem:
         tot = mem["total_delta"]
         r6 = tot / mem["data_bytes"]
-        warm = mem.get("warm", {}).get("total_delta")
+        warm = mem.get("warm", {}).get("total_delta") or 0
         out.append(
             {
                 "id": "6",
-                "workload": "Server peak memory during workload 2 (VmHWM rise "
-                "over RSS before it, server + scoring processes)",
+                "workload": "Server peak memory, first submission to a competition and the "
+                "ones after it (VmHWM rise over RSS before it, server + scoring processes; "
+                "the first loads the answer into the scoring process's cache)",
                 "ours": f"+{tot / 2**20:,.0f} MiB (main +{mem['main_delta'] / 2**20:,.0f}, "
                 f"scoring +{mem['workers_delta'] / 2**20:,.0f}; main peak "
-                f"{mem['main_peak'] / 2**20:,.0f} MiB); warm submissions only: "
-                f"+{(warm or 0) / 2**20:,.0f} MiB "
-                f"({(warm or 0) / mem['data_bytes']:.1f}x data)",
+                f"{mem['main_peak'] / 2**20:,.0f} MiB)",
                 "peer": f"{NOT_RUN}",
                 "floor": f"{mem['data_bytes'] / 2**20:,.0f} MiB "
                 "(the submission's DataFrame in memory)",
                 "ratio": f"{r6:.1f}x data",
                 "target": "≤ 4x the data",
                 "met": _met(r6 <= 4),
+            }
+        )
+        out.append(
+            {
+                "id": "6",
+                "workload": "…each later submission (the answer cached): peak rise",
+                "ours": f"+{warm / 2**20:,.0f} MiB",
+                "peer": NOT_RUN,
+                "floor": f"{mem['data_bytes'] / 2**20:,.0f} MiB",
+                "ratio": f"{warm / mem['data_bytes']:.1f}x data",
+                "target": "≤ 4x the data",
+                "met": _met(warm / mem["data_bytes"] <= 4),
             }
         )
     else:
@@ -353,8 +364,8 @@ def render(res: dict) -> str:
         f".../leaderboard` for {cfg['dur_read']} s with {cfg['read_conns']} connections "
         "(reads/s) and 1 connection (p50/p99). Hello-world: a Tornado app in its own process, "
         "same Tornado, same wrk settings.",
-        "4. The bench's competitor runs `crowdsource.client.Client.compete()` when it works "
-        "(else a minimal WebSocket competitor); an observer on `/api/v1/events` stamps the "
+        "4. The bench's competitor runs `crowdsource.client.Client.compete()`; an observer "
+        "on `/api/v1/events` stamps the "
         "`leaderboard.changed` event that first lists the competitor. Clock starts when the "
         "host's POST /competitions is sent; the first run is a warm-up.",
         "5. During one more submission of workload 2, one client reads that competition's "
