@@ -398,6 +398,11 @@ class AnswerCache:
 CACHE = AnswerCache()
 
 
+def preload(db_url: str, spec: Spec) -> None:
+    """Load a competition's dataset ids and answer into this process's cache."""
+    CACHE.get(db_url, spec)
+
+
 def score_body(db_url: str, spec: Spec, body: bytes, content_type: str | None) -> Scored:
     """Decode, validate, align and score one submission body: the unit of scoring work."""
     cols = read_columns(body, content_type)

@@ -25,6 +25,7 @@ from crowdsource.workers import Workers
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Listener = Callable[[Event], None]
+BODY_BYTES_PER_ROW = 16  # a submission's Parquet size per row, roughly: it picks where to score
 
 
 class Service:
@@ -218,7 +219,13 @@ class Service:
         data = await self.tx(run)
         self._schedule_close(data["id"], data["closes_at"])
         self._publish("competition.created", data["id"], **data)
+        self._spawn(self._preload(data["id"], rows=data["rows"]))
         return data
+
+    async def _preload(self, competition_id: int, *, rows: int) -> None:
+        """Load the answer where its submissions will be scored, before the first arrives."""
+        spec = await self._spec(competition_id)
+        await self.workers.run(rows * BODY_BYTES_PER_ROW, scoring.preload, self.db_url, spec)
 
     async def competitions(self, *, kind: str | None, state: str | None) -> list[dict[str, Any]]:
         """Competitions, newest first."""
@@ -307,6 +314,8 @@ class Service:
         count, spec = await self.tx(run)
         self._specs.pop(competition_id, None)
         rescored = await self._rescore(competition_id, spec)
+        if not rescored:
+            await self._preload(competition_id, rows=count)
         self._publish("competition.resolved", competition_id, answer_rows=count, rescored=rescored)
         self._publish("leaderboard.changed", competition_id)
         return {"answer_rows": count, "rescored": rescored}
