@@ -15,6 +15,7 @@ import pandas as pd
 
 from crowdsource.client import Client, Competition, CrowdsourceError
 from crowdsource.client.frames import read_frame_file, write_frame_file
+from crowdsource.client.models import competitions_frame
 
 __all__ = ["build_parser", "main"]
 
@@ -38,27 +39,12 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     _print(json.dumps(data, indent=2, default=str) if args.json else text)
 
 
+LIST_COLUMNS = ("id", "title", "type", "metric", "status", "rows", "closes_at", "host")
+
+
 def _table(frame: pd.DataFrame, empty: str) -> str:
     """A frame as an aligned text table."""
     return empty if frame.empty else frame.to_string(index=False)
-
-
-def _competitions_table(items: list[Competition]) -> pd.DataFrame:
-    """The columns a person wants when listing competitions."""
-    rows = [
-        {
-            "id": c.id,
-            "title": c.title,
-            "type": c.type,
-            "metric": c.metric,
-            "status": c.status,
-            "rows": c.rows,
-            "closes_at": c.closes_at or "-",
-            "host": c.host_name,
-        }
-        for c in items
-    ]
-    return pd.DataFrame(rows)
 
 
 def _describe(competition: Competition) -> str:
@@ -111,7 +97,13 @@ def cmd_competitions(args: argparse.Namespace, client: Client) -> int:
     """List competitions."""
     items = client.competitions(type=args.type, status=args.status)
     data = [c.to_dict() for c in items]
-    _emit(args, data, _table(_competitions_table(items), "no competitions"))
+    _emit(
+        args,
+        data,
+        _table(
+            competitions_frame(items, LIST_COLUMNS).fillna({"closes_at": "-"}), "no competitions"
+        ),
+    )
     return 0
 
 

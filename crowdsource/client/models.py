@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -205,3 +206,11 @@ def leaderboard_frame(board: dict[str, Any]) -> pd.DataFrame:
         higher_is_better=board.get("higher_is_better"),
     )
     return frame
+
+
+def competitions_frame(items: Sequence[Competition], columns: Sequence[str]) -> pd.DataFrame:
+    """The competitions as a table of the named columns (`host` is the host's name)."""
+    rows = [
+        {c: comp.host_name if c == "host" else getattr(comp, c) for c in columns} for comp in items
+    ]
+    return pd.DataFrame(rows, columns=list(columns))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from crowdsource.client import Competition, Submission
+from crowdsource.client import Competition, Submission, models
 
 __all__ = [
     "SubmissionReport",
@@ -60,21 +60,8 @@ def competition_card(competition: Competition) -> str:
 
 def competitions_frame(items: Sequence[Competition]) -> pd.DataFrame:
     """The columns a person wants when listing competitions."""
-    columns = ["id", "title", "type", "metric", "status", "rows", "answer_rows", "host"]
-    rows = [
-        {
-            "id": c.id,
-            "title": c.title,
-            "type": c.type,
-            "metric": c.metric,
-            "status": c.status,
-            "rows": c.rows,
-            "answer_rows": c.answer_rows,
-            "host": c.host_name,
-        }
-        for c in items
-    ]
-    return pd.DataFrame(rows, columns=columns).set_index("id")
+    columns = ("id", "title", "type", "metric", "status", "rows", "answer_rows", "host")
+    return models.competitions_frame(items, columns).set_index("id")
 
 
 class SubmissionReport:
