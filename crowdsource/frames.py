@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,15 +23,39 @@ def is_parquet(content_type: str | None) -> bool:
     return bool(content_type) and any(t in str(content_type) for t in PARQUET_TYPES)
 
 
-def read_table(data: bytes) -> pa.Table:
-    """Decode Parquet bytes to an Arrow table, with a readable error for anything else."""
+@dataclass(frozen=True)
+class Spooled:
+    """A request body too large to keep in memory: a file, for as long as the request lasts."""
+
+    path: str
+    size: int
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self) -> bytes:
+        """The whole body, in memory."""
+        return Path(self.path).read_bytes()
+
+
+Body = bytes | Spooled
+
+
+def as_bytes(body: Body) -> bytes:
+    """A body in memory, reading a spooled one."""
+    return body.read() if isinstance(body, Spooled) else body
+
+
+def read_table(data: Body) -> pa.Table:
+    """Decode Parquet (bytes or a spooled file) to an Arrow table; a readable error otherwise."""
+    source = data.path if isinstance(data, Spooled) else pa.BufferReader(data)
     try:
-        return pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
+        return pq.ParquetFile(source).read(use_threads=False)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise BadRequest(f"the body is not a readable Parquet file ({exc})") from exc
 
 
-def read_parquet(data: bytes) -> pd.DataFrame:
+def read_parquet(data: Body) -> pd.DataFrame:
     """Decode Parquet bytes to a DataFrame."""
     return read_table(data).to_pandas(use_threads=False)
 
@@ -93,11 +119,11 @@ def _decode_split(obj: dict[str, Any], what: str) -> pd.DataFrame:
     return pd.DataFrame(data, columns=columns) if data else pd.DataFrame(columns=columns)
 
 
-def decode_body(body: bytes, content_type: str | None, *, key: str) -> pd.DataFrame:
+def decode_body(body: Body, content_type: str | None, *, key: str) -> pd.DataFrame:
     """Read one frame from a request body: raw Parquet, or JSON holding it under `key`."""
     if is_parquet(content_type):
         return read_parquet(body)
-    obj = parse_json(body)
+    obj = parse_json(as_bytes(body))
     if isinstance(obj, dict) and key in obj:
         obj = obj[key]
     return decode_frame(obj, what=key)

@@ -6,6 +6,7 @@ Dask worker. The answer is loaded once per answer version and cached in each pro
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -15,12 +16,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.pool import NullPool
 
 from crowdsource import frames
+from crowdsource.db import make_engine
 from crowdsource.errors import InvalidCompetition, InvalidSubmission
 from crowdsource.metrics import compute, get_metric
+from crowdsource.models import BLOBS
 
 LISTED = 5  # how many offending ids an error message names
 LARGEST = 1e100  # larger predictions would overflow the metrics
@@ -71,6 +74,7 @@ class Scored:
     private_score: float | None
     answer_rows: int
     predictions: bytes | None  # None: store the body as it was sent (it is Parquet already)
+    blob_id: int | None = None  # the predictions, when the scoring worker stored them itself
 
     @property
     def state(self) -> str:
@@ -194,7 +198,7 @@ def _encode_truth(spec: Spec, targets: pd.DataFrame) -> np.ndarray:
 Columns = dict[str, np.ndarray]
 
 
-def read_columns(body: bytes, content_type: str | None) -> Columns:
+def read_columns(body: frames.Body, content_type: str | None) -> Columns:
     """A submission body as named numpy columns (Parquet read without a pandas detour)."""
     if frames.is_parquet(content_type):
         table = frames.read_table(body)
@@ -355,6 +359,7 @@ class AnswerCache:
         self._items: OrderedDict[tuple[str, int, int | None], tuple[np.ndarray, Truth | None]]
         self._items = OrderedDict()
         self._engines: dict[str, Engine] = {}
+        self._writers: dict[str, Engine] = {}
         self._lock = threading.Lock()
 
     def get(self, db_url: str, spec: Spec) -> tuple[np.ndarray, Truth | None]:
@@ -377,6 +382,15 @@ class AnswerCache:
             if db_url not in self._engines:
                 self._engines[db_url] = create_engine(db_url, poolclass=NullPool)
             return self._engines[db_url]
+
+    def store(self, db_url: str, data: bytes) -> int:
+        """Store one frame's bytes in its own transaction; returns the blob's id."""
+        with self._lock:
+            if db_url not in self._writers:
+                self._writers[db_url] = make_engine(db_url)
+            engine = self._writers[db_url]
+        with engine.begin() as conn:
+            return int(conn.execute(insert(BLOBS).returning(BLOBS.c.id), {"data": data}).one()[0])
 
     def _blob(self, db_url: str, blob_id: int) -> bytes:
         """Read one stored frame's bytes."""
@@ -403,11 +417,19 @@ def preload(db_url: str, spec: Spec) -> None:
     CACHE.get(db_url, spec)
 
 
-def score_body(db_url: str, spec: Spec, body: bytes, content_type: str | None) -> Scored:
+def score_body(db_url: str, spec: Spec, body: frames.Body, content_type: str | None) -> Scored:
     """Decode, validate, align and score one submission body: the unit of scoring work."""
     cols = read_columns(body, content_type)
     expected, truth = CACHE.get(db_url, spec)
     return score_columns(spec, cols, expected, truth, keep=frames.is_parquet(content_type))
+
+
+def score_and_store(db_url: str, spec: Spec, body: frames.Body, content_type: str | None) -> Scored:
+    """Score a large body, then store its predictions from here, once the scoring arrays are
+    freed: the server process never holds them. The outcome carries the blob's id."""
+    scored = score_body(db_url, spec, body, content_type)
+    data = frames.as_bytes(body) if scored.predictions is None else scored.predictions
+    return dataclasses.replace(scored, predictions=None, blob_id=CACHE.store(db_url, data))
 
 
 def score_columns(

@@ -352,13 +352,14 @@ class Service:
         self,
         competition_id: int,
         participant: Participant,
-        body: bytes,
+        body: frames.Body,
         content_type: str | None,
         *,
         key: str | None,
         wait: bool,
     ) -> tuple[dict[str, Any], bool]:
-        """Validate, score and record a submission. Returns its view and whether it is new."""
+        """Validate, score and record a submission. Returns its view and whether it is new.
+        A large one is scored and stored by a scoring worker, from its spooled file."""
         key = submissions.check_key(key)
         spec = await self._spec(competition_id)
         big = len(body) > self.workers.inline_bytes
@@ -376,7 +377,7 @@ class Service:
                 comp=comp,
                 participant=participant,
                 scored=scored,
-                predictions=body if scored.predictions is None else scored.predictions,
+                predictions=scored.blob_id or scored.predictions or frames.as_bytes(body),
                 key=key,
                 now=utcnow(),
             )
@@ -384,9 +385,19 @@ class Service:
 
         if big:
             scored = await self.workers.run(
-                len(body), scoring.score_body, self.db_url, spec, body, content_type
+                len(body),
+                scoring.score_and_store,
+                self.db_url,
+                spec,
+                body if self.workers.shares_files else frames.as_bytes(body),
+                content_type,
             )
-            data, new, stale = await self.tx(record, scored)
+            new = False
+            try:
+                data, new, stale = await self.tx(record, scored)
+            finally:
+                if not new and scored.blob_id is not None:  # refused, or made before: unstore
+                    await self.tx(submissions.drop_blob, scored.blob_id)
         else:
             data, new, stale = await self._in_thread(
                 lambda: self._tx_sync(
@@ -404,7 +415,7 @@ class Service:
         self,
         spec: scoring.Spec,
         participant: Participant,
-        body: bytes,
+        body: frames.Body,
         content_type: str | None,
         key: str | None,
     ) -> tuple[dict[str, Any], bool]:
@@ -518,7 +529,11 @@ class Service:
         return await self.tx(run)
 
     async def recover(self) -> None:
-        """After a start: score what was acknowledged but not scored, and schedule closes."""
+        """After a start: score what was acknowledged but not scored, schedule closes, and
+        delete predictions stored for submissions a crash kept from being recorded."""
+        dropped = await self.tx(submissions.drop_orphans)
+        if dropped:
+            log.info("deleted %d stored predictions of submissions never recorded", dropped)
         pending = await self.tx(lambda s: [sub.id for sub in submissions.pending(s)])
         for sub_id in pending:
             await self._finish(sub_id)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from crowdsource import leaderboards
@@ -112,22 +112,27 @@ def record(
     comp: Competition,
     participant: Participant,
     scored: Scored | None,
-    predictions: bytes,
+    predictions: bytes | int,
     key: str | None,
     now: datetime,
 ) -> tuple[dict[str, Any], bool]:
     """Store a submission (scored, awaiting, or pending when `scored` is None) with its
-    leaderboard update, in the caller's transaction. Returns its view and whether it is new."""
+    leaderboard update, in the caller's transaction. `predictions` are bytes to store, or the
+    id of a blob the scoring worker stored. Returns its view and whether it is new."""
     lock(session, comp, participant)
     existing = by_key(session, participant, key)
     if existing is not None:
         return as_json(session, existing, comp, participant, now), False
     check_open(comp, participant, now)
     left = check_quota(session, comp, participant, now)
-    blob_id = session.execute(INSERT_BLOB, {"data": predictions}).scalar_one()
+    blob_id = (
+        predictions
+        if isinstance(predictions, int)
+        else session.execute(INSERT_BLOB, {"data": predictions}).scalar_one()
+    )
     public = None if scored is None else scored.public_score
     private = None if scored is None else scored.private_score
-    row = {
+    row: dict[str, Any] = {
         "competition_id": comp.id,
         "participant_id": participant.id,
         "state": "pending" if scored is None else scored.state,
@@ -162,6 +167,27 @@ def record(
         left=Quota(remaining, left.resets_at),
         history=history,
     ), True
+
+
+def drop_blob(session: Session, blob_id: int) -> None:
+    """Delete predictions a scoring worker stored for a submission that was then refused."""
+    session.execute(delete(BLOBS).where(BLOBS.c.id == blob_id))
+
+
+def drop_orphans(session: Session) -> int:
+    """Delete predictions a scoring worker stored for a submission never recorded (a crash
+    came between the two). Only blobs newer than every competition's dataset and answer are
+    looked at, so superseded answers are kept. Returns how many were deleted."""
+    newest = select(func.max(Competition.dataset_blob_id)).scalar_subquery()
+    newest_answer = select(func.coalesce(func.max(Competition.answer_blob_id), 0))
+    found = session.execute(
+        delete(BLOBS).where(
+            BLOBS.c.id > func.coalesce(newest, 0),
+            BLOBS.c.id > newest_answer.scalar_subquery(),
+            BLOBS.c.id.not_in(select(SUBMISSIONS.c.predictions_blob_id)),
+        )
+    )
+    return int(getattr(found, "rowcount", 0) or 0)
 
 
 def _score(session: Session, submission_id: int, scored: Scored, now: datetime) -> dict[str, Any]:

@@ -45,6 +45,7 @@ class Workers:
     ) -> None:
         self.backend = backend
         self.inline_bytes = inline_bytes
+        self.shares_files = not dask_scheduler  # a remote cluster cannot read our spooled files
         self._threads = ThreadPoolExecutor(4, thread_name_prefix="crowdsource-score")
         self._pool: Executor | None = None
         self._dask: Any = None

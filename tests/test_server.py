@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from sqlalchemy import create_engine, text
 from crowdsource.db import database_url
 from crowdsource.models import Base
 from crowdsource.server.app import routes
-from tests.api import Api, classify_data, events_url, read_event
+from tests.api import Api, classify_data, events_url, read_event, split
 from tests.support import ServerProcess
 
 
@@ -157,3 +158,83 @@ def test_scoring_processes_end_with_a_killed_server(tmp_path: Path, new_server) 
     server.kill()
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert alive == []
+
+
+def test_large_submissions_go_through_a_file_and_the_worker_stores_them(
+    database: str, tmp_path: Path, new_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body over --inline-kb is spooled to a file while it arrives (the server process never
+    holds it), scored and stored by the scoring worker, and the file is gone afterwards. A
+    refused one leaves nothing stored."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool))
+    server = new_server(database, "--inline-kb=1")
+    dataset, answer = classify_data(3000)
+    host, bob = Api(server), Api(server)
+    comp = host.host(
+        type="classify",
+        metric="accuracy",
+        targets=["label"],
+        dataset=dataset,
+        answer=answer,
+        daily_limit=1,
+    )
+    buf = io.BytesIO()
+    answer.sample(frac=1, random_state=1).to_parquet(buf, index=False)
+    body = buf.getvalue()
+    seen: list[list[str]] = []
+
+    def slowly() -> Any:
+        yield body[: len(body) // 2]
+        time.sleep(0.5)  # the first half is on the server by now
+        seen.append(sorted(p.name for p in spool.iterdir()))
+        yield body[len(body) // 2 :]
+
+    url = f"/competitions/{comp['id']}/submissions"
+    parquet = {"Content-Type": "application/vnd.apache.parquet", "Idempotency-Key": "once"}
+    made = bob.post(url, data=slowly(), headers=parquet)
+    assert made.status_code == 201, made.text
+    assert made.json()["public_score"] == 1.0
+    assert [name.startswith("crowdsource-body-") for name in seen[0]] == [True]
+    stored = bob.get(
+        f"/submissions/{made.json()['id']}/predictions",
+        headers={"Accept": "application/vnd.apache.parquet"},
+    )
+    assert stored.content == body  # stored as sent, by the worker
+
+    engine = create_engine(database_url(database))
+    with engine.connect() as conn:
+        blobs = conn.execute(text("SELECT count(*) FROM blobs")).scalar_one()
+    again = bob.post(url, data=body, headers=parquet)  # the same key: the same submission
+    assert (again.status_code, again.json()["id"]) == (200, made.json()["id"])
+    over = bob.post(url, data=body, headers={"Content-Type": parquet["Content-Type"]})
+    assert over.status_code == 429, over.text  # the daily limit of 1
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM blobs")).scalar_one() == blobs
+    engine.dispose()
+    assert list(spool.iterdir()) == []
+
+
+def test_a_restart_deletes_predictions_a_crash_left_unrecorded(tmp_path: Path, new_server) -> None:
+    """Predictions a worker stored for a submission the crash kept from being recorded are
+    deleted on the next start; a competition's superseded answer is kept."""
+    db = str(tmp_path / "orphans.db")
+    server = new_server(db)
+    ids = np.arange(20)
+    truth = pd.DataFrame({"id": ids, "y": np.linspace(0, 1, 20)})
+    host = Api(server)
+    comp = host.host(type="predict", metric="mae", targets=["y"], dataset=pd.DataFrame({"id": ids}))
+    for rows in (truth[:10], truth[10:]):
+        more = host.post(f"/competitions/{comp['id']}/answer", json={"rows": split(rows)})
+        assert more.status_code == 200, more.text
+    server.kill()
+    engine = create_engine(database_url(db))
+    with engine.begin() as conn:
+        before = conn.execute(text("SELECT id FROM blobs ORDER BY id")).scalars().all()
+        conn.execute(text("INSERT INTO blobs (data) VALUES (x'00')"))
+    server.start()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM blobs ORDER BY id")).scalars().all() == before
+    engine.dispose()
+    assert len(before) == 3  # the dataset, the first answer and the merged one

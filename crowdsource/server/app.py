@@ -141,7 +141,11 @@ class CrowdsourceServer(Application):
         help="Processes in the scoring pool (default: one per core, less the server's own).",
     ).tag(config=True)
     inline_kb = Integer(
-        256, help=("Bodies up to this size (KiB) are scored on a thread rather than in the pool.")
+        256,
+        help=(
+            "Bodies up to this size (KiB) are scored on a thread; larger ones go to a temporary "
+            "file as they arrive, and the scoring pool reads, scores and stores them from there."
+        ),
     ).tag(config=True)
     dask_scheduler = Unicode(
         "", help=("Dask scheduler address for --scoring=dask (empty: a local cluster).")

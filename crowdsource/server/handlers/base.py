@@ -3,8 +3,11 @@ CORS, and DataFrames by content negotiation."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import tempfile
 from http import HTTPStatus
 from typing import Any
 
@@ -83,6 +86,7 @@ class APIHandler(web.RequestHandler):
         """Start a bounded body, and identify the caller from their token."""
         self._chunks: list[bytes] = []
         self._size = 0
+        self._spool: Any = None  # the file a large body goes to, chunk by chunk
         limit = self.settings["max_body_size"]
         self.request.connection.set_max_body_size(limit * 4 + 1024)  # type: ignore[union-attr]
         declared = self.request.headers.get("Content-Length")
@@ -98,12 +102,38 @@ class APIHandler(web.RequestHandler):
                 self.settings["rate_limiter"].check(self.viewer.id)
 
     def data_received(self, chunk: bytes) -> None:
-        """Keep body chunks up to the limit; past it, count and drop them."""
+        """Keep body chunks up to the limit, in memory while small and in a file once past
+        --inline-kb (the process never holds a large body); past the limit, count them."""
         self._size += len(chunk)
-        if self._size <= self.settings["max_body_size"]:
-            self._chunks.append(chunk)
-        else:
+        if self._size > self.settings["max_body_size"]:
             self._chunks.clear()
+            self._drop_spool()
+        elif self._spool is not None:
+            self._spool.write(chunk)
+        elif self._size > self.service.workers.inline_bytes:
+            self._spool = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in on_finish)
+                prefix="crowdsource-body-", delete=False
+            )
+            self._spool.writelines([*self._chunks, chunk])
+            self._chunks.clear()
+        else:
+            self._chunks.append(chunk)
+
+    def _drop_spool(self) -> None:
+        """Delete a spooled body's file."""
+        if self._spool is not None:
+            self._spool.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self._spool.name)
+            self._spool = None
+
+    def on_finish(self) -> None:
+        """The request is answered: its spooled body is no longer needed."""
+        self._drop_spool()
+
+    def on_connection_close(self) -> None:
+        """The client went away mid-request."""
+        self._drop_spool()
 
     def _too_large(self) -> str:
         """The message for an oversized body."""
@@ -115,11 +145,19 @@ class APIHandler(web.RequestHandler):
         )
 
     @property
-    def body(self) -> bytes:
-        """The whole request body (413 if it was over the limit)."""
+    def upload(self) -> frames.Body:
+        """The whole request body, in memory or spooled to a file (413 if over the limit)."""
         if self._size > self.settings["max_body_size"]:
             raise BodyTooLarge(self._too_large())
+        if self._spool is not None:
+            self._spool.flush()
+            return frames.Spooled(self._spool.name, self._size)
         return b"".join(self._chunks)
+
+    @property
+    def body(self) -> bytes:
+        """The whole request body, in memory."""
+        return frames.as_bytes(self.upload)
 
     def json_body(self) -> Any:
         """The body parsed as JSON."""

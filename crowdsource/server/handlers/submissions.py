@@ -14,7 +14,7 @@ class CompetitionSubmissionsHandler(APIHandler):
         data, new = await self.service.submit(
             int(cid),
             self.participant,
-            self.body,
+            self.upload,
             self.request.headers.get("Content-Type"),
             key=self.request.headers.get("Idempotency-Key"),
             wait=wait,
