@@ -339,9 +339,15 @@ STAMP = select(COMPETITIONS.c.answer_blob_id, COMPETITIONS.c.closes_at).where(
 
 
 def current(session: Session, competition_id: int, cache: dict[int, Competition]) -> Competition:
-    """A competition from `cache`, after one light query shows it unchanged (answer, close)."""
+    """A competition from `cache`, after one light query shows it unchanged (answer, close);
+    the query runs once per transaction (a group commit holds many submissions)."""
+    checked: dict[int, Competition] = session.info.setdefault("competitions", {})
+    if competition_id in checked:
+        return checked[competition_id]
     stamp = (
-        session.execute(STAMP, {"id": competition_id}).first() if competition_id < 2**31 else None
+        session.connection().execute(STAMP, {"id": competition_id}).first()
+        if competition_id < 2**31
+        else None
     )
     if stamp is None:
         raise NotFound(f"no competition {competition_id}; list them at /api/v1/competitions")
@@ -350,6 +356,7 @@ def current(session: Session, competition_id: int, cache: dict[int, Competition]
         comp = get(session, competition_id)
         session.expunge(comp)  # detached, so a rollback of this transaction cannot expire it
         cache[competition_id] = comp
+    checked[competition_id] = comp
     return comp
 
 

@@ -46,7 +46,7 @@ def apply(
         }
         for board, score in (("public", public), ("private", private))
     ]
-    session.execute(UPSERT[get_metric(comp.metric).higher_is_better], rows)
+    session.connection().execute(UPSERT[get_metric(comp.metric).higher_is_better], rows)
 
 
 def _upsert(wins: str) -> TextClause:
@@ -95,9 +95,11 @@ def rebuild(session: Session, comp: Competition) -> None:
 def rank(session: Session, comp: Competition, *, participant_id: int) -> int | None:
     """A participant's current rank on the public board (None before a score)."""
     higher = get_metric(comp.metric).higher_is_better
-    found = session.execute(
-        RANK[higher], {"competition_id": comp.id, "participant_id": participant_id}
-    ).scalar()
+    found = (
+        session.connection()
+        .execute(RANK[higher], {"competition_id": comp.id, "participant_id": participant_id})
+        .scalar()
+    )
     return None if found is None else int(found)
 
 

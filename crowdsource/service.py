@@ -21,6 +21,7 @@ from crowdsource.events import Event, EventBus, PostgresEventBus
 from crowdsource.models import Competition, Participant, Submission
 from crowdsource.timeutil import utcnow
 from crowdsource.workers import Workers
+from crowdsource.writer import GroupCommit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,6 +42,7 @@ class Service:
         self.secret = secret
         self.workers = workers
         self._threads = ThreadPoolExecutor(8, thread_name_prefix="crowdsource-db")
+        self.writer = GroupCommit(self.sessions)  # submissions: scored, then group-committed
         postgres = self.engine.dialect.name == "postgresql"
         self.bus = PostgresEventBus(_libpq_dsn(self.db_url)) if postgres else EventBus()
         self.bus.subscribe(self._on_event)
@@ -169,6 +171,7 @@ class Service:
         """Release pools, connections and the bus."""
         self.bus.close()
         self.workers.close()
+        self.writer.close()
         self._threads.shutdown(wait=False)
         self.engine.dispose()
 
@@ -394,15 +397,13 @@ class Service:
             )
             new = False
             try:
-                data, new, stale = await self.tx(record, scored)
+                data, new, stale = await self.writer.run(lambda: scored, record)
             finally:
                 if not new and scored.blob_id is not None:  # refused, or made before: unstore
                     await self.tx(submissions.drop_blob, scored.blob_id)
         else:
-            data, new, stale = await self._in_thread(
-                lambda: self._tx_sync(
-                    record, scoring.score_body(self.db_url, spec, body, content_type)
-                )
+            data, new, stale = await self.writer.run(
+                lambda: scoring.score_body(self.db_url, spec, body, content_type), record
             )
 
         if new:

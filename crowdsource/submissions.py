@@ -128,7 +128,7 @@ def record(
     blob_id = (
         predictions
         if isinstance(predictions, int)
-        else session.execute(INSERT_BLOB, {"data": predictions}).scalar_one()
+        else session.connection().execute(INSERT_BLOB, {"data": predictions}).scalar_one()
     )
     public = None if scored is None else scored.public_score
     private = None if scored is None else scored.private_score
@@ -144,7 +144,7 @@ def record(
         "created_at": now,
         "scored_at": None if scored is None else now,
     }
-    row["id"] = session.execute(INSERT_SUBMISSION, row).scalar_one()
+    row["id"] = session.connection().execute(INSERT_SUBMISSION, row).scalar_one()
     history = []
     if scored is not None:
         history = [_score(session, row["id"], scored, now)]
@@ -199,7 +199,7 @@ def _score(session: Session, submission_id: int, scored: Scored, now: datetime) 
         "answer_rows": scored.answer_rows,
         "at": now,
     }
-    session.execute(INSERT_SCORE, row)
+    session.connection().execute(INSERT_SCORE, row)
     return row
 
 

@@ -46,6 +46,17 @@ def routes() -> list[Any]:
     return table
 
 
+def log_request(handler: web.RequestHandler) -> None:
+    """Access log, as Jupyter Server keeps it: answered requests at DEBUG (see them with
+    --log-level=DEBUG), refusals at INFO, failures at ERROR; each with its time."""
+    status = handler.get_status()
+    level = logging.DEBUG if status < 400 else logging.INFO if status < 500 else logging.ERROR
+    access = logging.getLogger("tornado.access")
+    if access.isEnabledFor(level):
+        ms = 1000.0 * handler.request.request_time()
+        access.log(level, "%d %s %.2fms", status, handler._request_summary(), ms)
+
+
 def make_app(
     service: Service, *, allow_origins: list[str], max_body_size: int, limiter: RateLimiter
 ) -> web.Application:
@@ -59,6 +70,7 @@ def make_app(
         allow_origins=allow_origins,
         max_body_size=max_body_size,
         default_handler_class=NotFoundHandler,
+        log_function=log_request,
         debug=False,
         serve_traceback=False,
         websocket_ping_interval=20,
@@ -213,7 +225,6 @@ class CrowdsourceServer(Application):
             level=cast(int, self.log_level),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        logging.getLogger("tornado.access").setLevel(logging.INFO)
 
     def start(self) -> None:
         """Run until stopped."""

@@ -1,0 +1,132 @@
+"""Group commit: write jobs from many requests run on one thread, as many to a transaction
+as are waiting, so concurrent submissions share a commit instead of queueing for the lock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from crowdsource.errors import CrowdsourceError
+
+log = logging.getLogger(__name__)
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+@dataclass
+class _Job(Generic[P, R]):
+    """One caller's work: `prepare()` outside the transaction, then `write(session, prepared)`."""
+
+    write: Callable[[Session, P], R]
+    prepare: Callable[[], P]
+    future: asyncio.Future[R]
+    loop: asyncio.AbstractEventLoop
+    prepared: Any = field(default=None)
+
+    def settle(self, result: Any = None, error: BaseException | None = None) -> None:
+        """Hand the outcome back to the caller's event loop."""
+        self.loop.call_soon_threadsafe(_resolve, self.future, result, error)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    """Complete a caller's future, unless the caller gave up on it."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class GroupCommit:
+    """One writer thread; each transaction takes every job waiting, up to `most`.
+
+    A job's `write` must raise a CrowdsourceError (a refusal) only before it writes anything:
+    the refusal goes back to its caller and the other jobs still commit. Any other failure
+    rolls the whole transaction back and each job is run again alone, so one bad job never
+    fails another. A caller hears back only after its transaction committed."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, most: int = 64) -> None:
+        self._sessions = sessions
+        self._most = most
+        self._jobs: queue.SimpleQueue[_Job[Any, Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="crowdsource-writer", daemon=True)
+        self._thread.start()
+
+    async def run(self, prepare: Callable[[], P], write: Callable[[Session, P], R]) -> R:
+        """`write(session, prepare())` on the writer thread, committed with whatever else waits."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._jobs.put(_Job(write, prepare, future, loop))
+        return await future
+
+    def close(self) -> None:
+        """Finish the waiting jobs, then stop the thread."""
+        self._jobs.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        """Take jobs in batches until closed."""
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._most:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    self._jobs.put(None)  # stop after this batch
+                    break
+                batch.append(job)
+            self._batch(batch)
+
+    def _batch(self, batch: list[_Job[Any, Any]]) -> None:
+        """Prepare each job, then write them all in one transaction."""
+        ready = []
+        for job in batch:
+            try:
+                job.prepared = job.prepare()
+            except BaseException as exc:  # handed to the caller
+                job.settle(error=exc)
+            else:
+                ready.append(job)
+        if not ready:
+            return
+        outcomes: list[tuple[_Job[Any, Any], Any, BaseException | None]] = []
+        try:
+            with self._sessions.begin() as session:
+                for job in ready:
+                    try:
+                        outcomes.append((job, job.write(session, job.prepared), None))
+                    except CrowdsourceError as exc:
+                        outcomes.append((job, None, exc))
+        except BaseException as exc:  # rolled back: retried, or handed back
+            if len(ready) == 1:
+                ready[0].settle(error=exc)
+                return
+            log.info("a group commit of %d failed (%s); writing each alone", len(ready), exc)
+            for job in ready:
+                self._alone(job)
+            return
+        for job, result, error in outcomes:
+            job.settle(result, error)
+
+    def _alone(self, job: _Job[Any, Any]) -> None:
+        """Write one job in its own transaction."""
+        try:
+            with self._sessions.begin() as session:
+                result = job.write(session, job.prepared)
+        except BaseException as exc:  # handed to the caller
+            job.settle(error=exc)
+        else:
+            job.settle(result)
