@@ -1,7 +1,8 @@
 """The machine's floor, measured in the same run as everything else.
 
 - Tornado hello-world requests/s (same Tornado, same load generator and settings as our
-  leaderboard reads);
+  leaderboard reads), and the same Tornado answering a POST of a submission's body without
+  scoring or storing it (same settings as our submissions);
 - the in-process floor of scoring one big submission: read the Parquet bytes, align the rows
   to the answer by id, compute log loss with numpy.
 """
@@ -18,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from bench.common import ROOT, Proc, free_port
+from bench.common import PARQUET, ROOT, Proc, free_port
 from bench.loadgen import load, measured
 
 
-def hello_world(cfg: dict) -> dict[str, dict]:
-    """Throughput (10 connections) and latency (1 connection) of a Tornado hello-world."""
+def hello_world(cfg: dict, post_body: bytes) -> dict[str, dict]:
+    """Throughput (10 connections) and latency (1 connection) of a Tornado hello-world, and
+    POSTs of `post_body` per second, sequential and from 8 connections."""
     with tempfile.TemporaryDirectory(prefix="bench-hello-") as td:
         port = free_port()
         url = f"http://127.0.0.1:{port}/"
@@ -36,9 +38,21 @@ def hello_world(cfg: dict) -> dict[str, dict]:
             load(url, seconds=cfg["warmup_s"], connections=cfg["read_conns"])  # warm-up
             _, tp = measured(proc.pid, url, seconds=cfg["dur_read"], connections=cfg["read_conns"])
             lat = load(url, seconds=cfg["dur_read"], connections=1)
+            posts = {
+                key: measured(
+                    proc.pid,
+                    url + "post",
+                    seconds=cfg["dur"],
+                    connections=conns,
+                    method="POST",
+                    body=post_body,
+                    headers={"Content-Type": PARQUET},
+                )[1]
+                for key, conns in (("seq", 1), ("par8", 8))
+            }
         finally:
             proc.stop()
-    return {"throughput": tp, "latency": lat.as_dict()}
+    return {"throughput": tp, "latency": lat.as_dict(), "post": posts}
 
 
 def score_floor(

@@ -138,7 +138,9 @@ def main() -> int:
 
     # ---- the floor
     log("floor: Tornado hello-world")
-    attempt(results, "hello", floor.hello_world, cfg)
+    _, _, small = classify_data(cfg["rows_small"], seed=1)
+    small_body = to_parquet(ours.prediction_frame({"prediction_columns": ["0", "1"]}, small))
+    attempt(results, "hello", floor.hello_world, cfg, small_body)
     log("floor: in-process Parquet + align + numpy log loss")
 
     def in_process() -> dict:
