@@ -16,7 +16,7 @@ from crowdsource import frames
 from crowdsource.errors import BadRequest, Forbidden, InvalidCompetition, NotFound
 from crowdsource.metrics import DEFAULT_METRIC, allowed_metrics, get_metric
 from crowdsource.models import COMPETITIONS, Blob, Competition, Participant
-from crowdsource.scoring import Spec, canonical_labels, coerce_ids, prepare_truth
+from crowdsource.scoring import Prepared, Spec, canonical_labels, coerce_ids, prepare
 from crowdsource.timeutil import iso, parse_time
 
 TYPES = ("classify", "regress", "predict", "cluster")
@@ -32,6 +32,7 @@ class Hosting:
     dataset: pd.DataFrame
     answer: pd.DataFrame | None
     dataset_parquet: bytes
+    answer_parquet: bytes | None
 
 
 def status(comp: Competition, now: datetime) -> str:
@@ -189,10 +190,11 @@ def check(body: Any) -> Hosting:
         "classes": _classes(answer, targets, metric) if kind == "classify" else None,
         "rows": len(dataset),
     }
+    answer_parquet = None
     if answer is not None:
         _check_answer(answer, dataset, id_column, targets, partial=kind == "predict")
-        _storable(answer[[id_column, *targets]], "the answer")
-    return Hosting(fields, dataset, answer, _storable(dataset, "the dataset"))
+        answer_parquet = _storable(answer[[id_column, *targets]], "the answer")
+    return Hosting(fields, dataset, answer, _storable(dataset, "the dataset"), answer_parquet)
 
 
 def _storable(df: pd.DataFrame, what: str) -> bytes:
@@ -264,8 +266,10 @@ def _classes(answer: pd.DataFrame | None, targets: list[str], metric: str) -> li
 # ---------------------------------------------------------------- storing and reading
 
 
-def create(session: Session, *, host: Participant, hosting: Hosting, now: datetime) -> Competition:
-    """Store a checked competition."""
+def create(
+    session: Session, *, host: Participant, hosting: Hosting, now: datetime
+) -> tuple[Competition, Prepared]:
+    """Store a checked competition; returns it with its answer prepared for scoring."""
     fields = dict(hosting.fields)
     fields["opens_at"] = fields["opens_at"] or now
     dataset = Blob(data=hosting.dataset_parquet)
@@ -280,26 +284,35 @@ def create(session: Session, *, host: Participant, hosting: Hosting, now: dateti
     )
     session.add(comp)
     session.flush()
-    if hosting.answer is not None:
-        _store_answer(session, comp, hosting.answer, hosting.dataset)
-    return comp
+    if hosting.answer is None:
+        return comp, prepare(spec(comp), hosting.dataset_parquet, None)
+    return comp, _store_answer(
+        session, comp, hosting.answer, hosting.dataset_parquet, hosting.answer_parquet
+    )
 
 
 def _store_answer(
-    session: Session, comp: Competition, answer: pd.DataFrame, dataset: pd.DataFrame | None = None
-) -> None:
-    """Check answer rows against the dataset's ids and store them as the newest version."""
-    answer = answer[[comp.id_column, *comp.targets]]
+    session: Session,
+    comp: Competition,
+    answer: pd.DataFrame,
+    dataset: bytes | None = None,
+    data: bytes | None = None,
+) -> Prepared:
+    """Check answer rows against the dataset's ids and store them (`data`, their Parquet
+    bytes, if already made) as the newest version; returns them prepared for scoring, from
+    the very bytes stored."""
+    if data is None:
+        data = _storable(answer[[comp.id_column, *comp.targets]], "the answer")
     if dataset is None:
-        dataset = frames.read_parquet(session.get_one(Blob, comp.dataset_blob_id).data)
-    expected = np.sort(dataset[comp.id_column].to_numpy())
-    prepare_truth(spec(comp), answer, expected)
-    blob = Blob(data=_storable(answer, "the answer"))
+        dataset = session.get_one(Blob, comp.dataset_blob_id).data
+    prepared = prepare(spec(comp), dataset, data)
+    blob = Blob(data=data)
     session.add(blob)
     session.flush()
     comp.answer_blob_id = blob.id
     comp.answer_rows = len(answer)
     comp.answer_version += 1
+    return prepared
 
 
 def add_answer_rows(session: Session, comp: Competition, rows: pd.DataFrame) -> int:

@@ -356,13 +356,13 @@ class AnswerCache:
 
     def __init__(self, size: int = 16) -> None:
         self._size = size
-        self._items: OrderedDict[tuple[str, int, int | None], tuple[np.ndarray, Truth | None]]
+        self._items: OrderedDict[tuple[str, int, int | None], Prepared]
         self._items = OrderedDict()
         self._engines: dict[str, Engine] = {}
         self._writers: dict[str, Engine] = {}
         self._lock = threading.Lock()
 
-    def get(self, db_url: str, spec: Spec) -> tuple[np.ndarray, Truth | None]:
+    def get(self, db_url: str, spec: Spec) -> Prepared:
         """The sorted dataset ids and the truth for this spec."""
         key = (db_url, spec.dataset_blob_id, spec.answer_blob_id)
         with self._lock:
@@ -398,15 +398,30 @@ class AnswerCache:
             data = conn.execute(text("SELECT data FROM blobs WHERE id = :i"), {"i": blob_id})
             return bytes(data.scalar_one())
 
-    def _load(self, db_url: str, spec: Spec) -> tuple[np.ndarray, Truth | None]:
+    def put(self, db_url: str, spec: Spec, value: Prepared) -> None:
+        """Keep what the caller prepared from the stored bytes (a competition just hosted)."""
+        with self._lock:
+            self._items[(db_url, spec.dataset_blob_id, spec.answer_blob_id)] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def _load(self, db_url: str, spec: Spec) -> Prepared:
         """Load and prepare dataset ids and answer."""
         dataset = self._blob(db_url, spec.dataset_blob_id)
-        ids = pq.ParquetFile(pa.BufferReader(dataset)).read([spec.id_column], use_threads=False)
-        expected = np.sort(ids.column(0).to_numpy(zero_copy_only=False))
-        if spec.answer_blob_id is None:
-            return expected, None
-        answer = frames.read_parquet(self._blob(db_url, spec.answer_blob_id))
-        return expected, prepare_truth(spec, answer, expected)
+        answer = None if spec.answer_blob_id is None else self._blob(db_url, spec.answer_blob_id)
+        return prepare(spec, dataset, answer)
+
+
+Prepared = tuple[np.ndarray, Truth | None]  # the sorted dataset ids, and the answer if known
+
+
+def prepare(spec: Spec, dataset: bytes, answer: bytes | None) -> Prepared:
+    """Sorted dataset ids and the prepared answer, from their stored Parquet bytes."""
+    ids = pq.ParquetFile(pa.BufferReader(dataset)).read([spec.id_column], use_threads=False)
+    expected = np.sort(ids.column(0).to_numpy(zero_copy_only=False))
+    if answer is None:
+        return expected, None
+    return expected, prepare_truth(spec, frames.read_parquet(answer), expected)
 
 
 CACHE = AnswerCache()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -26,6 +27,7 @@ from crowdsource.writer import GroupCommit
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Listener = Callable[[Event], None]
+DATASETS_KEPT, DATASET_KEPT_BYTES = 64, 1 << 20  # small datasets served from memory
 BODY_BYTES_PER_ROW = 16  # a submission's Parquet size per row, roughly: it picks where to score
 
 
@@ -55,6 +57,7 @@ class Service:
         self._specs: dict[int, scoring.Spec] = {}
         self._comps: dict[int, Competition] = {}  # checked against the database on each use
         self._tokens: dict[str, Participant] = {}
+        self._datasets: OrderedDict[int, bytes] = OrderedDict()  # small ones; they never change
 
     # ------------------------------------------------------------ plumbing
 
@@ -215,14 +218,19 @@ class Service:
         loop = asyncio.get_running_loop()
         hosting = await loop.run_in_executor(self._threads, competitions.check, body)
 
-        def run(session: Session) -> dict[str, Any]:
-            comp = competitions.create(session, host=host, hosting=hosting, now=utcnow())
-            return self._comp_json(session, comp)
+        def run(session: Session) -> tuple[dict[str, Any], scoring.Spec, scoring.Prepared]:
+            comp, prepared = competitions.create(session, host=host, hosting=hosting, now=utcnow())
+            return self._comp_json(session, comp), competitions.spec(comp), prepared
 
-        data = await self.tx(run)
+        data, spec, prepared = await self.tx(run)
+        self._specs[data["id"]] = spec
+        self._keep_dataset(data["id"], hosting.dataset_parquet)
+        if self.workers.in_process(data["rows"] * BODY_BYTES_PER_ROW):
+            scoring.CACHE.put(self.db_url, spec, prepared)  # its submissions score here
+        else:
+            self._spawn(self._preload(data["id"], rows=data["rows"]))
         self._schedule_close(data["id"], data["closes_at"])
         self._publish("competition.created", data["id"], **data)
-        self._spawn(self._preload(data["id"], rows=data["rows"]))
         return data
 
     async def _preload(self, competition_id: int, *, rows: int) -> None:
@@ -244,10 +252,22 @@ class Service:
         return await self.tx(lambda s: self._comp_json(s, competitions.get(s, competition_id)))
 
     async def dataset(self, competition_id: int) -> bytes:
-        """The dataset participants see, as Parquet."""
-        return await self.tx(
-            lambda s: competitions.blob(s, competitions.get(s, competition_id).dataset_blob_id)
-        )
+        """The dataset participants see, as Parquet (small ones from memory: every competitor
+        fetches it the moment a competition is posted)."""
+        data = self._datasets.get(competition_id)
+        if data is None:
+            data = await self.tx(
+                lambda s: competitions.blob(s, competitions.get(s, competition_id).dataset_blob_id)
+            )
+            self._keep_dataset(competition_id, data)
+        return data
+
+    def _keep_dataset(self, competition_id: int, data: bytes) -> None:
+        """Remember a small dataset, forgetting the oldest beyond DATASETS_KEPT."""
+        if len(data) <= DATASET_KEPT_BYTES:
+            self._datasets[competition_id] = data
+            while len(self._datasets) > DATASETS_KEPT:
+                self._datasets.popitem(last=False)
 
     async def answer(self, competition_id: int, viewer: Participant) -> bytes:
         """The answer rows known so far, for the host only."""

@@ -72,10 +72,14 @@ class Workers:
             for future in [self._pool.submit(_warm) for _ in range(2)]:
                 future.result()
 
+    def in_process(self, size: int) -> bool:
+        """Whether a job of `size` bytes runs on a thread of this process."""
+        return size <= self.inline_bytes or self.backend == "thread"
+
     async def run(self, size: int, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` off the loop; `size` (bytes of input) picks where."""
         loop = asyncio.get_running_loop()
-        if size <= self.inline_bytes or self.backend == "thread":
+        if self.in_process(size):
             return await loop.run_in_executor(self._threads, fn, *args)
         if self._dask is not None:
             future = self._dask.submit(fn, *args, pure=False)

@@ -61,6 +61,7 @@ class APIHandler(web.RequestHandler):
     """JSON in and out, errors as {"error", "message", "status"}."""
 
     viewer: Participant | None = None
+    _spool: Any = None  # the file a large body goes to, chunk by chunk
 
     @property
     def service(self) -> Service:
@@ -86,7 +87,6 @@ class APIHandler(web.RequestHandler):
         """Start a bounded body, and identify the caller from their token."""
         self._chunks: list[bytes] = []
         self._size = 0
-        self._spool: Any = None  # the file a large body goes to, chunk by chunk
         limit = self.settings["max_body_size"]
         self.request.connection.set_max_body_size(limit * 4 + 1024)  # type: ignore[union-attr]
         declared = self.request.headers.get("Content-Length")
