@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event, insert, select
@@ -41,6 +43,12 @@ def add(name: str):
     return write
 
 
+def run(coro: Any) -> Any:
+    """Run a coroutine to its end on a loop of its own (a test may already be in a loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def names(group: GroupCommit) -> list[str]:
     """Every stored participant name."""
     with group._sessions() as session:
@@ -62,7 +70,7 @@ async def run_all(group: GroupCommit, jobs) -> list:
 def test_waiting_jobs_share_one_commit(writer: GroupCommit) -> None:
     """Jobs that queue while the writer is busy are committed together."""
     before = len(writer.commits)
-    out = asyncio.run(run_all(writer, [add(f"p{i}") for i in range(20)]))
+    out = run(run_all(writer, [add(f"p{i}") for i in range(20)]))
     assert out == [f"p{i}" for i in range(20)]
     assert names(writer) == sorted(f"p{i}" for i in range(20))
     assert len(writer.commits) - before == 1  # the held job and the twenty that queued
@@ -74,7 +82,7 @@ def test_a_refusal_is_its_callers_alone(writer: GroupCommit) -> None:
     def refuse(session: Session, _: None) -> str:
         raise BadRequest("no")
 
-    out = asyncio.run(run_all(writer, [add("a"), refuse, add("b")]))
+    out = run(run_all(writer, [add("a"), refuse, add("b")]))
     assert out[0] == "a" and out[2] == "b"
     assert isinstance(out[1], BadRequest)
     assert names(writer) == ["a", "b"]
@@ -82,7 +90,7 @@ def test_a_refusal_is_its_callers_alone(writer: GroupCommit) -> None:
 
 def test_a_failing_job_is_retried_alone_and_fails_alone(writer: GroupCommit) -> None:
     """A database error rolls the batch back; every other job is written again, alone."""
-    out = asyncio.run(run_all(writer, [add("a"), add("dup"), add("dup"), add("b")]))
+    out = run(run_all(writer, [add("a"), add("dup"), add("dup"), add("b")]))
     assert out[:2] == ["a", "dup"] and out[3] == "b"
     assert isinstance(out[2], IntegrityError)
     assert names(writer) == ["a", "b", "dup"]
@@ -96,5 +104,5 @@ def test_a_failed_preparation_writes_nothing(writer: GroupCommit) -> None:
             await writer.run(lambda: 1 / 0, add("never"))
         assert await writer.run(lambda: None, add("after")) == "after"
 
-    asyncio.run(go())
+    run(go())
     assert names(writer) == ["after"]

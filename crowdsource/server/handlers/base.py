@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import tempfile
+from asyncio import Future
 from http import HTTPStatus
 from typing import Any
 
@@ -127,9 +128,10 @@ class APIHandler(web.RequestHandler):
                 os.unlink(self._spool.name)
             self._spool = None
 
-    def on_finish(self) -> None:
-        """The request is answered: its spooled body is no longer needed."""
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
+        """Answer; a spooled body's file is deleted before the answer goes out."""
         self._drop_spool()
+        return super().finish(chunk)
 
     def on_connection_close(self) -> None:
         """The client went away mid-request."""
