@@ -41,6 +41,8 @@ class Service:
         self.engine = make_engine(self.db_url, synchronous=sqlite_synchronous)
         migrate(self.engine)
         self.sessions = session_factory(self.engine)
+        if self.engine.dialect.name == "sqlite":  # the one server on this file, not serving yet
+            self._drop_orphans()
         self.secret = secret
         self.workers = workers
         self._threads = ThreadPoolExecutor(8, thread_name_prefix="crowdsource-db")
@@ -60,6 +62,13 @@ class Service:
         self._datasets: OrderedDict[int, bytes] = OrderedDict()  # small ones; they never change
 
     # ------------------------------------------------------------ plumbing
+
+    def _drop_orphans(self) -> None:
+        """Delete predictions stored for submissions a crash kept from being recorded (not on
+        PostgreSQL, where another process may be between storing and recording)."""
+        dropped = self._tx_sync(submissions.drop_orphans)
+        if dropped:
+            log.info("deleted %d stored predictions of submissions never recorded", dropped)
 
     def _tx_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(session, *args)` in one transaction, here."""
@@ -550,11 +559,7 @@ class Service:
         return await self.tx(run)
 
     async def recover(self) -> None:
-        """After a start: score what was acknowledged but not scored, schedule closes, and
-        delete predictions stored for submissions a crash kept from being recorded."""
-        dropped = await self.tx(submissions.drop_orphans)
-        if dropped:
-            log.info("deleted %d stored predictions of submissions never recorded", dropped)
+        """After a start: score what was acknowledged but not scored, and schedule closes."""
         pending = await self.tx(lambda s: [sub.id for sub in submissions.pending(s)])
         for sub_id in pending:
             await self._finish(sub_id)
