@@ -370,10 +370,7 @@ class AnswerCache:
                 self._items.move_to_end(key)
                 return self._items[key]
         value = self._load(db_url, spec)
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
+        self.put(db_url, spec, value)
         return value
 
     def _engine(self, db_url: str) -> Engine:
@@ -399,7 +396,7 @@ class AnswerCache:
             return bytes(data.scalar_one())
 
     def put(self, db_url: str, spec: Spec, value: Prepared) -> None:
-        """Keep what the caller prepared from the stored bytes (a competition just hosted)."""
+        """Keep a prepared answer (loaded here, or made by hosting from the stored bytes)."""
         with self._lock:
             self._items[(db_url, spec.dataset_blob_id, spec.answer_blob_id)] = value
             while len(self._items) > self._size:

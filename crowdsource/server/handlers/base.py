@@ -112,7 +112,7 @@ class APIHandler(web.RequestHandler):
         elif self._spool is not None:
             self._spool.write(chunk)
         elif self._size > self.service.workers.inline_bytes:
-            self._spool = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in on_finish)
+            self._spool = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in finish)
                 prefix="crowdsource-body-", delete=False
             )
             self._spool.writelines([*self._chunks, chunk])
