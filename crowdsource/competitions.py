@@ -29,7 +29,6 @@ class Hosting:
     """A checked competition spec with its frames, ready to store."""
 
     fields: dict[str, Any]
-    dataset: pd.DataFrame
     answer: pd.DataFrame | None
     dataset_parquet: bytes
     answer_parquet: bytes | None
@@ -194,7 +193,7 @@ def check(body: Any) -> Hosting:
     if answer is not None:
         _check_answer(answer, dataset, id_column, targets, partial=kind == "predict")
         answer_parquet = _storable(answer[[id_column, *targets]], "the answer")
-    return Hosting(fields, dataset, answer, _storable(dataset, "the dataset"), answer_parquet)
+    return Hosting(fields, answer, _storable(dataset, "the dataset"), answer_parquet)
 
 
 def _storable(df: pd.DataFrame, what: str) -> bytes:
