@@ -1,13 +1,20 @@
-"""Events: published after each commit, fanned out to subscribers in this process and,
-on PostgreSQL, to every server process through LISTEN/NOTIFY."""
+"""Events: published after each commit, fanned out to subscribers in this process and to
+every other server process: through LISTEN/NOTIFY on PostgreSQL, through Unix datagram
+sockets among the processes of one machine (`--processes` on a SQLite file)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import socket
+import tempfile
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tornado.ioloop import IOLoop
@@ -17,6 +24,7 @@ from crowdsource.timeutil import iso, utcnow
 log = logging.getLogger(__name__)
 CHANNEL = "crowdsource_events"
 NOTIFY_LIMIT = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes and more
+DATAGRAM_LIMIT = 64 * 1024  # larger events cross processes without their data
 TYPES = (
     "competition.created",
     "competition.closed",
@@ -95,9 +103,7 @@ class PostgresEventBus(EventBus):
 
     def publish(self, event: Event) -> None:
         """NOTIFY every process, this one included (large data is left for each to load)."""
-        payload = event.to_json()
-        if len(payload.encode()) > NOTIFY_LIMIT:
-            payload = Event(event.type, event.competition_id, {}, event.at).to_json()
+        payload = _trimmed(event, NOTIFY_LIMIT).decode()
         with self._send_lock:
             self._send.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
 
@@ -126,3 +132,72 @@ class PostgresEventBus(EventBus):
         self._stop.set()
         super().close()
         self._send.close()
+
+
+def _trimmed(event: Event, limit: int) -> bytes:
+    """The wire form, without the data when it is over `limit` bytes (receivers load it)."""
+    payload = event.to_json().encode()
+    if len(payload) > limit:
+        payload = Event(event.type, event.competition_id, {}, event.at).to_json().encode()
+    return payload
+
+
+def peers_folder(db_url: str) -> Path:
+    """Where the server processes of one database find each other's sockets (a short path:
+    socket paths are limited to about 100 bytes)."""
+    digest = hashlib.sha256(db_url.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"crowdsource-{digest}"
+
+
+class SocketEventBus(EventBus):
+    """Events among the server processes of one machine: each binds a Unix datagram socket in
+    a shared folder, delivers its own events here and sends them to every other socket."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        folder.mkdir(mode=0o700, exist_ok=True)
+        found = folder.stat()
+        if found.st_uid != os.getuid() or found.st_mode & 0o077:
+            raise PermissionError(
+                f"{folder} must belong to this user with mode 700 (another user could send "
+                "events to the server processes); remove it and start again"
+            )
+        self._folder = folder
+        self._path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.sock"
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(self._path))
+        self._sock.setblocking(False)
+        self._loop.add_handler(self._sock.fileno(), self._receive, IOLoop.READ)
+
+    def publish(self, event: Event) -> None:
+        """Deliver here, and send to every other process."""
+        super().publish(event)
+        payload = _trimmed(event, DATAGRAM_LIMIT)
+        for peer in self._folder.glob("*.sock"):
+            if peer != self._path:
+                self._send(peer, payload, event.type)
+
+    def _send(self, peer: Path, payload: bytes, kind: str) -> None:
+        """One datagram to one process; a socket nobody listens on any more is removed."""
+        try:
+            self._sock.sendto(payload, str(peer))
+        except (ConnectionRefusedError, FileNotFoundError):
+            peer.unlink(missing_ok=True)
+        except OSError as exc:  # its queue is full: that process is stuck
+            log.warning("event %s not sent to %s: %s", kind, peer.name, exc)
+
+    def _receive(self, fd: int, events: int) -> None:
+        """Deliver every datagram waiting."""
+        while True:
+            try:
+                payload = self._sock.recv(DATAGRAM_LIMIT + 1024)
+            except BlockingIOError:
+                return
+            self._deliver(Event.from_json(payload.decode()))
+
+    def close(self) -> None:
+        """Stop receiving and remove this process's socket."""
+        self._loop.remove_handler(self._sock.fileno())
+        self._sock.close()
+        self._path.unlink(missing_ok=True)
+        super().close()

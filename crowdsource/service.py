@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from crowdsource import competitions, frames, leaderboards, participants, scoring, submissions
 from crowdsource.db import database_url, make_engine, migrate, session_factory
 from crowdsource.errors import BadRequest, Forbidden, InvalidSubmission, NotFound
-from crowdsource.events import Event, EventBus, PostgresEventBus
+from crowdsource.events import Event, EventBus, PostgresEventBus, SocketEventBus, peers_folder
 from crowdsource.models import Competition, Participant, Submission
 from crowdsource.timeutil import utcnow
 from crowdsource.workers import Workers
@@ -35,20 +35,23 @@ class Service:
     """Participants, competitions, submissions and leaderboards, with live events."""
 
     def __init__(
-        self, *, db: str, secret: bytes, workers: Workers, sqlite_synchronous: str = "NORMAL"
+        self,
+        *,
+        db: str,
+        secret: bytes,
+        workers: Workers,
+        sqlite_synchronous: str = "NORMAL",
+        peers: bool = False,
     ) -> None:
         self.db_url = database_url(db)
         self.engine = make_engine(self.db_url, synchronous=sqlite_synchronous)
         migrate(self.engine)
         self.sessions = session_factory(self.engine)
-        if self.engine.dialect.name == "sqlite":  # the one server on this file, not serving yet
-            self._drop_orphans()
         self.secret = secret
         self.workers = workers
         self._threads = ThreadPoolExecutor(8, thread_name_prefix="crowdsource-db")
         self.writer = GroupCommit(self.sessions)  # submissions: scored, then group-committed
-        postgres = self.engine.dialect.name == "postgresql"
-        self.bus = PostgresEventBus(_libpq_dsn(self.db_url)) if postgres else EventBus()
+        self.bus = self._bus(peers=peers)
         self.bus.subscribe(self._on_event)
         self._listeners: set[Listener] = set()
         self._boards: dict[tuple[int, str], dict[str, Any]] = {}
@@ -63,12 +66,11 @@ class Service:
 
     # ------------------------------------------------------------ plumbing
 
-    def _drop_orphans(self) -> None:
-        """Delete predictions stored for submissions a crash kept from being recorded (not on
-        PostgreSQL, where another process may be between storing and recording)."""
-        dropped = self._tx_sync(submissions.drop_orphans)
-        if dropped:
-            log.info("deleted %d stored predictions of submissions never recorded", dropped)
+    def _bus(self, *, peers: bool) -> EventBus:
+        """Events for this process, and for its peers (other server processes) if any."""
+        if self.engine.dialect.name == "postgresql":
+            return PostgresEventBus(_libpq_dsn(self.db_url))
+        return SocketEventBus(peers_folder(self.db_url)) if peers else EventBus()
 
     def _tx_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(session, *args)` in one transaction, here."""
@@ -558,11 +560,12 @@ class Service:
 
         return await self.tx(run)
 
-    async def recover(self) -> None:
-        """After a start: score what was acknowledged but not scored, and schedule closes."""
-        pending = await self.tx(lambda s: [sub.id for sub in submissions.pending(s)])
-        for sub_id in pending:
-            await self._finish(sub_id)
+    async def recover(self, *, rescore: bool = True) -> None:
+        """After a start: schedule closes and, with `rescore` (one process of several does
+        it), score what was acknowledged but not scored."""
+        if rescore:
+            for sub_id in await self.tx(lambda s: [sub.id for sub in submissions.pending(s)]):
+                await self._finish(sub_id)
         comps = await self.tx(
             lambda s: [
                 (c.id, c.closes_at)
@@ -633,3 +636,19 @@ def _libpq_dsn(url: str) -> str:
 
     u = make_url(url)
     return u.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def prepare_database(db: str) -> None:
+    """Before any server process serves: create or upgrade the schema and, on SQLite, delete
+    predictions stored for submissions a crash kept from being recorded (not on PostgreSQL,
+    where a server elsewhere may be between storing and recording)."""
+    engine = make_engine(database_url(db))
+    try:
+        migrate(engine)
+        if engine.dialect.name == "sqlite":
+            with session_factory(engine).begin() as session:
+                dropped = submissions.drop_orphans(session)
+            if dropped:
+                log.info("deleted %d stored predictions of submissions never recorded", dropped)
+    finally:
+        engine.dispose()

@@ -22,13 +22,18 @@ def _warm() -> bool:
     return True
 
 
-def _die_with(parent: int) -> None:
-    """Set up a pool worker: end with the server process, even when it is SIGKILLed."""
+def end_with_parent(parent: int, sig: int) -> None:
+    """Have the kernel send `sig` to this process when `parent` ends, even by SIGKILL."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the server died before the line above
+        libc.prctl(PR_SET_PDEATHSIG, sig)
+    if os.getppid() != parent:  # the parent died before the line above
         os._exit(0)
+
+
+def _die_with(parent: int) -> None:
+    """Set up a pool worker: end with the server process, even when it is SIGKILLed."""
+    end_with_parent(parent, signal.SIGKILL)
     import crowdsource.scoring  # noqa: F401  (imported once, before the first job)
 
 

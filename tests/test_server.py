@@ -238,3 +238,59 @@ def test_a_restart_deletes_predictions_a_crash_left_unrecorded(tmp_path: Path, n
         assert conn.execute(text("SELECT id FROM blobs ORDER BY id")).scalars().all() == before
     engine.dispose()
     assert len(before) == 3  # the dataset, the first answer and the merged one
+
+
+def test_several_processes_keep_boards_and_events_live_across_them(
+    tmp_path: Path, new_server
+) -> None:
+    """With --processes=2 on SQLite both processes answer; a submission shows at once on the
+    leaderboard whichever process is asked, and on every event stream; a crashed process is
+    replaced, and all of them end with the server."""
+    import psutil
+
+    server = new_server(str(tmp_path / "multi.db"), "--processes=2", "--log-level=DEBUG")
+    assert server.proc is not None
+    parent = psutil.Process(server.proc.pid)
+    assert len(parent.children()) == 2
+    dataset, answer = classify_data(100)
+    host, bob = Api(server), Api(server)
+    comp = host.host(
+        type="classify", metric="accuracy", targets=["label"], dataset=dataset, answer=answer
+    )
+    board = f"{server.url}/api/v1/competitions/{comp['id']}/leaderboard"
+
+    def entries() -> list[dict[str, Any]]:
+        """The board, read on a new connection (the kernel picks the process)."""
+        found: list[dict[str, Any]] = requests.get(board, headers={"Connection": "close"}).json()[
+            "entries"
+        ]
+        return found
+
+    assert all(entries() == [] for _ in range(20))  # each process has cached the empty board
+    streams = [websocket.create_connection(events_url(server)) for _ in range(6)]
+    for ws in streams:
+        read_event(ws, "hello")
+    assert bob.submit(comp["id"], answer).status_code == 201
+    for ws in streams:
+        changed = read_event(ws, "leaderboard.changed")
+        assert changed["data"]["entries"][0]["participant"]["id"] == bob.id
+        ws.close()
+    assert all(len(entries()) == 1 for _ in range(20))
+    reads = re.findall(
+        r" (\d+) DEBUG tornado.access: 200 GET /api/v1/competitions/\d+/leader",
+        server.log.read_text(),
+    )
+    assert len(set(reads)) == 2  # both processes answered reads
+
+    crashed = parent.children()[0]
+    crashed.kill()
+    crashed.wait(10)
+    deadline = time.monotonic() + 30
+    while len(parent.children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(parent.children()) == 2 and crashed not in parent.children()
+    assert len(entries()) == 1
+    everything = parent.children(recursive=True)
+    server.kill()
+    _, alive = psutil.wait_procs(everything, timeout=15)
+    assert alive == []

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import event, insert, select
@@ -17,6 +15,7 @@ from crowdsource.db import make_engine, migrate, session_factory
 from crowdsource.errors import BadRequest
 from crowdsource.models import Participant
 from crowdsource.writer import GroupCommit
+from tests.support import run
 
 
 @pytest.fixture
@@ -41,12 +40,6 @@ def add(name: str):
         return name
 
     return write
-
-
-def run(coro: Any) -> Any:
-    """Run a coroutine to its end on a loop of its own (a test may already be in a loop)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def names(group: GroupCommit) -> list[str]:

@@ -8,18 +8,20 @@ import logging
 import os
 import secrets
 import signal
+import sys
 from pathlib import Path
 from typing import Any, cast
 
-from tornado import web
+from tornado import process, web
 from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Application
 
 from crowdsource._version import __version__
 from crowdsource.ratelimit import RateLimiter
-from crowdsource.service import Service
-from crowdsource.workers import Workers
+from crowdsource.service import Service, prepare_database
+from crowdsource.workers import Workers, end_with_parent
 
 HANDLER_MODULES = (
     "participants",
@@ -148,6 +150,14 @@ class CrowdsourceServer(Application):
         "process",
         help=("Where large submissions are scored: a local process pool, threads, or Dask."),
     ).tag(config=True)
+    processes = Integer(
+        1,
+        help=(
+            "Server processes sharing the port (Linux): each answers requests and has its own "
+            "scoring pool; events and leaderboards stay live across them (through Unix sockets "
+            "beside a SQLite file, LISTEN/NOTIFY on PostgreSQL). A crashed one is restarted."
+        ),
+    ).tag(config=True)
     scoring_processes = Integer(
         max(1, (os.cpu_count() or 2) - 1),
         help="Processes in the scoring pool (default: one per core, less the server's own).",
@@ -185,6 +195,7 @@ class CrowdsourceServer(Application):
         "max-body-mb": "CrowdsourceServer.max_body_mb",
         "scoring": "CrowdsourceServer.scoring",
         "scoring-processes": "CrowdsourceServer.scoring_processes",
+        "processes": "CrowdsourceServer.processes",
         "dask-scheduler": "CrowdsourceServer.dask_scheduler",
         "inline-kb": "CrowdsourceServer.inline_kb",
         "sqlite-synchronous": "CrowdsourceServer.sqlite_synchronous",
@@ -207,6 +218,14 @@ class CrowdsourceServer(Application):
             return str(Path("crowdsource.secret").resolve())
         return str(Path(self.db).expanduser().resolve()) + ".secret"
 
+    @validate("processes")
+    def _check_processes(self, proposal: Any) -> int:
+        """At least one."""
+        value = int(proposal["value"])
+        if value < 1:
+            raise ValueError(f"--processes must be 1 or more; got {value}")
+        return value
+
     @validate("port")
     def _check_port(self, proposal: Any) -> int:
         """A TCP port."""
@@ -221,16 +240,34 @@ class CrowdsourceServer(Application):
         if self.config_file:
             path = Path(self.config_file)
             self.load_config_file(path.name, path=str(path.parent))
+        which = " %(process)d" if self.processes > 1 else ""  # which process logged a line
         logging.basicConfig(
             level=cast(int, self.log_level),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            format=f"%(asctime)s{which} %(levelname)s %(name)s: %(message)s",
         )
 
     def start(self) -> None:
-        """Run until stopped."""
-        asyncio.run(self._serve())
+        """Run until stopped: one process, or `--processes` of them sharing the port."""
+        prepare_database(self.db)
+        load_secret(Path(self.secret_file))  # made once, before any process reads it
+        if self.processes == 1:
+            asyncio.run(self._serve(None, index=0))
+            return
+        sockets = bind_sockets(self.port, self.ip)
+        asyncio.run(self._serve(sockets, index=self._fork()))
 
-    async def _serve(self) -> None:
+    def _fork(self) -> int:
+        """Fork the serving processes; this one stays to restart any that crash, and they end
+        with it. Returns the serving process's index."""
+        parent = os.getpid()
+        try:
+            index = process.fork_processes(self.processes)
+        except KeyboardInterrupt:  # Ctrl-C reached every process; the children stop too
+            sys.exit(0)
+        end_with_parent(parent, signal.SIGTERM)
+        return index
+
+    async def _serve(self, sockets: list[Any] | None, *, index: int) -> None:
         """Open the database, listen, finish pending work, and wait."""
         workers = Workers(
             backend=self.scoring,
@@ -243,6 +280,7 @@ class CrowdsourceServer(Application):
             secret=load_secret(Path(self.secret_file)),
             workers=workers,
             sqlite_synchronous=self.sqlite_synchronous,
+            peers=self.processes > 1,
         )
         max_body = int(self.max_body_mb * 2**20)
         limiter = RateLimiter(rate=self.write_rate, burst=self.write_burst)
@@ -250,20 +288,24 @@ class CrowdsourceServer(Application):
             service, allow_origins=list(self.allow_origins), max_body_size=max_body, limiter=limiter
         )
         server = HTTPServer(app, max_body_size=max_body * 4 + 1024, xheaders=self.trust_xheaders)
-        server.listen(self.port, self.ip)
+        if sockets is None:
+            server.listen(self.port, self.ip)
+        else:
+            server.add_sockets(sockets)
         url = f"http://{'127.0.0.1' if self.ip in ('0.0.0.0', '') else self.ip}:{self.port}"
         self.log.info(
-            "crowdsource %s listening on %s (database %s)",
+            "crowdsource %s listening on %s (database %s%s)",
             __version__,
             url,
             service.engine.url.render_as_string(hide_password=True),
+            f"; process {index + 1} of {self.processes}" if self.processes > 1 else "",
         )
         self.log.info("live leaderboards at %s/leaderboard", url)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await service.recover()
+        await service.recover(rescore=index == 0)
         await loop.run_in_executor(None, workers.warm)
         await stop.wait()
         self.log.info("shutting down")
