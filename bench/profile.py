@@ -5,6 +5,7 @@
     .venv/bin/python bench/profile.py big      [--rows 1000000]
     .venv/bin/python bench/profile.py board    [--stored 10000]
     .venv/bin/python bench/profile.py compete
+    .venv/bin/python bench/profile.py submit --server=--processes=2
 
 It starts a fresh server, sets the workload up, attaches `py-spy record --subprocesses`
 (raw collapsed stacks) for the measured part only, and prints the frames of crowdsource/
@@ -63,6 +64,9 @@ def main() -> int:
     ap.add_argument("--stored", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=6)
     ap.add_argument("--gil", action="store_true")
+    ap.add_argument(
+        "--server", action="append", default=[], help="a server option, e.g. --server=--processes=2"
+    )
     ap.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     ap.add_argument("--out", default=str(ROOT / "bench" / ".peer" / "profile.txt"))
     args = ap.parse_args()
@@ -73,7 +77,7 @@ def main() -> int:
     raw = Path(args.out)
     raw.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as td:
-        srv = ours.Server(Path(td)).start()
+        srv = ours.Server(Path(td), extra=args.server).start()
         try:
             host = srv.register("host")
             tokens = [srv.register(f"p{i}") for i in range(8)]

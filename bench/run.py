@@ -192,6 +192,21 @@ def main() -> int:
             finally:
                 srv.stop()
                 results["server_log_tail"] = srv.proc.tail(2000)
+            log("ours: crowdsource server with --processes=2")
+            (Path(td) / "multi").mkdir()
+            multi = ours.Server(Path(td) / "multi", extra=["--processes=2"])
+            try:
+                multi.start()
+                attempt(
+                    results,
+                    "w1_multi",
+                    ours.submissions_per_second,
+                    multi,
+                    {**cfg, "skip_json": True},
+                    log,
+                )
+            finally:
+                multi.stop()
             budget = deadline - time.monotonic() - cfg["reserve_s"]
             w3dir = Path(td) / "w3"
             w3dir.mkdir()
@@ -208,7 +223,9 @@ def main() -> int:
     log(report.table_only(results))
     log(f"\nwrote {out} and {raw} in {results['elapsed_s']:.0f}s")
     failed = [
-        k for k in ("hello", "floor_score", "w1", "w2", "w3", "w4") if "error" in results.get(k, {})
+        k
+        for k in ("hello", "floor_score", "w1", "w1_multi", "w2", "w3", "w4")
+        if "error" in results.get(k, {})
     ] + (["server"] if "server_error" in results else [])
     if failed:
         log(f"FAILED workloads: {', '.join(failed)}")

@@ -13,7 +13,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "crowdsource_events"
 NOTIFY_LIMIT = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes and more
 DATAGRAM_LIMIT = 64 * 1024  # larger events cross processes without their data
+JOINED = b""  # the datagram a starting process sends to the others
 TYPES = (
     "competition.created",
     "competition.closed",
@@ -46,7 +47,14 @@ class Event:
 
     def to_json(self) -> str:
         """The wire form."""
-        return json.dumps(asdict(self))
+        return json.dumps(
+            {
+                "type": self.type,
+                "competition_id": self.competition_id,
+                "data": self.data,
+                "at": self.at,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Event:
@@ -168,32 +176,43 @@ class SocketEventBus(EventBus):
         self._sock.bind(str(self._path))
         self._sock.setblocking(False)
         self._loop.add_handler(self._sock.fileno(), self._receive, IOLoop.READ)
+        self._peers: list[str] = []
+        self._rescan()
+        for peer in self._peers:
+            self._send(peer, JOINED, "joined")  # they rescan too, and send to this one from now
+
+    def _rescan(self) -> None:
+        """The other processes' sockets, as the folder holds them now."""
+        self._peers = [str(p) for p in self._folder.glob("*.sock") if p != self._path]
 
     def publish(self, event: Event) -> None:
         """Deliver here, and send to every other process."""
         super().publish(event)
         payload = _trimmed(event, DATAGRAM_LIMIT)
-        for peer in self._folder.glob("*.sock"):
-            if peer != self._path:
-                self._send(peer, payload, event.type)
+        for peer in list(self._peers):
+            self._send(peer, payload, event.type)
 
-    def _send(self, peer: Path, payload: bytes, kind: str) -> None:
+    def _send(self, peer: str, payload: bytes, kind: str) -> None:
         """One datagram to one process; a socket nobody listens on any more is removed."""
         try:
-            self._sock.sendto(payload, str(peer))
+            self._sock.sendto(payload, peer)
         except (ConnectionRefusedError, FileNotFoundError):
-            peer.unlink(missing_ok=True)
+            Path(peer).unlink(missing_ok=True)
+            self._peers = [p for p in self._peers if p != peer]
         except OSError as exc:  # its queue is full: that process is stuck
-            log.warning("event %s not sent to %s: %s", kind, peer.name, exc)
+            log.warning("event %s not sent to %s: %s", kind, Path(peer).name, exc)
 
     def _receive(self, fd: int, events: int) -> None:
-        """Deliver every datagram waiting."""
+        """Deliver every datagram waiting (an empty one: a process joined)."""
         while True:
             try:
                 payload = self._sock.recv(DATAGRAM_LIMIT + 1024)
             except BlockingIOError:
                 return
-            self._deliver(Event.from_json(payload.decode()))
+            if payload == JOINED:
+                self._rescan()
+            else:
+                self._deliver(Event.from_json(payload.decode()))
 
     def close(self) -> None:
         """Stop receiving and remove this process's socket."""

@@ -18,6 +18,7 @@ async def exchange(folder: Path, events: list[Event]) -> tuple[list[Event], list
     theirs: list[Event] = []
     here.subscribe(mine.append)
     there.subscribe(theirs.append)
+    await asyncio.sleep(0.05)  # the second one's "joined" reaches the first
     for event in events:
         here.publish(event)
     for _ in range(100):

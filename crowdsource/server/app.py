@@ -8,13 +8,13 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any, cast
 
 from tornado import process, web
 from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Application
 
@@ -251,10 +251,19 @@ class CrowdsourceServer(Application):
         prepare_database(self.db)
         load_secret(Path(self.secret_file))  # made once, before any process reads it
         if self.processes == 1:
-            asyncio.run(self._serve(None, index=0))
+            asyncio.run(self._serve(index=0))
             return
-        sockets = bind_sockets(self.port, self.ip)
-        asyncio.run(self._serve(sockets, index=self._fork()))
+        self.port = self._claim_port()
+        asyncio.run(self._serve(index=self._fork()))
+
+    def _claim_port(self) -> int:
+        """Check the port is free for the processes to share (SO_REUSEPORT: the kernel spreads
+        connections evenly over them); with port 0, pick a free one."""
+        family = socket.AF_INET6 if ":" in self.ip else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            probe.bind((self.ip, self.port))
+            return int(probe.getsockname()[1])
 
     def _fork(self) -> int:
         """Fork the serving processes; this one stays to restart any that crash, and they end
@@ -267,7 +276,7 @@ class CrowdsourceServer(Application):
         end_with_parent(parent, signal.SIGTERM)
         return index
 
-    async def _serve(self, sockets: list[Any] | None, *, index: int) -> None:
+    async def _serve(self, *, index: int) -> None:
         """Open the database, listen, finish pending work, and wait."""
         workers = Workers(
             backend=self.scoring,
@@ -288,10 +297,7 @@ class CrowdsourceServer(Application):
             service, allow_origins=list(self.allow_origins), max_body_size=max_body, limiter=limiter
         )
         server = HTTPServer(app, max_body_size=max_body * 4 + 1024, xheaders=self.trust_xheaders)
-        if sockets is None:
-            server.listen(self.port, self.ip)
-        else:
-            server.add_sockets(sockets)
+        server.listen(self.port, self.ip, reuse_port=self.processes > 1)
         url = f"http://{'127.0.0.1' if self.ip in ('0.0.0.0', '') else self.ip}:{self.port}"
         self.log.info(
             "crowdsource %s listening on %s (database %s%s)",
