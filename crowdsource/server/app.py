@@ -154,8 +154,9 @@ class CrowdsourceServer(Application):
         1,
         help=(
             "Server processes sharing the port (Linux): each answers requests and has its own "
-            "scoring pool; events and leaderboards stay live across them (through Unix sockets "
-            "beside a SQLite file, LISTEN/NOTIFY on PostgreSQL). A crashed one is restarted."
+            "scoring pool; events and leaderboards stay live across them (Unix sockets in a "
+            "private folder of the temporary directory on SQLite, LISTEN/NOTIFY on PostgreSQL). "
+            "A crashed one is restarted."
         ),
     ).tag(config=True)
     scoring_processes = Integer(
