@@ -32,7 +32,8 @@ BODY_BYTES_PER_ROW = 16  # a submission's Parquet size per row, roughly: it pick
 
 
 class Service:
-    """Participants, competitions, submissions and leaderboards, with live events."""
+    """Participants, competitions, submissions and leaderboards, with live events, over a
+    database that `prepare_database` has made ready (once, before any server process)."""
 
     def __init__(
         self,
@@ -45,7 +46,6 @@ class Service:
     ) -> None:
         self.db_url = database_url(db)
         self.engine = make_engine(self.db_url, synchronous=sqlite_synchronous)
-        migrate(self.engine)
         self.sessions = session_factory(self.engine)
         self.secret = secret
         self.workers = workers
