@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from crowdsource.client import Client, Competition, CrowdsourceError
+from crowdsource.client.config import glue_option_values
 from crowdsource.client.frames import read_frame_file, write_frame_file
 from crowdsource.client.models import competitions_frame
 
@@ -311,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["serve"]:
         return _serve(args_list[1:])
     parser = build_parser()
-    args = parser.parse_args(args_list)
+    args = parser.parse_args(glue_option_values(args_list))
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

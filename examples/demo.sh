@@ -2,7 +2,7 @@
 # The Quick Example in one command: start a server (embedded SQLite) in the background,
 # run client1 (two functions competing) and client2 (posts two competitions, prints the
 # leaderboards), then leave the server running and say how to stop it.
-# Environment: PYTHON (default: python3), CROWDSOURCE_PORT (default: 8889).
+# Environment: PYTHON (default: python3), CROWDSOURCE_PORT (default: 8889; 0: any free port).
 set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
@@ -22,14 +22,20 @@ PY
 }
 
 SERVER_PID=""
-if answers; then
+if [ "${PORT}" != 0 ] && answers; then
     echo "A crowdsource server already answers at ${CROWDSOURCE_URL}; using it."
 else
-    nohup "$PYTHON" -m crowdsource.server --ip=127.0.0.1 --port="${PORT}" >"${LOG}" 2>&1 &
+    PORT_FILE="${LOG%.log}.port"
+    rm -f "${PORT_FILE}"
+    nohup "$PYTHON" -m crowdsource.server --ip=127.0.0.1 --port="${PORT}" \
+        --port-file="${PORT_FILE}" >"${LOG}" 2>&1 &
     SERVER_PID=$!
-    echo "Starting the server on ${CROWDSOURCE_URL} (server pid ${SERVER_PID}, log ${LOG})"
+    echo "Starting the server (server pid ${SERVER_PID}, log ${LOG})"
     for _ in $(seq 1 150); do
-        answers && break
+        if [ -s "${PORT_FILE}" ]; then
+            export CROWDSOURCE_URL="http://127.0.0.1:$(cat "${PORT_FILE}")"
+            answers && break
+        fi
         if ! kill -0 "${SERVER_PID}" 2>/dev/null; then
             echo "The server exited; its log says:" >&2
             tail -n 20 "${LOG}" >&2

@@ -22,7 +22,7 @@ class Api:
     """One registered participant talking to a real server."""
 
     def __init__(self, server: ServerProcess, name: str = "") -> None:
-        me = server.register(name or f"p-{uuid.uuid4().hex[:8]}")
+        me = server.register(name or f"p-{uuid.uuid4().hex[:12]}")
         self.url, self.id, self.name, self.token = server.url, me["id"], me["name"], me["token"]
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {self.token}"
@@ -40,7 +40,7 @@ class Api:
         for key in ("dataset", "answer"):
             if isinstance(spec.get(key), pd.DataFrame):
                 spec[key] = split(spec[key])
-        spec.setdefault("title", f"competition {uuid.uuid4().hex[:6]}")
+        spec.setdefault("title", f"competition {uuid.uuid4().hex[:12]}")
         r = self.post("/competitions", json=spec)
         assert r.status_code == 201, r.text
         return dict(r.json())

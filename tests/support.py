@@ -26,33 +26,46 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now."""
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections for as long as the block runs: bound by
+    this socket (so no other process can take it) but never listening."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
 class ServerProcess:
-    """A real `python -m crowdsource.server` process on a free port."""
+    """A real `python -m crowdsource.server` process. The first start lets the server pick a
+    free port itself (--port=0 --port-file), so no other process can take it in between; a
+    restart asks for the same port again."""
 
     def __init__(self, db: str, workdir: Path, *extra: str) -> None:
         self.db = db
         self.workdir = workdir
         self.extra = list(extra)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = workdir / f"server-{self.port}.log"
+        self.name = f"server-{uuid.uuid4().hex[:12]}"
+        self.log = workdir / f"{self.name}.log"
+        self.port_file = workdir / f"{self.name}.port"
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
-        """Start the process and wait until the API answers."""
+    @property
+    def url(self) -> str:
+        """The server's base URL (known once it has started)."""
+        assert self.port, "the server has not started yet"
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        """Start the process and wait until it listens and the API answers."""
+        self.port_file.unlink(missing_ok=True)
         cmd = [
             sys.executable,
             "-m",
             "crowdsource.server",
             "--ip=127.0.0.1",
             f"--port={self.port}",
+            f"--port-file={self.port_file}",
             f"--db={self.db}",
             *self.extra,
         ]
@@ -62,11 +75,14 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
-            try:
-                requests.get(self.url + "/api/v1/competitions", timeout=1)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.05)
+            if self.port_file.exists():
+                self.port = int(self.port_file.read_text())
+                try:
+                    requests.get(self.url + "/api/v1/competitions", timeout=5)
+                    return self
+                except requests.ConnectionError:
+                    pass
+            time.sleep(0.05)
         raise RuntimeError(f"server did not start: {self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:
@@ -91,7 +107,7 @@ class ServerProcess:
 
     def register(self, name: str = "") -> dict:
         """Register a participant; returns its JSON with the token."""
-        name = name or f"p-{uuid.uuid4().hex[:8]}"
+        name = name or f"p-{uuid.uuid4().hex[:12]}"
         r = requests.post(self.url + "/api/v1/participants", json={"name": name}, timeout=10)
         r.raise_for_status()
         return dict(r.json())

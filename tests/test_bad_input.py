@@ -157,7 +157,7 @@ class World:
 def make_world(server: ServerProcess) -> World:
     """Register host, alice and bob; host the competitions; alice submits a little."""
     w = World(server)
-    tag = uuid.uuid4().hex[:8]
+    tag = uuid.uuid4().hex[:12]
     for who in ("host", "alice", "bob"):
         joined = server.register(f"bad-input-{who}-{tag}")
         w.tokens[who], w.names[who], w.ids[who] = joined["token"], joined["name"], joined["id"]
@@ -467,7 +467,7 @@ def test_over_daily_limit_says_when_it_resets(world: World) -> None:
 )  # fmt: skip
 def test_sql_and_html_in_titles_are_stored_literally(world: World, title: str) -> None:
     """Titles, descriptions and names travel as data: stored and returned byte for byte."""
-    name = f"{title[:60]} {uuid.uuid4().hex[:6]}"
+    name = f"{title[:60]} {uuid.uuid4().hex[:12]}"
     person = world.server.register(name)
     assert person["name"] == name
     spec = competition_spec(title=title, description=title)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.support import ServerProcess, free_port
+from tests.support import ServerProcess, refusing_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,7 @@ def write_competition(folder: Path) -> tuple[Path, Path]:
 def hosted(env: dict[str, str], folder: Path) -> int:
     """Register a host in its own config folder and host a competition; return its id."""
     host_env = {**env, "CROWDSOURCE_CONFIG_DIR": str(folder / "host-config")}
-    ok(host_env, "register", f"host-{uuid.uuid4().hex[:6]}")
+    ok(host_env, "register", f"host-{uuid.uuid4().hex[:12]}")
     dataset, answer = write_competition(folder)
     args = ["host", "--dataset", str(dataset), "--answer", str(answer), "--metric", "accuracy"]
     created = json.loads(ok(host_env, *args, "--title", "CLI test", "--closes-at", "+1h", "--json"))
@@ -84,7 +84,7 @@ def test_serve_help_forwards_to_the_server(env) -> None:
 
 def test_register_saves_token_for_later_commands(env, tmp_path) -> None:
     """register writes a mode-600 credentials file that whoami then uses."""
-    name = f"cli-{uuid.uuid4().hex[:6]}"
+    name = f"cli-{uuid.uuid4().hex[:12]}"
     assert "token saved to" in ok(env, "register", name)
     [path] = (tmp_path / "config").rglob("*.json")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -104,7 +104,7 @@ def test_host_list_show(env, tmp_path) -> None:
 def test_download_submit_leaderboard(env, tmp_path) -> None:
     """Download the template, fill it, submit CSV and Parquet, read the leaderboard."""
     competition_id = hosted(env, tmp_path)
-    ok(env, "register", f"player-{uuid.uuid4().hex[:6]}")
+    ok(env, "register", f"player-{uuid.uuid4().hex[:12]}")
     template = tmp_path / "template.csv"
     ok(env, "download", str(competition_id), "--template", "-o", str(template))
     dataset = tmp_path / "dataset.parquet"
@@ -126,7 +126,7 @@ def test_download_submit_leaderboard(env, tmp_path) -> None:
 def test_invalid_submission_is_one_line_with_the_server_message(env, tmp_path) -> None:
     """A file missing ids exits 1 with the server's message."""
     competition_id = hosted(env, tmp_path)
-    ok(env, "register", f"player-{uuid.uuid4().hex[:6]}")
+    ok(env, "register", f"player-{uuid.uuid4().hex[:12]}")
     pd.DataFrame({"id": [1, 2], "label": [0, 1]}).to_csv(tmp_path / "short.csv", index=False)
     line = fails(env, "submit", str(competition_id), str(tmp_path / "short.csv"))
     assert "InvalidSubmission" in line and "missing" in line
@@ -134,7 +134,8 @@ def test_invalid_submission_is_one_line_with_the_server_message(env, tmp_path) -
 
 def test_unreachable_server(env) -> None:
     """A server that does not answer is one line naming the URL."""
-    line = fails(env, "--url", f"127.0.0.1:{free_port()}", "competitions")
+    with refusing_port() as port:
+        line = fails(env, "--url", f"127.0.0.1:{port}", "competitions")
     assert "cannot reach" in line
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import crowdsource.client as CC
-from tests.support import ServerProcess, free_port
+from tests.support import ServerProcess, refusing_port
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +34,7 @@ def frames(rows: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
 def registered(server: ServerProcess, prefix: str = "c") -> CC.Client:
     """A client registered as a fresh participant."""
     client = CC.Client(server.url)
-    client.register(f"{prefix}-{uuid.uuid4().hex[:8]}", save=False)
+    client.register(f"{prefix}-{uuid.uuid4().hex[:12]}", save=False)
     return client
 
 
@@ -73,7 +73,7 @@ def test_seed_snippet(server: ServerProcess) -> None:
 
 def test_register_saves_credentials_with_mode_600(sqlite_server, config_dir) -> None:
     """A later Client on the same server finds the token in the credentials file."""
-    data = CC.Client(sqlite_server.url).register("saved-" + uuid.uuid4().hex[:6])
+    data = CC.Client(sqlite_server.url).register("saved-" + uuid.uuid4().hex[:12])
     path = data["credentials_file"]
     assert path.startswith(str(config_dir))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -244,7 +244,7 @@ def test_large_frames_travel_with_progress(sqlite_server, capsys) -> None:
     dataset = pd.DataFrame({"id": np.arange(rows), "x": np.random.default_rng(0).random(rows)})
     answer = dataset[["id"]].assign(y=dataset["x"])
     host = CC.Client(sqlite_server.url, progress=True)
-    host.register("big-" + uuid.uuid4().hex[:6], save=False)
+    host.register("big-" + uuid.uuid4().hex[:12], save=False)
     competition = host.host(dataset, answer, type="regress")
     assert len(host.dataset(competition.id)) == rows
     assert "upload" in capsys.readouterr().err
@@ -252,9 +252,8 @@ def test_large_frames_travel_with_progress(sqlite_server, capsys) -> None:
 
 def test_unreachable_server_is_one_line() -> None:
     """A server that does not answer gives ConnectionFailed naming the URL."""
-    client = CC.Client(f"127.0.0.1:{free_port()}")
-    with pytest.raises(CC.ConnectionFailed, match="cannot reach") as info:
-        client.competitions()
+    with refusing_port() as port, pytest.raises(CC.ConnectionFailed, match="cannot reach") as info:
+        CC.Client(f"127.0.0.1:{port}").competitions()
     assert "\n" not in str(info.value) and "127.0.0.1" in str(info.value)
 
 

@@ -27,7 +27,7 @@ def config_dir(tmp_path, monkeypatch):
 def registered(server: ServerProcess, prefix: str = "c") -> CC.Client:
     """A client registered as a fresh participant."""
     client = CC.Client(server.url)
-    client.register(f"{prefix}-{uuid.uuid4().hex[:8]}", save=False)
+    client.register(f"{prefix}-{uuid.uuid4().hex[:12]}", save=False)
     return client
 
 

@@ -82,9 +82,9 @@ class Arena:
     def open(cls, server: ServerProcess) -> Arena:
         """Register everyone and host a regress (rmse) and a classify (accuracy) competition."""
         arena = cls(server)
-        host = server.register(f"durable-host-{uuid.uuid4().hex[:6]}")
+        host = server.register(f"durable-host-{uuid.uuid4().hex[:12]}")
         for _ in range(PEOPLE):
-            person = server.register(f"durable-{uuid.uuid4().hex[:8]}")
+            person = server.register(f"durable-{uuid.uuid4().hex[:12]}")
             arena.tokens[person["id"]] = person["token"]
         rng = np.random.default_rng(7)
         ids = np.arange(1000, 1000 + ROWS)

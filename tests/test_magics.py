@@ -27,7 +27,7 @@ from tests.support import ServerProcess
 
 def unique(prefix: str) -> str:
     """A participant name no other test uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
@@ -127,9 +127,10 @@ def test_trailing_comment(shell: InteractiveShell) -> None:
 
 def test_connect_to_nothing(shell: InteractiveShell) -> None:
     """A server that does not answer is a one-line mistake."""
-    from tests.support import free_port
+    from tests.support import refusing_port
 
-    message = usage_error(shell, f"connect 127.0.0.1:{free_port()}")
+    with refusing_port() as port:
+        message = usage_error(shell, f"connect 127.0.0.1:{port}")
     assert "cannot reach" in message
     assert "check the URL" in message
 

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port
-
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
@@ -77,7 +75,7 @@ def test_client1_exits_after_rounds(new_server, env) -> None:
 
 def test_demo_script(env, tmp_path) -> None:
     """examples/demo.sh runs everything and leaves the server running, saying how to stop it."""
-    env.update(PYTHON=sys.executable, CROWDSOURCE_PORT=str(free_port()), TMPDIR=str(tmp_path))
+    env.update(PYTHON=sys.executable, CROWDSOURCE_PORT="0", TMPDIR=str(tmp_path))
     result = subprocess.run(
         ["bash", str(EXAMPLES / "demo.sh")],
         env=env,

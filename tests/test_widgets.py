@@ -19,7 +19,7 @@ from tests.support import ServerProcess
 def joined(server: ServerProcess, prefix: str) -> Client:
     """A client registered as a new participant (token not saved)."""
     client = Client(server.url, progress=False)
-    client.register(f"{prefix}-{uuid.uuid4().hex[:6]}", save=False)
+    client.register(f"{prefix}-{uuid.uuid4().hex[:12]}", save=False)
     return client
 
 

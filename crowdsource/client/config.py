@@ -16,6 +16,7 @@ __all__ = [
     "Credentials",
     "config_dir",
     "credentials_path",
+    "glue_option_values",
     "load_credentials",
     "normalize_url",
     "save_credentials",
@@ -50,6 +51,25 @@ def normalize_url(url: str | None) -> str:
         raise ConnectionFailed(f"bad port in server URL {raw!r}") from None
     path = re.sub(r"/api/v1/?$", "", parts.path.rstrip("/"))
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def glue_option_values(argv: list[str], options: tuple[str, ...] = ("--token",)) -> list[str]:
+    """`--token -abc` as `--token=-abc`: argparse would read a value that begins with "-" as an
+    option (tokens issued before the `cs_` prefix can). A word shaped like an option is left."""
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word in options:
+            value = next(words, None)
+            if value is None:
+                out.append(word)
+            elif value.startswith("-") and not re.fullmatch(r"--?[a-z][a-z0-9-]*", value):
+                out.append(f"{word}={value}")
+            else:
+                out.extend([word, value])
+        else:
+            out.append(word)
+    return out
 
 
 def config_dir() -> Path:

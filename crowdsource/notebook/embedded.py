@@ -12,7 +12,6 @@ import atexit
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,34 +21,32 @@ from pathlib import Path
 
 import requests
 
-__all__ = ["EmbeddedServer", "free_port", "main"]
+__all__ = ["EmbeddedServer", "main"]
 
 WORKDIR_PREFIX = "crowdsource-serve-"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class EmbeddedServer:
     """A crowdsource server on a temporary SQLite database, owned by this kernel."""
 
     def __init__(self, *, port: int | None = None, scoring: str = "thread") -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = port or 0  # 0: the server picks a free port and writes it to port_file
         self.scoring = scoring
         self.workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
         self.db = self.workdir / "crowdsource.db"
         self.log = self.workdir / "server.log"
+        self.port_file = self.workdir / "server.port"
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<EmbeddedServer {self.url} {state}, database {self.db}>"
+
+    @property
+    def url(self) -> str:
+        """The server's base URL (its port is known once it listens)."""
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -64,6 +61,7 @@ class EmbeddedServer:
             "crowdsource.notebook.embedded",
             "--ip=127.0.0.1",
             f"--port={self.port}",
+            f"--port-file={self.port_file}",
             f"--db={self.db}",
             f"--scoring={self.scoring}",
             "--log-level=WARN",
@@ -85,11 +83,14 @@ class EmbeddedServer:
         while time.monotonic() < deadline:
             if not self.running:
                 raise RuntimeError(f"the embedded server exited: {self._tail()}")
-            try:
-                requests.get(f"{self.url}/api/v1/competitions", timeout=1)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.05)
+            if self.port_file.exists():
+                self.port = int(self.port_file.read_text())
+                try:
+                    requests.get(f"{self.url}/api/v1/competitions", timeout=5)
+                    return
+                except requests.ConnectionError:
+                    pass
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"the embedded server did not start within {timeout} s: {self._tail()}")
 

@@ -16,6 +16,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from crowdsource.client import Client, InvalidSubmission
+from crowdsource.client.config import glue_option_values
 from crowdsource.notebook import compete as competing
 from crowdsource.notebook import session
 from crowdsource.notebook.display import SubmissionReport, competition_details, competitions_frame
@@ -364,7 +365,7 @@ class CrowdsourceMagics(Magics):
 def _parse(handler: Handler, command: str, rest: str) -> Any:
     """Parse a subcommand's arguments; a mistake names the subcommand and its --help."""
     try:
-        argv = shlex.split(rest, comments=True)
+        argv = glue_option_values(shlex.split(rest, comments=True))
     except ValueError as exc:
         raise UsageError(f"%crowdsource {command}: {exc} (check the quotes)") from None
     try:

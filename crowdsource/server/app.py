@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
-from tornado import process, web
+from tornado import netutil, process, web
 from tornado.httpserver import HTTPServer
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Application
@@ -92,6 +92,13 @@ def load_secret(path: Path) -> bytes:
     return path.read_bytes().strip()
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Replace a file's content in one step, so a reader never sees half of it."""
+    part = path.with_name(f".{path.name}.{os.getpid()}")
+    part.write_text(text)
+    part.replace(path)
+
+
 class CrowdsourceServer(Application):
     """crowdsource server: competitions from DataFrames, scored live."""
 
@@ -111,7 +118,16 @@ class CrowdsourceServer(Application):
     ip = Unicode("127.0.0.1", help="Interface to listen on (0.0.0.0 for every one).").tag(
         config=True
     )
-    port = Integer(8889, help="Port to listen on.").tag(config=True)
+    port = Integer(8889, help="Port to listen on (0: any free one; see --port-file).").tag(
+        config=True
+    )
+    port_file = Unicode(
+        "",
+        help=(
+            "Once listening, write the port to this file (for supervisors and scripts that "
+            "start the server with --port=0)."
+        ),
+    ).tag(config=True)
     db = Unicode(
         "crowdsource.db",
         help=(
@@ -190,6 +206,7 @@ class CrowdsourceServer(Application):
     aliases = {
         "ip": "CrowdsourceServer.ip",
         "port": "CrowdsourceServer.port",
+        "port-file": "CrowdsourceServer.port_file",
         "db": "CrowdsourceServer.db",
         "secret-file": "CrowdsourceServer.secret_file",
         "allow-origin": "CrowdsourceServer.allow_origins",
@@ -298,7 +315,11 @@ class CrowdsourceServer(Application):
             service, allow_origins=list(self.allow_origins), max_body_size=max_body, limiter=limiter
         )
         server = HTTPServer(app, max_body_size=max_body * 4 + 1024, xheaders=self.trust_xheaders)
-        server.listen(self.port, self.ip, reuse_port=self.processes > 1)
+        sockets = netutil.bind_sockets(self.port, self.ip, reuse_port=self.processes > 1)
+        server.add_sockets(sockets)
+        self.port = int(sockets[0].getsockname()[1])
+        if self.port_file:
+            write_atomically(Path(self.port_file), f"{self.port}\n")
         url = f"http://{'127.0.0.1' if self.ip in ('0.0.0.0', '') else self.ip}:{self.port}"
         self.log.info(
             "crowdsource %s listening on %s (database %s%s)",

@@ -19,7 +19,7 @@ class Api:
 
     def register(self, name: str = "") -> dict:
         """A new participant; its JSON includes the token."""
-        name = name or f"p-{uuid.uuid4().hex[:6]}"
+        name = name or f"p-{uuid.uuid4().hex[:12]}"
         r = requests.post(f"{self.url}/participants", json={"name": name}, timeout=10)
         assert r.status_code == 201, r.text
         return dict(r.json())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -11,8 +12,6 @@ import uuid
 from pathlib import Path
 
 import requests
-
-from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = (
@@ -66,8 +65,7 @@ class Lab:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0
         self.settings_dir = root / "settings"
         self.notebooks = root / "notebooks"
         self.notebooks.mkdir(exist_ok=True)
@@ -114,7 +112,22 @@ class Lab:
         paths = [str(data), self.env.get("JUPYTER_PATH", "")]
         self.env["JUPYTER_PATH"] = os.pathsep.join(p for p in paths if p)
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def start(self, timeout: float = 60.0) -> Lab:
+        """Start on a free port; if another process takes it first, again on another."""
+        for _ in range(3):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = int(s.getsockname()[1])
+            if self._start(timeout):
+                return self
+        raise RuntimeError(f"JupyterLab found no free port: {self.log.read_text()[-3000:]}")
+
+    def _start(self, timeout: float) -> bool:
+        """Start on self.port; False if that port was taken meanwhile."""
         cmd = [
             sys.executable,
             "-m",
@@ -133,11 +146,14 @@ class Lab:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited: {self.log.read_text()[-3000:]}")
+                text = self.log.read_text()
+                if f"port {self.port} is already in use" in text:
+                    return False
+                raise RuntimeError(f"JupyterLab exited: {text[-3000:]}")
             try:
                 r = requests.get(f"{self.url}/api/status?token={LAB_TOKEN}", timeout=1)
                 if r.ok:
-                    return self
+                    return True
             except requests.ConnectionError:
                 pass
             time.sleep(0.1)
@@ -162,4 +178,4 @@ class Lab:
 
     def page_url(self) -> str:
         """A fresh workspace each time, so no earlier layout is restored."""
-        return f"{self.url}/lab/workspaces/t{uuid.uuid4().hex[:8]}?reset&token={LAB_TOKEN}"
+        return f"{self.url}/lab/workspaces/t{uuid.uuid4().hex[:12]}?reset&token={LAB_TOKEN}"
