@@ -287,7 +287,7 @@ def seed_submissions(db: Path, cid: int, count: int) -> int:
     from sqlalchemy import create_engine, func, insert, select, update
     from sqlalchemy.orm import Session
 
-    from crowdsource.models import Entry, Score, Submission
+    from crowdsource.server.storage.tables import Entry, Score, Submission
 
     engine = create_engine(f"sqlite:///{db}")
     try:

@@ -15,8 +15,8 @@ import pandas as pd
 
 from crowdsource.client import Client, Competition, CrowdsourceError
 from crowdsource.client.config import glue_option_values
-from crowdsource.client.frames import read_frame_file, write_frame_file
 from crowdsource.client.models import competitions_frame
+from crowdsource.frames import read_frame_file, write_frame_file
 
 __all__ = ["build_parser", "main"]
 

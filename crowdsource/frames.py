@@ -1,4 +1,5 @@
-"""DataFrames on the wire: JSON split/records/base64-Parquet forms and raw Parquet bytes."""
+"""DataFrames on the wire, for server and client alike: raw Parquet bytes, and the JSON forms
+(split, records, base64 Parquet); files on disk for the command line."""
 
 from __future__ import annotations
 
@@ -61,7 +62,9 @@ def read_parquet(data: Body) -> pd.DataFrame:
 
 
 def to_parquet(df: pd.DataFrame, *, what: str = "frame") -> bytes:
-    """Encode a frame as Parquet bytes (no index), saying which column cannot be stored."""
+    """Encode a frame as Parquet bytes (no index), saying which column cannot be stored. On
+    this thread: pandas' own call starts a thread pool each time, which costs more than a
+    small frame's encoding."""
     sink = pa.BufferOutputStream()
     try:
         pq.write_table(pa.Table.from_pandas(df, preserve_index=False, nthreads=1), sink)
@@ -117,6 +120,39 @@ def _decode_split(obj: dict[str, Any], what: str) -> pd.DataFrame:
     if len(set(columns)) != len(columns):
         raise BadRequest(f"{what}: column names must be unique")
     return pd.DataFrame(data, columns=columns) if data else pd.DataFrame(columns=columns)
+
+
+def frame_to_json(df: pd.DataFrame) -> dict[str, str]:
+    """A frame as base64 Parquet inside a JSON body."""
+    return {"format": "parquet", "data": base64.b64encode(to_parquet(df)).decode("ascii")}
+
+
+def with_id_column(df: pd.DataFrame, id_column: str) -> pd.DataFrame:
+    """The frame with `id_column` as a column, moved out of the index if it is there."""
+    if id_column in df.columns:
+        return df
+    if id_column in (df.index.names or []):
+        return df.reset_index()
+    return df
+
+
+def read_frame_file(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file (chosen by its extension; Parquet by magic bytes too)."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if path.suffix.lower() in (".parquet", ".pq") or magic == b"PAR1":
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
+def write_frame_file(df: pd.DataFrame, path: str | Path) -> None:
+    """Write a frame as Parquet (.parquet/.pq) or CSV (anything else)."""
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        df.to_parquet(path, index=False)
+    else:
+        df.to_csv(path, index=False)
 
 
 def decode_body(body: Body, content_type: str | None, *, key: str) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from crowdsource.events import DATAGRAM_LIMIT, Event, SocketEventBus
+from crowdsource.server.events import DATAGRAM_LIMIT, Event, SocketEventBus
 from tests.support import run
 
 

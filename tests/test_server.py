@@ -20,9 +20,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
-from crowdsource.db import database_url
-from crowdsource.models import Base
 from crowdsource.server.app import routes
+from crowdsource.server.storage.engine import database_url
+from crowdsource.server.storage.tables import Base
 from tests.api import Api, classify_data, events_url, read_event, split
 from tests.support import ServerProcess
 

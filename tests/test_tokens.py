@@ -18,11 +18,11 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from crowdsource.cli import build_parser
 from crowdsource.client.config import glue_option_values
-from crowdsource.db import make_engine, session_factory
-from crowdsource.models import Participant
 from crowdsource.notebook import session
 from crowdsource.notebook.magics import cmd_connect
-from crowdsource.participants import TOKEN_PREFIX, hash_token
+from crowdsource.server.participants import TOKEN_PREFIX, hash_token
+from crowdsource.server.storage.engine import make_engine, session_factory
+from crowdsource.server.storage.tables import Participant
 from tests.support import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]

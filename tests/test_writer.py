@@ -11,10 +11,10 @@ from sqlalchemy import event, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crowdsource.db import make_engine, migrate, session_factory
 from crowdsource.errors import BadRequest
-from crowdsource.models import Participant
-from crowdsource.writer import GroupCommit
+from crowdsource.server.storage.engine import make_engine, migrate, session_factory
+from crowdsource.server.storage.groupcommit import GroupCommit
+from crowdsource.server.storage.tables import Participant
 from tests.support import run
 
 

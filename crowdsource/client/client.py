@@ -35,14 +35,6 @@ from crowdsource.client.errors import (
     error_from_response,
 )
 from crowdsource.client.events import EventStream
-from crowdsource.client.frames import (
-    PARQUET,
-    frame_from_json,
-    frame_to_json,
-    from_parquet,
-    to_parquet,
-    with_id_column,
-)
 from crowdsource.client.models import (
     LEADERBOARD_COLUMNS,
     Competition,
@@ -55,6 +47,14 @@ from crowdsource.client.progress import (
     interactive,
     iter_with_progress,
     make_bar,
+)
+from crowdsource.frames import (
+    PARQUET,
+    decode_frame,
+    frame_to_json,
+    read_parquet,
+    to_parquet,
+    with_id_column,
 )
 
 if TYPE_CHECKING:
@@ -213,9 +213,9 @@ class Client:
         """GET a frame, asking for Parquet and accepting split-form JSON."""
         response = self._download(path, description, headers={"Accept": PARQUET})
         if response.headers.get("Content-Type", "").startswith(PARQUET):
-            return from_parquet(response.content)
+            return read_parquet(response.content)
         try:
-            return frame_from_json(response.json())
+            return decode_frame(response.json())
         except ValueError:
             raise UnexpectedResponse(f"GET {response.url} did not answer a frame") from None
 

@@ -19,9 +19,9 @@ from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, valida
 from traitlets.config import Application
 
 from crowdsource._version import __version__
-from crowdsource.ratelimit import RateLimiter
-from crowdsource.service import Service, prepare_database
-from crowdsource.workers import Workers, end_with_parent
+from crowdsource.server.ratelimit import RateLimiter
+from crowdsource.server.scoring.workers import Workers, end_with_parent
+from crowdsource.server.service import Service, prepare_database
 
 HANDLER_MODULES = (
     "participants",

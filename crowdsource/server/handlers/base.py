@@ -17,9 +17,9 @@ from tornado.ioloop import IOLoop
 
 from crowdsource import frames
 from crowdsource.errors import CrowdsourceError, QuotaExceeded, RateLimited, Unauthorized
-from crowdsource.models import Participant
-from crowdsource.service import Service
-from crowdsource.timeutil import utcnow
+from crowdsource.server.service import Service
+from crowdsource.server.storage.tables import Participant
+from crowdsource.times import utcnow
 
 log = logging.getLogger("crowdsource.server")
 

@@ -9,8 +9,8 @@ from typing import Any
 from tornado import websocket
 
 from crowdsource.errors import CrowdsourceError
-from crowdsource.events import Event
-from crowdsource.service import Service
+from crowdsource.server.events import Event
+from crowdsource.server.service import Service
 
 log = logging.getLogger("crowdsource.server")
 

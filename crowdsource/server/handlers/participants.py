@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crowdsource import participants
+from crowdsource.server import participants
 from crowdsource.server.handlers.base import APIHandler
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from crowdsource.timeutil import utcnow
+from crowdsource.times import utcnow
 
 
 class UTCDateTime(TypeDecorator[datetime]):

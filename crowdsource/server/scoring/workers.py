@@ -34,7 +34,7 @@ def end_with_parent(parent: int, sig: int) -> None:
 def _die_with(parent: int) -> None:
     """Set up a pool worker: end with the server process, even when it is SIGKILLed."""
     end_with_parent(parent, signal.SIGKILL)
-    import crowdsource.scoring  # noqa: F401  (imported once, before the first job)
+    import crowdsource.server.scoring.score  # noqa: F401  (imported once, before the first job)
 
 
 class Workers:

@@ -9,10 +9,11 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from crowdsource import leaderboards
-from crowdsource.competitions import status
 from crowdsource.errors import BadRequest, Closed, Forbidden, NotFound, NotOpen, QuotaExceeded
-from crowdsource.models import (
+from crowdsource.server import leaderboards
+from crowdsource.server.competitions import status
+from crowdsource.server.scoring.score import Scored
+from crowdsource.server.storage.tables import (
     BLOBS,
     SCORES,
     SUBMISSIONS,
@@ -21,8 +22,7 @@ from crowdsource.models import (
     Score,
     Submission,
 )
-from crowdsource.scoring import Scored
-from crowdsource.timeutil import iso, next_midnight
+from crowdsource.times import iso, next_midnight
 
 INSERT_BLOB = insert(BLOBS).returning(BLOBS.c.id)
 INSERT_SUBMISSION = insert(SUBMISSIONS).returning(SUBMISSIONS.c.id)

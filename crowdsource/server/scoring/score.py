@@ -20,10 +20,10 @@ from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.pool import NullPool
 
 from crowdsource import frames
-from crowdsource.db import make_engine
 from crowdsource.errors import InvalidCompetition, InvalidSubmission
 from crowdsource.metrics import compute, get_metric
-from crowdsource.models import BLOBS
+from crowdsource.server.storage.engine import make_engine
+from crowdsource.server.storage.tables import BLOBS
 
 LISTED = 5  # how many offending ids an error message names
 LARGEST = 1e100  # larger predictions would overflow the metrics

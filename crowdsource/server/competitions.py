@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from crowdsource import frames
 from crowdsource.errors import BadRequest, Forbidden, InvalidCompetition, NotFound
 from crowdsource.metrics import DEFAULT_METRIC, allowed_metrics, get_metric
-from crowdsource.models import COMPETITIONS, Blob, Competition, Participant
-from crowdsource.scoring import Prepared, Spec, canonical_labels, coerce_ids, prepare
-from crowdsource.timeutil import iso, parse_time
+from crowdsource.server.scoring.score import Prepared, Spec, canonical_labels, coerce_ids, prepare
+from crowdsource.server.storage.tables import COMPETITIONS, Blob, Competition, Participant
+from crowdsource.times import iso, parse_time
 
 TYPES = ("classify", "regress", "predict", "cluster")
 STATUSES = ("upcoming", "open", "closed")

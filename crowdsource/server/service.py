@@ -15,14 +15,22 @@ from typing import Any, TypeVar
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from crowdsource import competitions, frames, leaderboards, participants, scoring, submissions
-from crowdsource.db import database_url, make_engine, migrate, session_factory
+from crowdsource import frames
 from crowdsource.errors import BadRequest, Forbidden, InvalidSubmission, NotFound
-from crowdsource.events import Event, EventBus, PostgresEventBus, SocketEventBus, peers_folder
-from crowdsource.models import Competition, Participant, Submission
-from crowdsource.timeutil import utcnow
-from crowdsource.workers import Workers
-from crowdsource.writer import GroupCommit
+from crowdsource.server import competitions, leaderboards, participants, submissions
+from crowdsource.server.events import (
+    Event,
+    EventBus,
+    PostgresEventBus,
+    SocketEventBus,
+    peers_folder,
+)
+from crowdsource.server.scoring import score as scoring
+from crowdsource.server.scoring.workers import Workers
+from crowdsource.server.storage.engine import database_url, make_engine, migrate, session_factory
+from crowdsource.server.storage.groupcommit import GroupCommit
+from crowdsource.server.storage.tables import Competition, Participant, Submission
+from crowdsource.times import utcnow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

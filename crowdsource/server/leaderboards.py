@@ -9,8 +9,14 @@ from sqlalchemy import TextClause, bindparam, delete, select, text
 from sqlalchemy.orm import Session
 
 from crowdsource.metrics import get_metric
-from crowdsource.models import Competition, Entry, Participant, Submission, UTCDateTime
-from crowdsource.timeutil import iso
+from crowdsource.server.storage.tables import (
+    Competition,
+    Entry,
+    Participant,
+    Submission,
+    UTCDateTime,
+)
+from crowdsource.times import iso
 
 BOARDS = ("public", "private")
 

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from crowdsource.models import Base
+from crowdsource.server.storage.tables import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

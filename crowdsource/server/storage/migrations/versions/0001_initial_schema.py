@@ -7,7 +7,7 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
-import crowdsource.models
+import crowdsource.server.storage.tables
 
 revision = "0001"
 down_revision = None
@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
-        sa.Column("created_at", crowdsource.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", crowdsource.server.storage.tables.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
         sa.UniqueConstraint("token_hash"),
@@ -45,8 +45,8 @@ def upgrade() -> None:
         sa.Column("id_column", sa.String(length=200), nullable=False),
         sa.Column("targets", sa.JSON(), nullable=False),
         sa.Column("classes", sa.JSON(), nullable=True),
-        sa.Column("opens_at", crowdsource.models.UTCDateTime(), nullable=False),
-        sa.Column("closes_at", crowdsource.models.UTCDateTime(), nullable=True),
+        sa.Column("opens_at", crowdsource.server.storage.tables.UTCDateTime(), nullable=False),
+        sa.Column("closes_at", crowdsource.server.storage.tables.UTCDateTime(), nullable=True),
         sa.Column("daily_limit", sa.Integer(), nullable=True),
         sa.Column("public_fraction", sa.Float(), nullable=False),
         sa.Column("split_salt", sa.String(length=16), nullable=False),
@@ -56,7 +56,7 @@ def upgrade() -> None:
         sa.Column("dataset_blob_id", sa.Integer(), nullable=False),
         sa.Column("answer_blob_id", sa.Integer(), nullable=True),
         sa.Column("closed_announced", sa.Boolean(), nullable=False),
-        sa.Column("created_at", crowdsource.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", crowdsource.server.storage.tables.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["answer_blob_id"],
             ["blobs.id"],
@@ -79,7 +79,9 @@ def upgrade() -> None:
         sa.Column("score", sa.Float(), nullable=True),
         sa.Column("best_submission_id", sa.Integer(), nullable=True),
         sa.Column("submissions", sa.Integer(), nullable=False),
-        sa.Column("last_submission_at", crowdsource.models.UTCDateTime(), nullable=True),
+        sa.Column(
+            "last_submission_at", crowdsource.server.storage.tables.UTCDateTime(), nullable=True
+        ),
         sa.ForeignKeyConstraint(
             ["competition_id"],
             ["competitions.id"],
@@ -104,8 +106,8 @@ def upgrade() -> None:
         sa.Column("private_score", sa.Float(), nullable=True),
         sa.Column("predictions_blob_id", sa.Integer(), nullable=False),
         sa.Column("idempotency_key", sa.String(length=200), nullable=True),
-        sa.Column("created_at", crowdsource.models.UTCDateTime(), nullable=False),
-        sa.Column("scored_at", crowdsource.models.UTCDateTime(), nullable=True),
+        sa.Column("created_at", crowdsource.server.storage.tables.UTCDateTime(), nullable=False),
+        sa.Column("scored_at", crowdsource.server.storage.tables.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["competition_id"],
             ["competitions.id"],
@@ -134,7 +136,7 @@ def upgrade() -> None:
         sa.Column("public_score", sa.Float(), nullable=True),
         sa.Column("private_score", sa.Float(), nullable=True),
         sa.Column("answer_rows", sa.Integer(), nullable=False),
-        sa.Column("at", crowdsource.models.UTCDateTime(), nullable=False),
+        sa.Column("at", crowdsource.server.storage.tables.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["submission_id"],
             ["submissions.id"],

@@ -19,7 +19,7 @@ from typing import Any
 
 from tornado.ioloop import IOLoop
 
-from crowdsource.timeutil import iso, utcnow
+from crowdsource.times import iso, utcnow
 
 log = logging.getLogger(__name__)
 CHANNEL = "crowdsource_events"

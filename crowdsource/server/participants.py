@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crowdsource.errors import BadRequest, Conflict, Unauthorized
-from crowdsource.models import Participant
-from crowdsource.timeutil import iso
+from crowdsource.server.storage.tables import Participant
+from crowdsource.times import iso
 
 TOKEN_PREFIX = "cs_"  # never read as an option; lets secret scanners recognise a token
 

@@ -1,0 +1,1 @@
+"""Scoring: pure validation, alignment and metrics, and the pools that run it."""
