@@ -1,1 +1,1 @@
-"""The crowdsource server: Tornado handlers over the service."""
+"""The crowdsource server: Tornado handlers over one manager per resource."""

@@ -15,13 +15,15 @@ from typing import Any, cast
 
 from tornado import netutil, process, web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, validate
+from traitlets import Bool, Enum, Float, Integer, List, Type, Unicode, default, validate
 from traitlets.config import Application
 
 from crowdsource._version import __version__
+from crowdsource.server.events import EventBus, PostgresEventBus, SocketEventBus, peers_folder
+from crowdsource.server.managers import MANAGER_CLASSES, Managers
 from crowdsource.server.ratelimit import RateLimiter
 from crowdsource.server.scoring.workers import Workers, end_with_parent
-from crowdsource.server.service import Service, prepare_database
+from crowdsource.server.storage.store import Store, prepare_database
 
 HANDLER_MODULES = (
     "participants",
@@ -60,14 +62,14 @@ def log_request(handler: web.RequestHandler) -> None:
 
 
 def make_app(
-    service: Service, *, allow_origins: list[str], max_body_size: int, limiter: RateLimiter
+    managers: Managers, *, allow_origins: list[str], max_body_size: int, limiter: RateLimiter
 ) -> web.Application:
-    """The Tornado application over a service."""
+    """The Tornado application over the managers."""
     from crowdsource.server.handlers.base import NotFoundHandler
 
     return web.Application(
         routes(),
-        service=service,
+        **managers.settings(),
         rate_limiter=limiter,
         allow_origins=allow_origins,
         max_body_size=max_body_size,
@@ -202,6 +204,26 @@ class CrowdsourceServer(Application):
         help=("Trust X-Forwarded-For / X-Real-Ip from a load balancer in front (for the logs)."),
     ).tag(config=True)
     config_file = Unicode("", help="A Python or JSON config file to load.").tag(config=True)
+    event_bus_class = Type(
+        default_value=None,
+        klass=EventBus,
+        allow_none=True,
+        help=(
+            "The event bus (a subclass of crowdsource.server.events.EventBus). Default: "
+            "PostgresEventBus on PostgreSQL, SocketEventBus with --processes above 1, else the "
+            "in-process EventBus."
+        ),
+    ).tag(config=True)
+    workers_class = Type(
+        default_value=Workers,
+        klass=Workers,
+        help="What runs scoring jobs (crowdsource.server.scoring.workers.Workers or a subclass).",
+    ).tag(config=True)
+
+    @property
+    def classes(self) -> list[Any]:  # type: ignore[override]
+        """Configurable classes, for --help-all and config files."""
+        return [CrowdsourceServer, *MANAGER_CLASSES]
 
     aliases = {
         "ip": "CrowdsourceServer.ip",
@@ -294,25 +316,43 @@ class CrowdsourceServer(Application):
         end_with_parent(parent, signal.SIGTERM)
         return index
 
+    def _bus(self, store: Store) -> EventBus:
+        """The event bus: the configured class, or the one the database and processes need."""
+        cls: Any = self.event_bus_class
+        if cls is None:
+            if store.dialect == "postgresql":
+                cls = PostgresEventBus
+            else:
+                cls = SocketEventBus if self.processes > 1 else EventBus
+        if issubclass(cls, PostgresEventBus):
+            return cls(libpq_dsn(store.url))
+        if issubclass(cls, SocketEventBus):
+            return cls(peers_folder(store.url))
+        return cls()
+
     async def _serve(self, *, index: int) -> None:
         """Open the database, listen, finish pending work, and wait."""
-        workers = Workers(
+        store = Store(db=self.db, sqlite_synchronous=self.sqlite_synchronous)
+        workers = self.workers_class(
             backend=self.scoring,
             processes=self.scoring_processes,
             inline_bytes=self.inline_kb * 1024,
             dask_scheduler=self.dask_scheduler,
         )
-        service = Service(
-            db=self.db,
-            secret=load_secret(Path(self.secret_file)),
+        managers = Managers.build(
+            store=store,
+            bus=self._bus(store),
             workers=workers,
-            sqlite_synchronous=self.sqlite_synchronous,
-            peers=self.processes > 1,
+            secret=load_secret(Path(self.secret_file)),
+            parent=self,
         )
         max_body = int(self.max_body_mb * 2**20)
         limiter = RateLimiter(rate=self.write_rate, burst=self.write_burst)
         app = make_app(
-            service, allow_origins=list(self.allow_origins), max_body_size=max_body, limiter=limiter
+            managers,
+            allow_origins=list(self.allow_origins),
+            max_body_size=max_body,
+            limiter=limiter,
         )
         server = HTTPServer(app, max_body_size=max_body * 4 + 1024, xheaders=self.trust_xheaders)
         sockets = netutil.bind_sockets(self.port, self.ip, reuse_port=self.processes > 1)
@@ -325,7 +365,7 @@ class CrowdsourceServer(Application):
             "crowdsource %s listening on %s (database %s%s)",
             __version__,
             url,
-            service.engine.url.render_as_string(hide_password=True),
+            store.engine.url.render_as_string(hide_password=True),
             f"; process {index + 1} of {self.processes}" if self.processes > 1 else "",
         )
         self.log.info("live leaderboards at %s/leaderboard", url)
@@ -333,12 +373,19 @@ class CrowdsourceServer(Application):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await service.recover(rescore=index == 0)
+        await managers.recover(rescore=index == 0)
         await loop.run_in_executor(None, workers.warm)
         await stop.wait()
         self.log.info("shutting down")
         server.stop()
-        service.close()
+        managers.close()
+
+
+def libpq_dsn(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as a libpq connection string."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def main(argv: list[str] | None = None) -> int:

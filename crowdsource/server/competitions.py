@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
+from traitlets import Integer
+from traitlets.config import LoggingConfigurable
 
 from crowdsource import frames
 from crowdsource.errors import BadRequest, Forbidden, InvalidCompetition, NotFound
 from crowdsource.metrics import DEFAULT_METRIC, allowed_metrics, get_metric
+from crowdsource.server.events import Event, EventBus
+from crowdsource.server.scoring import score as scoring
 from crowdsource.server.scoring.score import Prepared, Spec, canonical_labels, coerce_ids, prepare
+from crowdsource.server.scoring.workers import Workers
+from crowdsource.server.storage.store import Store
 from crowdsource.server.storage.tables import COMPETITIONS, Blob, Competition, Participant
-from crowdsource.times import iso, parse_time
+from crowdsource.server.tasks import Background
+from crowdsource.times import iso, parse_time, utcnow
 
 TYPES = ("classify", "regress", "predict", "cluster")
 STATUSES = ("upcoming", "open", "closed")
@@ -402,3 +411,214 @@ def blob(session: Session, blob_id: int | None) -> bytes:
     if blob_id is None:
         return frames.to_parquet(pd.DataFrame())
     return session.get_one(Blob, blob_id).data
+
+
+BODY_BYTES_PER_ROW = 16  # a submission's Parquet size per row, roughly: it picks where to score
+
+
+class CompetitionManager(LoggingConfigurable):
+    """Hosting, reading, resolving and closing competitions, with the caches their readers
+    need: scoring specs, competitions checked per transaction, small datasets in memory."""
+
+    datasets_kept = Integer(64, help="Small datasets served from memory, newest kept.").tag(
+        config=True
+    )
+    dataset_kept_kb = Integer(1024, help="Largest dataset (KiB) served from memory.").tag(
+        config=True
+    )
+
+    def __init__(self, *, store: Store, bus: EventBus, workers: Workers, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+        self.bus = bus
+        self.workers = workers
+        self.tasks = Background()
+        self._specs: dict[int, Spec] = {}
+        self._comps: dict[int, Competition] = {}  # checked against the database on each use
+        self._datasets: OrderedDict[int, bytes] = OrderedDict()  # they never change
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        bus.subscribe(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        """A competition resolved in any process has a new answer: forget its spec."""
+        if event.type == "competition.resolved":
+            self._specs.pop(event.competition_id, None)
+
+    def publish(self, kind: str, competition_id: int, **data: Any) -> None:
+        """Announce a committed change to every process."""
+        self.bus.publish(Event(kind, competition_id, data))
+
+    def view(self, session: Session, comp: Competition) -> dict[str, Any]:
+        """A competition's public view."""
+        return as_json(comp, session.get_one(Participant, comp.host_id), utcnow())
+
+    def current(self, session: Session, competition_id: int) -> Competition:
+        """A competition for a write, from the cache once a light query shows it unchanged."""
+        return current(session, competition_id, self._comps)
+
+    async def spec(self, competition_id: int) -> Spec:
+        """A competition's scoring spec, cached until its answer changes."""
+        found = self._specs.get(competition_id)
+        if found is None:
+            found = await self.store.tx(lambda s: spec(get(s, competition_id)))
+            self._specs[competition_id] = found
+        return found
+
+    def forget_spec(self, competition_id: int) -> None:
+        """Drop a cached spec (its answer changed here)."""
+        self._specs.pop(competition_id, None)
+
+    # ------------------------------------------------------------ reading
+
+    async def listing(self, *, kind: str | None, state: str | None) -> list[dict[str, Any]]:
+        """Competitions, newest first."""
+
+        def run(session: Session) -> list[dict[str, Any]]:
+            found = listing(session, kind=kind, state=state, now=utcnow())
+            return [self.view(session, c) for c in found]
+
+        return await self.store.tx(run)
+
+    async def get(self, competition_id: int) -> dict[str, Any]:
+        """One competition's public view."""
+        return await self.store.tx(lambda s: self.view(s, get(s, competition_id)))
+
+    async def dataset(self, competition_id: int) -> bytes:
+        """The dataset participants see, as Parquet (small ones from memory: every competitor
+        fetches it the moment a competition is posted)."""
+        data = self._datasets.get(competition_id)
+        if data is None:
+            data = await self.store.tx(lambda s: blob(s, get(s, competition_id).dataset_blob_id))
+            self._keep_dataset(competition_id, data)
+        return data
+
+    def _keep_dataset(self, competition_id: int, data: bytes) -> None:
+        """Remember a small dataset, forgetting the oldest beyond `datasets_kept`."""
+        if len(data) <= self.dataset_kept_kb * 1024:
+            self._datasets[competition_id] = data
+            while len(self._datasets) > self.datasets_kept:
+                self._datasets.popitem(last=False)
+
+    async def answer(self, competition_id: int, viewer: Participant) -> bytes:
+        """The answer rows known so far, for the host only."""
+        return await self.store.tx(
+            lambda s: blob(s, hosted(s, competition_id, viewer).answer_blob_id)
+        )
+
+    # ------------------------------------------------------------ hosting and resolving
+
+    async def host(self, host: Participant, body: Any) -> dict[str, Any]:
+        """Host a competition from a spec, checked off the event loop."""
+        hosting = await self.store.in_thread(check, body)
+
+        def run(session: Session) -> tuple[dict[str, Any], Spec, Prepared]:
+            comp, prepared = create(session, host=host, hosting=hosting, now=utcnow())
+            return self.view(session, comp), spec(comp), prepared
+
+        data, found, prepared = await self.store.tx(run)
+        self._specs[data["id"]] = found
+        self._keep_dataset(data["id"], hosting.dataset_parquet)
+        if self.workers.in_process(data["rows"] * BODY_BYTES_PER_ROW):
+            scoring.CACHE.put(self.store.url, found, prepared)  # its submissions score here
+        else:
+            self.tasks.spawn(self.preload(data["id"], rows=data["rows"]))
+        self.schedule_close(data["id"], data["closes_at"])
+        self.publish("competition.created", data["id"], **data)
+        return data
+
+    async def preload(self, competition_id: int, *, rows: int) -> None:
+        """Load the answer where its submissions will be scored, before the first arrives."""
+        found = await self.spec(competition_id)
+        await self.workers.run(rows * BODY_BYTES_PER_ROW, scoring.preload, self.store.url, found)
+
+    async def add_rows(
+        self, competition_id: int, viewer: Participant, body: frames.Body, content_type: str | None
+    ) -> tuple[int, Spec]:
+        """Add answer rows (host only); returns how many are known and the new spec."""
+        rows = await self.store.in_thread(
+            lambda: frames.decode_body(body, content_type, key="rows")
+        )
+
+        def run(session: Session) -> tuple[int, Spec]:
+            comp = hosted(session, competition_id, viewer)
+            return add_answer_rows(session, comp, rows), spec(comp)
+
+        count, found = await self.store.tx(run)
+        self.forget_spec(competition_id)
+        return count, found
+
+    # ------------------------------------------------------------ closing
+
+    async def close_now(self, competition_id: int, viewer: Participant) -> dict[str, Any]:
+        """Close a competition now (host only)."""
+
+        def run(session: Session) -> None:
+            comp = hosted(session, competition_id, viewer)
+            now = utcnow()
+            if status(comp, now) != "closed":
+                comp.closes_at = now
+
+        await self.store.tx(run)
+        await self._announce_close(competition_id)
+        return await self.get(competition_id)
+
+    def schedule_close(self, competition_id: int, closes_at: str | None) -> None:
+        """Announce the close when the time comes (a timer for that moment, not a poll)."""
+        if closes_at is None:
+            return
+        delay = (datetime.fromisoformat(closes_at) - utcnow()).total_seconds()
+        loop = asyncio.get_running_loop()
+        old = self._timers.pop(competition_id, None)
+        if old is not None:
+            old.cancel()
+        self._timers[competition_id] = loop.call_later(
+            min(max(delay, 0), 86_400 * 30) + 0.01,  # past a month: checked again then
+            lambda: self.tasks.spawn(self._announce_close(competition_id)),
+        )
+
+    async def _announce_close(self, competition_id: int) -> None:
+        """Publish `competition.closed` once, whichever process gets there first; a timer
+        that fired early (the close is more than a month away) is set again."""
+        self._timers.pop(competition_id, None)
+
+        def run(session: Session) -> tuple[bool, datetime | None]:
+            done = session.execute(
+                update(Competition)
+                .where(
+                    Competition.id == competition_id,
+                    ~Competition.closed_announced,
+                    Competition.closes_at <= utcnow(),
+                )
+                .values(closed_announced=True)
+            )
+            if getattr(done, "rowcount", 0):
+                return True, None
+            comp = session.get(Competition, competition_id)
+            pending = comp is not None and not comp.closed_announced
+            return False, comp.closes_at if pending and comp is not None else None
+
+        announced, later = await self.store.tx(run)
+        if announced:
+            self.publish("competition.closed", competition_id)
+            self.publish("leaderboard.changed", competition_id)
+        elif later is not None:
+            self.schedule_close(competition_id, later.isoformat())
+
+    async def recover(self) -> None:
+        """After a start: set a timer for every close not yet announced."""
+        found = await self.store.tx(
+            lambda s: [
+                (c.id, c.closes_at)
+                for c in s.scalars(select(Competition).where(~Competition.closed_announced))
+            ]
+        )
+        for competition_id, closes_at in found:
+            if closes_at is not None:
+                self.schedule_close(competition_id, closes_at.isoformat())
+
+    def close(self) -> None:
+        """Cancel timers and background work."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self.tasks.cancel()

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import TextClause, bindparam, delete, select, text
 from sqlalchemy.orm import Session
+from traitlets.config import LoggingConfigurable
 
+from crowdsource.errors import BadRequest, Forbidden
 from crowdsource.metrics import get_metric
+from crowdsource.server import competitions
+from crowdsource.server.competitions import CompetitionManager
+from crowdsource.server.events import Event, EventBus
+from crowdsource.server.storage.store import Store
 from crowdsource.server.storage.tables import (
     Competition,
     Entry,
@@ -16,9 +24,11 @@ from crowdsource.server.storage.tables import (
     Submission,
     UTCDateTime,
 )
-from crowdsource.times import iso
+from crowdsource.server.tasks import Background
+from crowdsource.times import iso, utcnow
 
 BOARDS = ("public", "private")
+Listener = Callable[[Event], None]
 
 
 def _better(comp: Competition, new: float, old: float | None) -> bool:
@@ -124,7 +134,7 @@ def _rank(wins: str) -> TextClause:
 RANK = {True: _rank(">"), False: _rank("<")}  # by higher_is_better
 
 
-def board(session: Session, comp: Competition, *, name: str) -> dict[str, Any]:
+def load_board(session: Session, comp: Competition, *, name: str) -> dict[str, Any]:
     """One board, ranked (ties share a rank; participants with no score yet come last)."""
     metric = get_metric(comp.metric)
     order = Entry.score.desc() if metric.higher_is_better else Entry.score.asc()
@@ -155,3 +165,138 @@ def board(session: Session, comp: Competition, *, name: str) -> dict[str, Any]:
         "higher_is_better": metric.higher_is_better,
         "entries": entries,
     }
+
+
+class LeaderboardManager(LoggingConfigurable):
+    """Boards read through a cache that each change empties, and the live push: every event
+    goes to the listeners, leaderboard ones with the fresh public board (loaded once per
+    change, however many listen; changes that arrive meanwhile coalesce into one more)."""
+
+    def __init__(
+        self, *, store: Store, bus: EventBus, competitions: CompetitionManager, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+        self.competitions = competitions
+        self.tasks = Background()
+        self._listeners: set[Listener] = set()
+        self._boards: dict[int, dict[str, Any]] = {}  # public boards, by competition
+        self._texts: dict[int, str] = {}
+        self._changes: dict[int, int] = {}  # a read caches only if no change came meanwhile
+        self._loading: dict[int, bool] = {}  # competition: another change came while loading
+        bus.subscribe(self._on_event)
+
+    # ------------------------------------------------------------ reading
+
+    async def board(
+        self, competition_id: int, *, board: str, viewer: Participant | None
+    ) -> dict[str, Any]:
+        """A board; the private one only for the host, or for anyone after close."""
+        if board not in BOARDS:
+            raise BadRequest("'board' must be public or private")
+        if board == "public" and competition_id in self._boards:
+            return self._boards[competition_id]
+
+        def run(session: Session) -> dict[str, Any]:
+            comp = competitions.get(session, competition_id)
+            closed = competitions.status(comp, utcnow()) == "closed"
+            if board == "private" and not closed and (viewer is None or viewer.id != comp.host_id):
+                raise Forbidden(
+                    f"the private board of competition {competition_id} is shown after it closes"
+                )
+            return load_board(session, comp, name=board)
+
+        changes = self._changes.get(competition_id, 0)
+        data = await self.store.tx(run)
+        if board == "public" and changes == self._changes.get(competition_id, 0):
+            self._boards[competition_id] = data
+        return data
+
+    async def board_text(
+        self, competition_id: int, *, board: str, viewer: Participant | None
+    ) -> str:
+        """A board as JSON text; the public one is encoded once per change, not per read."""
+        text = self._texts.get(competition_id) if board == "public" else None
+        if text is None:
+            data = await self.board(competition_id, board=board, viewer=viewer)
+            text = json.dumps(data)
+            if board == "public" and self._boards.get(competition_id) is data:
+                self._texts[competition_id] = text
+        return text
+
+    async def every(self) -> list[dict[str, Any]]:
+        """Every competition's public board, and the private one once closed."""
+
+        def run(session: Session) -> list[dict[str, Any]]:
+            out = []
+            now = utcnow()
+            for comp in competitions.listing(session, kind=None, state=None, now=now):
+                out.append(load_board(session, comp, name="public"))
+                if competitions.status(comp, now) == "closed":
+                    out.append(load_board(session, comp, name="private"))
+            return out
+
+        return await self.store.tx(run)
+
+    # ------------------------------------------------------------ the live push
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Receive every event, leaderboard ones carrying the board; returns the unsubscribe."""
+        self._listeners.add(listener)
+        return lambda: self._listeners.discard(listener)
+
+    def _forget(self, competition_id: int) -> None:
+        """Drop a competition's cached board."""
+        self._changes[competition_id] = self._changes.get(competition_id, 0) + 1
+        self._boards.pop(competition_id, None)
+        self._texts.pop(competition_id, None)
+
+    def _on_event(self, event: Event) -> None:
+        """An event from any process: empty the cache it makes stale, complete it, pass it on."""
+        if event.type == "leaderboard.changed":
+            self._forget(event.competition_id)
+            if not self._listeners:
+                return
+            if event.competition_id in self._loading:
+                self._loading[event.competition_id] = True
+            else:
+                self._loading[event.competition_id] = False
+                self.tasks.spawn(self._send_board(event))
+            return
+        if event.type in ("competition.created", "competition.closed") and not event.data:
+            self.tasks.spawn(self._send_competition(event))
+            return
+        self._emit(event)
+
+    async def _send_board(self, event: Event) -> None:
+        """Send the fresh board; changes that arrive meanwhile make one more send."""
+        competition_id = event.competition_id
+        try:
+            while True:
+                self._loading[competition_id] = False
+                data = await self.board(competition_id, board="public", viewer=None)
+                self._emit(Event(event.type, competition_id, data, event.at))
+                if not self._loading[competition_id]:
+                    return
+        except Exception:
+            self.log.exception("could not load leaderboard %s", competition_id)
+        finally:
+            self._loading.pop(competition_id, None)
+
+    async def _send_competition(self, event: Event) -> None:
+        """Send a competition event with the competition's public view."""
+        data = await self.competitions.get(event.competition_id)
+        self._emit(Event(event.type, event.competition_id, data, event.at))
+
+    def _emit(self, event: Event) -> None:
+        """Hand an event to every listener; one failing does not stop the others."""
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                self.log.exception("event listener failed")
+
+    def close(self) -> None:
+        """Stop pushing."""
+        self._listeners.clear()
+        self.tasks.cancel()

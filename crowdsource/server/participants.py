@@ -9,8 +9,11 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from traitlets import Integer
+from traitlets.config import LoggingConfigurable
 
 from crowdsource.errors import BadRequest, Conflict, Unauthorized
+from crowdsource.server.storage.store import Store
 from crowdsource.server.storage.tables import Participant
 from crowdsource.times import iso
 
@@ -72,3 +75,41 @@ def as_json(participant: Participant) -> dict[str, Any]:
         "name": participant.name,
         "created_at": iso(participant.created_at),
     }
+
+
+class ParticipantManager(LoggingConfigurable):
+    """Registration and authentication; tokens seen are cached (participants never change)."""
+
+    token_cache_size = Integer(
+        100_000, help="Tokens remembered after a first lookup (emptied when full)."
+    ).tag(config=True)
+
+    def __init__(self, *, store: Store, secret: bytes, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+        self.secret = secret
+        self._tokens: dict[str, Participant] = {}
+
+    async def authenticate(self, token: str) -> Participant:
+        """The participant a token belongs to."""
+        digest = hash_token(token, secret=self.secret)
+        found = self._tokens.get(digest)
+        if found is None:
+            found = await self.store.tx(lambda s: authenticate(s, token=token, secret=self.secret))
+            if len(self._tokens) >= self.token_cache_size:
+                self._tokens.clear()
+            self._tokens[digest] = found
+        return found
+
+    async def register(self, name: Any) -> dict[str, Any]:
+        """Register a participant; the answer holds the token, once."""
+
+        def run(session: Session) -> dict[str, Any]:
+            participant, token = register(session, name=name, secret=self.secret)
+            return {**as_json(participant), "token": token}
+
+        return await self.store.tx(run)
+
+    async def listing(self) -> list[dict[str, Any]]:
+        """Every participant, oldest first."""
+        return await self.store.tx(lambda s: [as_json(p) for p in listing(s)])

@@ -8,11 +8,25 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
+from traitlets.config import LoggingConfigurable
 
-from crowdsource.errors import BadRequest, Closed, Forbidden, NotFound, NotOpen, QuotaExceeded
-from crowdsource.server import leaderboards
-from crowdsource.server.competitions import status
-from crowdsource.server.scoring.score import Scored
+from crowdsource import frames
+from crowdsource.errors import (
+    BadRequest,
+    Closed,
+    Forbidden,
+    InvalidSubmission,
+    NotFound,
+    NotOpen,
+    QuotaExceeded,
+)
+from crowdsource.server import competitions, leaderboards
+from crowdsource.server.competitions import CompetitionManager, status
+from crowdsource.server.events import Event, EventBus
+from crowdsource.server.scoring import score as scoring
+from crowdsource.server.scoring.score import Scored, Spec
+from crowdsource.server.scoring.workers import Workers
+from crowdsource.server.storage.store import Store
 from crowdsource.server.storage.tables import (
     BLOBS,
     SCORES,
@@ -22,7 +36,8 @@ from crowdsource.server.storage.tables import (
     Score,
     Submission,
 )
-from crowdsource.times import iso, next_midnight
+from crowdsource.server.tasks import Background
+from crowdsource.times import iso, next_midnight, utcnow
 
 INSERT_BLOB = insert(BLOBS).returning(BLOBS.c.id)
 INSERT_SUBMISSION = insert(SUBMISSIONS).returning(SUBMISSIONS.c.id)
@@ -342,3 +357,263 @@ def view(
             for h in history
         ],
     }
+
+
+class SubmissionManager(LoggingConfigurable):
+    """Accepting, scoring, re-scoring and reading submissions; what was acknowledged and not
+    yet scored is finished after a restart."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bus: EventBus,
+        workers: Workers,
+        competitions: CompetitionManager,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+        self.bus = bus
+        self.workers = workers
+        self.competitions = competitions
+        self.tasks = Background()
+
+    def _view(self, session: Session, sub: Submission) -> dict[str, Any]:
+        """A submission's view."""
+        comp = session.get_one(Competition, sub.competition_id)
+        owner = session.get_one(Participant, sub.participant_id)
+        return as_json(session, sub, comp, owner, utcnow())
+
+    def _precheck(
+        self, session: Session, competition_id: int, participant: Participant, key: str | None
+    ) -> dict[str, Any] | None:
+        """Before costly work: the submission a key already made, or the open and quota rules."""
+        comp = competitions.get(session, competition_id)
+        existing = by_key(session, participant, key)
+        if existing is not None:
+            return self._view(session, existing)
+        check_open(comp, participant, utcnow())
+        check_quota(session, comp, participant, utcnow())
+        return None
+
+    # ------------------------------------------------------------ accepting
+
+    async def submit(
+        self,
+        competition_id: int,
+        participant: Participant,
+        body: frames.Body,
+        content_type: str | None,
+        *,
+        key: str | None,
+        wait: bool,
+    ) -> tuple[dict[str, Any], bool]:
+        """Validate, score and record a submission. Returns its view and whether it is new.
+        A large one is scored and stored by a scoring worker, from its spooled file."""
+        key = check_key(key)
+        spec = await self.competitions.spec(competition_id)
+        big = len(body) > self.workers.inline_bytes
+        if big or not wait:
+            existing = await self.store.tx(self._precheck, competition_id, participant, key)
+            if existing is not None:
+                return existing, False
+        if not wait:
+            return await self._submit_later(spec, participant, body, content_type, key)
+
+        def write(session: Session, scored: Scored) -> tuple[dict[str, Any], bool, bool]:
+            comp = self.competitions.current(session, competition_id)
+            view, new = record(
+                session,
+                comp=comp,
+                participant=participant,
+                scored=scored,
+                predictions=scored.blob_id or scored.predictions or frames.as_bytes(body),
+                key=key,
+                now=utcnow(),
+            )
+            return view, new, comp.answer_blob_id != spec.answer_blob_id
+
+        url = self.store.url
+        if big:
+            shipped = body if self.workers.shares_files else frames.as_bytes(body)
+            scored = await self.workers.run(
+                len(body), scoring.score_and_store, url, spec, shipped, content_type
+            )
+            new = False
+            try:
+                data, new, stale = await self.store.write(lambda: scored, write)
+            finally:
+                if not new and scored.blob_id is not None:  # refused, or made before: unstore
+                    await self.store.tx(drop_blob, scored.blob_id)
+        else:
+            data, new, stale = await self.store.write(
+                lambda: scoring.score_body(url, spec, body, content_type), write
+            )
+        if new:
+            self._announce(data)
+        if stale:  # the answer changed while this was scored
+            self.tasks.spawn(self.rescore(competition_id, spec))
+        return data, new
+
+    async def _submit_later(
+        self,
+        spec: Spec,
+        participant: Participant,
+        body: frames.Body,
+        content_type: str | None,
+        key: str | None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Store a submission as pending (acknowledged, durable) and score it afterwards."""
+
+        def encode() -> bytes:
+            """The predictions as Parquet, as they are stored."""
+            frame = frames.decode_body(body, content_type, key="predictions")
+            return frames.to_parquet(frame)
+
+        data = await self.store.in_thread(encode)
+
+        def write(session: Session) -> tuple[dict[str, Any], bool]:
+            return record(
+                session,
+                comp=competitions.get(session, spec.competition_id),
+                participant=participant,
+                scored=None,
+                predictions=data,
+                key=key,
+                now=utcnow(),
+            )
+
+        view, new = await self.store.tx(write)
+        if new:
+            self.tasks.spawn(self.finish(view["id"]))
+        return view, new
+
+    async def finish(self, submission_id: int) -> None:
+        """Score a pending submission; record the score or the reason it failed."""
+
+        def load(session: Session) -> tuple[Spec, bytes]:
+            sub = get(session, submission_id)
+            comp = competitions.get(session, sub.competition_id)
+            return competitions.spec(comp), competitions.blob(session, sub.predictions_blob_id)
+
+        spec, data = await self.store.tx(load)
+        try:
+            scored: Scored | None = await self.workers.run(
+                len(data), scoring.rescore, self.store.url, spec, data
+            )
+            reason = None
+        except InvalidSubmission as exc:
+            scored, reason = None, exc.message
+
+        def write(session: Session) -> dict[str, Any]:
+            sub = get(session, submission_id)
+            comp = competitions.get(session, sub.competition_id)
+            if scored is None:
+                fail(session, comp, sub, reason or "could not be scored")
+            else:
+                settle(session, comp, sub, scored, now=utcnow())
+            return self._view(session, sub)
+
+        self._announce(await self.store.tx(write))
+
+    def _announce(self, view: dict[str, Any]) -> None:
+        """Publish the outcome of a scoring."""
+        kind = "submission.failed" if view["state"] == "failed" else "submission.scored"
+        data = {
+            "submission_id": view["id"],
+            "participant": view["participant"],
+            "state": view["state"],
+            "public_score": view["public_score"],
+            "reason": view["reason"],
+        }
+        self.bus.publish(Event(kind, view["competition_id"], data))
+        if kind == "submission.scored":
+            self.bus.publish(Event("leaderboard.changed", view["competition_id"], {}))
+
+    # ------------------------------------------------------------ re-scoring
+
+    async def resolve(
+        self, competition_id: int, viewer: Participant, body: frames.Body, content_type: str | None
+    ) -> dict[str, Any]:
+        """Add answer rows (host only) and re-score every submission against them."""
+        count, spec = await self.competitions.add_rows(competition_id, viewer, body, content_type)
+        rescored = await self.rescore(competition_id, spec)
+        if not rescored:
+            await self.competitions.preload(competition_id, rows=count)
+        self.competitions.publish(
+            "competition.resolved", competition_id, answer_rows=count, rescored=rescored
+        )
+        self.competitions.publish("leaderboard.changed", competition_id)
+        return {"answer_rows": count, "rescored": rescored}
+
+    async def rescore(self, competition_id: int, spec: Spec) -> int:
+        """Score every live submission of a competition again; rebuild its boards."""
+        found = await self.store.tx(
+            lambda s: [
+                (sub.id, competitions.blob(s, sub.predictions_blob_id))
+                for sub in s.scalars(
+                    select(Submission).where(
+                        Submission.competition_id == competition_id, Submission.state != "failed"
+                    )
+                )
+            ]
+        )
+        results = []
+        for submission_id, data in found:
+            scored = await self.workers.run(len(data), scoring.rescore, self.store.url, spec, data)
+            results.append((submission_id, scored))
+
+        def write(session: Session) -> None:
+            comp = competitions.get(session, competition_id)
+            now = utcnow()
+            for submission_id, scored in results:
+                settle(session, comp, session.get_one(Submission, submission_id), scored, now=now)
+            leaderboards.rebuild(session, comp)
+
+        await self.store.tx(write)
+        return len(results)
+
+    async def recover(self) -> None:
+        """After a start: score what was acknowledged but not scored."""
+        for submission_id in await self.store.tx(lambda s: [sub.id for sub in pending(s)]):
+            await self.finish(submission_id)
+
+    # ------------------------------------------------------------ reading
+
+    async def get(self, submission_id: int, viewer: Participant) -> dict[str, Any]:
+        """One submission, for its owner or the host."""
+
+        def run(session: Session) -> dict[str, Any]:
+            sub = get(session, submission_id)
+            visible(session, sub, viewer)
+            return self._view(session, sub)
+
+        return await self.store.tx(run)
+
+    async def predictions(self, submission_id: int, viewer: Participant) -> bytes:
+        """A submission's predictions, for its owner only."""
+
+        def run(session: Session) -> bytes:
+            sub = get(session, submission_id)
+            if sub.participant_id != viewer.id:
+                raise NotFound(f"no submission {submission_id} of yours")
+            return competitions.blob(session, sub.predictions_blob_id)
+
+        return await self.store.tx(run)
+
+    async def mine(
+        self, viewer: Participant, competition_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """A participant's own submissions, newest first."""
+
+        def run(session: Session) -> list[dict[str, Any]]:
+            if competition_id is not None:
+                competitions.get(session, competition_id)
+            return [self._view(session, s) for s in mine(session, viewer, competition_id)]
+
+        return await self.store.tx(run)
+
+    def close(self) -> None:
+        """Cancel background scoring (what was acknowledged is finished after a restart)."""
+        self.tasks.cancel()

@@ -17,8 +17,11 @@ from tornado.ioloop import IOLoop
 
 from crowdsource import frames
 from crowdsource.errors import CrowdsourceError, QuotaExceeded, RateLimited, Unauthorized
-from crowdsource.server.service import Service
+from crowdsource.server.competitions import CompetitionManager
+from crowdsource.server.leaderboards import LeaderboardManager
+from crowdsource.server.participants import ParticipantManager
 from crowdsource.server.storage.tables import Participant
+from crowdsource.server.submissions import SubmissionManager
 from crowdsource.times import utcnow
 
 log = logging.getLogger("crowdsource.server")
@@ -65,9 +68,24 @@ class APIHandler(web.RequestHandler):
     _spool: Any = None  # the file a large body goes to, chunk by chunk
 
     @property
-    def service(self) -> Service:
-        """The server's service facade."""
-        return self.settings["service"]
+    def participants(self) -> ParticipantManager:
+        """Participants and their tokens."""
+        return self.settings["participant_manager"]
+
+    @property
+    def competitions(self) -> CompetitionManager:
+        """Competitions."""
+        return self.settings["competition_manager"]
+
+    @property
+    def submissions(self) -> SubmissionManager:
+        """Submissions."""
+        return self.settings["submission_manager"]
+
+    @property
+    def leaderboards(self) -> LeaderboardManager:
+        """Leaderboards and the live push."""
+        return self.settings["leaderboard_manager"]
 
     def set_default_headers(self) -> None:
         """JSON by default; CORS for the configured origins."""
@@ -98,7 +116,7 @@ class APIHandler(web.RequestHandler):
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthorized("send the token as 'Authorization: Bearer <token>'")
-            self.viewer = await self.service.authenticate(token.strip())
+            self.viewer = await self.participants.authenticate(token.strip())
             if self.request.method == "POST":
                 self.settings["rate_limiter"].check(self.viewer.id)
 
@@ -111,7 +129,7 @@ class APIHandler(web.RequestHandler):
             self._drop_spool()
         elif self._spool is not None:
             self._spool.write(chunk)
-        elif self._size > self.service.workers.inline_bytes:
+        elif self._size > self.settings["inline_bytes"]:
             self._spool = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in finish)
                 prefix="crowdsource-body-", delete=False
             )

@@ -10,14 +10,14 @@ class CompetitionsHandler(APIHandler):
 
     async def get(self) -> None:
         """List competitions, filtered by `type` and `status`."""
-        found = await self.service.competitions(
+        found = await self.competitions.listing(
             kind=self.get_argument("type", None), state=self.get_argument("status", None)
         )
         self.send({"competitions": found})
 
     async def post(self) -> None:
         """Host a competition from the frames in the body."""
-        self.send(await self.service.host(self.participant, self.json_body()), 201)
+        self.send(await self.competitions.host(self.participant, self.json_body()), 201)
 
 
 class CompetitionHandler(APIHandler):
@@ -25,7 +25,7 @@ class CompetitionHandler(APIHandler):
 
     async def get(self, cid: str) -> None:
         """One competition."""
-        self.send(await self.service.competition(int(cid)))
+        self.send(await self.competitions.get(int(cid)))
 
 
 class DatasetHandler(APIHandler):
@@ -33,7 +33,7 @@ class DatasetHandler(APIHandler):
 
     async def get(self, cid: str) -> None:
         """The dataset, as JSON or Parquet."""
-        await self.send_frame(await self.service.dataset(int(cid)))
+        await self.send_frame(await self.competitions.dataset(int(cid)))
 
 
 class AnswerHandler(APIHandler):
@@ -41,11 +41,11 @@ class AnswerHandler(APIHandler):
 
     async def get(self, cid: str) -> None:
         """The answer rows known so far."""
-        await self.send_frame(await self.service.answer(int(cid), self.participant))
+        await self.send_frame(await self.competitions.answer(int(cid), self.participant))
 
     async def post(self, cid: str) -> None:
         """Add or replace answer rows; affected submissions are re-scored."""
-        result = await self.service.add_answer(
+        result = await self.submissions.resolve(
             int(cid), self.participant, self.body, self.request.headers.get("Content-Type")
         )
         self.send(result)
@@ -56,7 +56,7 @@ class CloseHandler(APIHandler):
 
     async def post(self, cid: str) -> None:
         """Close now."""
-        self.send(await self.service.close_now(int(cid), self.participant))
+        self.send(await self.competitions.close_now(int(cid), self.participant))
 
 
 default_handlers = [

@@ -10,7 +10,8 @@ from tornado import websocket
 
 from crowdsource.errors import CrowdsourceError
 from crowdsource.server.events import Event
-from crowdsource.server.service import Service
+from crowdsource.server.leaderboards import LeaderboardManager
+from crowdsource.server.participants import ParticipantManager
 
 log = logging.getLogger("crowdsource.server")
 
@@ -38,10 +39,10 @@ class EventsHandler(websocket.WebSocketHandler):
             return
         self.competition = int(comp) if comp else None
         token = self.get_argument("token", None)
-        service: Service = self.settings["service"]
         if token:
+            participants: ParticipantManager = self.settings["participant_manager"]
             try:
-                await service.authenticate(token)
+                await participants.authenticate(token)
             except CrowdsourceError as exc:
                 self._refuse(401, "unauthorized", exc.message)
                 return
@@ -55,8 +56,8 @@ class EventsHandler(websocket.WebSocketHandler):
 
     def open(self, *args: str, **kwargs: str) -> None:
         """Subscribe, then greet so the client knows to resync."""
-        service: Service = self.settings["service"]
-        self._unsubscribe = service.listen(self._on_event)
+        leaderboards: LeaderboardManager = self.settings["leaderboard_manager"]
+        self._unsubscribe = leaderboards.listen(self._on_event)
         self.write_message(Event("hello", self.competition or 0, {}).to_json())
 
     def _on_event(self, event: Event) -> None:

@@ -11,7 +11,7 @@ class LeaderboardHandler(APIHandler):
     async def get(self, cid: str) -> None:
         """One board."""
         board = self.get_argument("board", "public")
-        self.finish(await self.service.leaderboard_text(int(cid), board=board, viewer=self.viewer))
+        self.finish(await self.leaderboards.board_text(int(cid), board=board, viewer=self.viewer))
 
 
 class LeaderboardsHandler(APIHandler):
@@ -19,7 +19,7 @@ class LeaderboardsHandler(APIHandler):
 
     async def get(self) -> None:
         """All boards."""
-        self.send({"leaderboards": await self.service.leaderboards()})
+        self.send({"leaderboards": await self.leaderboards.every()})
 
 
 default_handlers = [

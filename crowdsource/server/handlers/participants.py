@@ -13,12 +13,12 @@ class ParticipantsHandler(APIHandler):
         """Register; the token is in this answer and never again."""
         body = self.json_body()
         name = body.get("name") if isinstance(body, dict) else None
-        self.send(await self.service.register(name), 201)
+        self.send(await self.participants.register(name), 201)
 
     async def get(self) -> None:
         """List participants."""
         self.participant  # noqa: B018 - a token is required
-        self.send({"participants": await self.service.participants()})
+        self.send({"participants": await self.participants.listing()})
 
 
 class MeHandler(APIHandler):

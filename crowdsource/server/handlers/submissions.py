@@ -11,7 +11,7 @@ class CompetitionSubmissionsHandler(APIHandler):
     async def post(self, cid: str) -> None:
         """Submit predictions (JSON or Parquet); `?wait=false` answers 202 before scoring."""
         wait = self.get_argument("wait", "true").lower() not in ("false", "0", "no")
-        data, new = await self.service.submit(
+        data, new = await self.submissions.submit(
             int(cid),
             self.participant,
             self.upload,
@@ -23,7 +23,7 @@ class CompetitionSubmissionsHandler(APIHandler):
 
     async def get(self, cid: str) -> None:
         """Your submissions to this competition."""
-        found = await self.service.my_submissions(self.participant, int(cid))
+        found = await self.submissions.mine(self.participant, int(cid))
         self.send({"submissions": found})
 
 
@@ -32,7 +32,7 @@ class SubmissionsHandler(APIHandler):
 
     async def get(self) -> None:
         """Your submissions, newest first."""
-        self.send({"submissions": await self.service.my_submissions(self.participant)})
+        self.send({"submissions": await self.submissions.mine(self.participant)})
 
 
 class SubmissionHandler(APIHandler):
@@ -40,7 +40,7 @@ class SubmissionHandler(APIHandler):
 
     async def get(self, sid: str) -> None:
         """One submission (owner or host)."""
-        self.send(await self.service.submission(int(sid), self.participant))
+        self.send(await self.submissions.get(int(sid), self.participant))
 
 
 class PredictionsHandler(APIHandler):
@@ -48,7 +48,7 @@ class PredictionsHandler(APIHandler):
 
     async def get(self, sid: str) -> None:
         """The predictions, as JSON or Parquet."""
-        await self.send_frame(await self.service.predictions(int(sid), self.participant))
+        await self.send_frame(await self.submissions.predictions(int(sid), self.participant))
 
 
 default_handlers = [

@@ -22,7 +22,7 @@ from sqlalchemy.pool import NullPool
 from crowdsource import frames
 from crowdsource.errors import InvalidCompetition, InvalidSubmission
 from crowdsource.metrics import compute, get_metric
-from crowdsource.server.storage.engine import make_engine
+from crowdsource.server.storage.engine import is_memory, make_engine
 from crowdsource.server.storage.tables import BLOBS
 
 LISTED = 5  # how many offending ids an error message names
@@ -374,7 +374,9 @@ class AnswerCache:
         return value
 
     def _engine(self, db_url: str) -> Engine:
-        """One engine per database in this process."""
+        """One engine per database in this process (an in-memory one is the server's own)."""
+        if is_memory(db_url):
+            return make_engine(db_url)
         with self._lock:
             if db_url not in self._engines:
                 self._engines[db_url] = create_engine(db_url, poolclass=NullPool)
@@ -382,6 +384,9 @@ class AnswerCache:
 
     def store(self, db_url: str, data: bytes) -> int:
         """Store one frame's bytes in its own transaction; returns the blob's id."""
+        if is_memory(db_url):
+            self._writers.pop(db_url, None)
+            self._writers[db_url] = make_engine(db_url)
         with self._lock:
             if db_url not in self._writers:
                 self._writers[db_url] = make_engine(db_url)

@@ -10,15 +10,33 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_MEMORY: dict[str, Engine] = {}  # an in-memory database is one engine per URL in a process
 
 
 def database_url(db: str) -> str:
-    """Turn `--db` (a file path or a SQLAlchemy URL) into a URL."""
+    """Turn `--db` (a file path, `:memory:` or a SQLAlchemy URL) into a URL."""
     if "://" in db:
         return db
+    if db == ":memory:":
+        return "sqlite://"
     return f"sqlite:///{Path(db).expanduser().resolve()}"
+
+
+def is_memory(url: str) -> bool:
+    """Whether a URL names an in-memory SQLite database (tests of the managers use one)."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
+def forget(engine: Engine) -> None:
+    """Dispose of an engine; an in-memory database goes with it."""
+    for url, known in list(_MEMORY.items()):
+        if known is engine:
+            del _MEMORY[url]
+    engine.dispose()
 
 
 def _sqlite_pragmas(synchronous: str) -> Any:
@@ -54,7 +72,15 @@ def make_engine(db: str, *, synchronous: str = "NORMAL") -> Engine:
         raise ValueError(f"synchronous must be NORMAL or FULL; got {synchronous!r}")
     url = make_url(database_url(db))
     if url.get_backend_name() == "sqlite":
-        engine = create_engine(url, pool_size=8, max_overflow=8)
+        if is_memory(str(url)):  # one connection, shared: each would see a database of its own
+            if str(url) in _MEMORY:
+                return _MEMORY[str(url)]
+            engine = create_engine(
+                url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+            _MEMORY[str(url)] = engine
+        else:
+            engine = create_engine(url, pool_size=8, max_overflow=8)
         event.listen(engine, "connect", _sqlite_pragmas(synchronous))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
