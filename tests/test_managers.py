@@ -369,3 +369,27 @@ async def test_private_board_waits_for_the_close(w: World) -> None:
     assert [b["board"] for b in boards] == ["public", "private"]
     with pytest.raises(BadRequest):
         await w.m.leaderboards.board(comp["id"], board="secret", viewer=None)
+
+
+# -- composition -------------------------------------------------------------------------------
+
+
+class RecordingBus(EventBus):
+    """An operator's own bus: a Type trait picks it."""
+
+
+def test_the_event_bus_is_a_type_trait() -> None:
+    """`--CrowdsourceServer.event_bus_class` swaps the bus; by default the database picks."""
+    from crowdsource.server.app import CrowdsourceServer
+
+    async def body() -> None:
+        store = Store(db=":memory:")
+        try:
+            app = CrowdsourceServer()
+            assert type(app._bus(store)) is EventBus
+            app.event_bus_class = RecordingBus
+            assert isinstance(app._bus(store), RecordingBus)
+        finally:
+            store.close()
+
+    run(body())

@@ -581,7 +581,7 @@ class CompetitionManager(LoggingConfigurable):
         that fired early (the close is more than a month away) is set again."""
         self._timers.pop(competition_id, None)
 
-        def run(session: Session) -> tuple[bool, datetime | None]:
+        def run(session: Session) -> tuple[dict[str, Any] | None, datetime | None]:
             done = session.execute(
                 update(Competition)
                 .where(
@@ -591,15 +591,15 @@ class CompetitionManager(LoggingConfigurable):
                 )
                 .values(closed_announced=True)
             )
-            if getattr(done, "rowcount", 0):
-                return True, None
             comp = session.get(Competition, competition_id)
+            if getattr(done, "rowcount", 0) and comp is not None:
+                return self.view(session, comp), None
             pending = comp is not None and not comp.closed_announced
-            return False, comp.closes_at if pending and comp is not None else None
+            return None, comp.closes_at if pending and comp is not None else None
 
         announced, later = await self.store.tx(run)
-        if announced:
-            self.publish("competition.closed", competition_id)
+        if announced is not None:
+            self.publish("competition.closed", competition_id, **announced)
             self.publish("leaderboard.changed", competition_id)
         elif later is not None:
             self.schedule_close(competition_id, later.isoformat())
