@@ -94,8 +94,8 @@ async def world() -> AsyncIterator[World]:
     try:
         yield World(managers)
     finally:
-        for tasks in (managers.submissions.tasks, managers.competitions.tasks):
-            await tasks.drain()
+        for manager in (managers.submissions, managers.competitions, managers.leaderboards):
+            await manager.tasks.drain()
         managers.close()
 
 

@@ -60,9 +60,10 @@ class Store:
         return await self.writer.run(prepare, write)
 
     def close(self) -> None:
-        """Finish waiting writes; release threads and connections."""
+        """Finish waiting writes and running transactions (those not started are dropped),
+        then release the connections."""
         self.writer.close()
-        self._threads.shutdown(wait=False)
+        self._threads.shutdown(wait=True, cancel_futures=True)
         forget(self.engine)
 
 
