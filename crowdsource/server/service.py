@@ -232,20 +232,22 @@ class Service:
         host = session.get_one(Participant, comp.host_id)
         return competitions.as_json(comp, host, utcnow())
 
-    async def host(self, host: Participant, body: Any) -> dict[str, Any]:
-        """Host a competition from a checked spec."""
+    async def host(
+        self, host: Participant, body: frames.Body, content_type: str | None
+    ) -> dict[str, Any]:
+        """Host a competition from a request body, checked (and its answer prepared) first."""
         loop = asyncio.get_running_loop()
-        hosting = await loop.run_in_executor(self._threads, competitions.check, body)
+        hosting = await loop.run_in_executor(self._threads, competitions.check, body, content_type)
 
-        def run(session: Session) -> tuple[dict[str, Any], scoring.Spec, scoring.Prepared]:
-            comp, prepared = competitions.create(session, host=host, hosting=hosting, now=utcnow())
-            return self._comp_json(session, comp), competitions.spec(comp), prepared
+        def run(session: Session) -> tuple[dict[str, Any], scoring.Spec]:
+            comp = competitions.create(session, host=host, hosting=hosting, now=utcnow())
+            return competitions.as_json(comp, host, utcnow()), competitions.spec(comp)
 
-        data, spec, prepared = await self.tx(run)
+        data, spec = await self.tx(run)
         self._specs[data["id"]] = spec
         self._keep_dataset(data["id"], hosting.dataset_parquet)
         if self.workers.in_process(data["rows"] * BODY_BYTES_PER_ROW):
-            scoring.CACHE.put(self.db_url, spec, prepared)  # its submissions score here
+            scoring.CACHE.put(self.db_url, spec, hosting.prepared)  # its submissions score here
         else:
             self._spawn(self._preload(data["id"], rows=data["rows"]))
         self._schedule_close(data["id"], data["closes_at"])
