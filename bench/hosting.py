@@ -114,7 +114,7 @@ class Original:
 
 def _posted(r: requests.Response) -> None:
     """Fail unless the server created the competition."""
-    if r.status_code not in (200, 201) or "competition_id" not in r.text and "id" not in r.json():
+    if r.status_code not in (200, 201) or not {"id", "competition_id"} & set(r.json()):
         raise RuntimeError(f"hosting answered {r.status_code}: {r.text[:300]}")
 
 
@@ -143,7 +143,7 @@ def _side_by_side(
     }
 
 
-def run(cfg: dict, log: Callable[[str], None], *, with_peer: bool | str = True) -> dict:
+def run(cfg: dict, log: Callable[[str], None], with_peer: bool | str = True) -> dict:
     """Measure hosting for ours and (if `with_peer` is True) the original, interleaved;
     a string `with_peer` is the reason the original is not run."""
     n, runs = cfg["rows_small"], cfg.get("hosting_runs", 30)
