@@ -104,7 +104,7 @@ def decode_frame(obj: Any, *, what: str = "frame") -> pd.DataFrame:
     if isinstance(obj, dict) and obj.get("format") == "parquet":
         try:
             return read_parquet(base64.b64decode(obj.get("data") or "", validate=True))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, pa.ArrowException) as exc:  # metadata
             raise BadRequest(f"{what}: 'data' must be base64-encoded Parquet") from exc
     if isinstance(obj, dict) and "columns" in obj and "data" in obj:
         return _decode_split(obj, what)

@@ -3,6 +3,8 @@ stored as sent, checked with the same messages as the JSON body, through a spool
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import io
 import json
 from collections.abc import Callable
@@ -21,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from crowdsource import frames
 from crowdsource.client import Client
-from crowdsource.errors import BadRequest
+from crowdsource.errors import BadRequest, CrowdsourceError
 from crowdsource.server import competitions
 from crowdsource.server.scoring import score as scoring
 from crowdsource.server.storage.tables import Base, Competition, Participant
@@ -359,3 +361,55 @@ def test_form_reader_cuts_parts_from_bytes_and_files(tmp_path: Any) -> None:
     assert frames.read_form(frames.Spooled(str(spooled), len(body)), ctype) == payload
     with pytest.raises(BadRequest, match=r"closing boundary|name and an end"):
         frames.read_form(body[: len(body) // 2], ctype)
+
+
+KEYS = ["index_columns", "columns", "column_indexes", "kind", "name", "field_name",
+        "pandas_type", "numpy_type", "metadata", "start", "stop", "step", "timezone"]  # fmt: skip
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["id", "x", "range", "int64"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner),
+    max_leaves=12,
+)
+
+
+def with_metadata(meta: bytes) -> bytes:
+    """A valid dataset's Parquet whose pandas metadata is `meta`."""
+    table = pa.table({"id": IDS, "x": [1.0] * 6}).replace_schema_metadata({b"pandas": meta})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(JSON.map(lambda v: json.dumps(v).encode()), st.binary(max_size=20)))
+def test_any_pandas_metadata_is_read_or_refused(meta: bytes) -> None:
+    """Whatever pandas metadata a Parquet frame carries, as a part or as base64 in JSON, the
+    competition is checked or refused with a message: nothing else escapes."""
+    data = with_metadata(meta)
+    spec = {"title": "t", "type": "predict", "targets": ["y"]}
+    b64 = {"format": "parquet", "data": base64.b64encode(data).decode()}
+    for body, ctype in (
+        _encoded_parts(spec, dataset=data),
+        (json.dumps({**spec, "dataset": b64}).encode(), "application/json"),
+    ):
+        with contextlib.suppress(CrowdsourceError):
+            competitions.check(body, ctype)
+
+
+def _encoded_parts(spec: dict[str, Any], **parts: bytes) -> tuple[bytes, str]:
+    """A multipart create body of the spec and Parquet parts."""
+    from urllib3 import encode_multipart_formdata
+
+    return encode_multipart_formdata(form(spec, **parts))
+
+
+def test_unreadable_pandas_metadata_is_a_400(sqlite_server: ServerProcess) -> None:
+    """On a real server, both forms answer 400 for a frame whose pandas metadata breaks."""
+    host = Api(sqlite_server)
+    data = with_metadata(b'{"index_columns": ["nope"], "columns": []}')
+    spec = {"title": "t", "type": "predict", "targets": ["y"]}
+    r = host.post("/competitions", files=form(spec, dataset=data))
+    assert_error(r, 400, "bad_request", "the 'dataset' part: its pandas metadata is unreadable")
+    b64 = {"format": "parquet", "data": base64.b64encode(data).decode()}
+    r = host.post("/competitions", json={**spec, "dataset": b64})
+    assert_error(r, 400, "bad_request", "dataset: 'data' must be base64-encoded Parquet")
