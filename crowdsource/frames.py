@@ -62,6 +62,10 @@ def read_table(data: Body) -> pa.Table:
         raise BadRequest(f"the body is not a readable Parquet file ({exc})") from exc
 
 
+# what pyarrow raises on Parquet whose pandas metadata (any JSON) it cannot follow
+UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError, pa.ArrowException)
+
+
 def read_parquet(data: Body) -> pd.DataFrame:
     """Decode Parquet bytes to a DataFrame."""
     return read_table(data).to_pandas(use_threads=False)
@@ -104,7 +108,7 @@ def decode_frame(obj: Any, *, what: str = "frame") -> pd.DataFrame:
     if isinstance(obj, dict) and obj.get("format") == "parquet":
         try:
             return read_parquet(base64.b64decode(obj.get("data") or "", validate=True))
-        except (ValueError, TypeError, KeyError, IndexError, pa.ArrowException) as exc:  # metadata
+        except UNREADABLE as exc:
             raise BadRequest(f"{what}: 'data' must be base64-encoded Parquet") from exc
     if isinstance(obj, dict) and "columns" in obj and "data" in obj:
         return _decode_split(obj, what)

@@ -210,7 +210,7 @@ def _parquet_part(key: str, data: bytes) -> _Frame:
         df = table.to_pandas(use_threads=False)
     except BadRequest as exc:
         raise BadRequest(f"the '{key}' part: {exc.message}") from exc
-    except (pa.ArrowException, ValueError, TypeError, KeyError, IndexError) as exc:
+    except frames.UNREADABLE as exc:
         raise BadRequest(f"the '{key}' part: its pandas metadata is unreadable ({exc})") from exc
     index = df.index
     plain = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
