@@ -7,6 +7,7 @@ the caller reports the original's column as "not run".
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -73,7 +74,8 @@ def start(workdir: Path) -> tuple[Proc, str]:
         "--Crowdsource.debug=False",
     ]
     url = f"http://127.0.0.1:{port}"
-    proc = Proc(cmd, workdir / "peer.log", workdir).start(url + "/api/v1/leaderboard")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # its package, not ours
+    proc = Proc(cmd, workdir / "peer.log", workdir, env=env).start(url + "/api/v1/leaderboard")
     return proc, url
 
 

@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py            # full run (< 5 min), writes BENCHMARKS.md
     .venv/bin/python bench/run.py --smoke    # tiny sizes (< 60 s), writes nothing committed
     .venv/bin/python bench/run.py --no-peer  # skip the original (its column says "not run")
+    .venv/bin/python bench/run.py --only hosting  # one workload alone (writes nothing committed)
 
 See bench/README.md for what each workload measures and how.
 """
@@ -16,11 +17,12 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import floor, ours, peer, report
+from bench import floor, hosting, ours, peer, report
 from bench.common import ROOT, classify_data, machine, to_parquet
 from bench.loadgen import generator_name
 
@@ -38,6 +40,7 @@ FULL = {
     "deadline_s": 285,
     "reserve_s": 15,
     "warmup_s": 1,
+    "hosting_runs": 30,
 }
 SMOKE = {
     "rows_small": 200,
@@ -54,7 +57,9 @@ SMOKE = {
     "reserve_s": 3,
     "warmup_s": 1,
     "skip_json": True,
+    "hosting_runs": 5,
 }
+WORKLOADS = ("hello", "floor_score", "peer", "hosting", "w1", "w2", "w4", "w1_multi", "w3")
 
 
 def log(msg: str) -> None:
@@ -88,29 +93,40 @@ def main() -> int:
         help="where to write the table (default BENCHMARKS.md; "
         "with --smoke, bench/.peer/BENCHMARKS.smoke.md)",
     )
+    ap.add_argument(
+        "--only",
+        choices=WORKLOADS,
+        help="run one workload alone (with the original, for the ones it has); writes "
+        "bench/.peer/BENCHMARKS.only.md, never BENCHMARKS.md",
+    )
     ap.add_argument("--debug", action="store_true", help="print tracebacks")
     args = ap.parse_args()
     cfg = dict(SMOKE if args.smoke else FULL)
+
+    def want(key: str) -> bool:
+        return args.only in (None, key)
+
     started = time.monotonic()
     deadline = started + cfg["deadline_s"]
+    kind = "only" if args.only else "smoke" if args.smoke else None
     out = (
         Path(args.out)
         if args.out
-        else (
-            ROOT / "bench" / ".peer" / "BENCHMARKS.smoke.md"
-            if args.smoke
-            else ROOT / "BENCHMARKS.md"
-        )
+        else ROOT / "bench" / ".peer" / f"BENCHMARKS.{kind}.md"
+        if kind
+        else ROOT / "BENCHMARKS.md"
     )
     cmd = (
         "make bench  (.venv/bin/python bench/run.py"
         + (" --smoke" if args.smoke else "")
         + (" --no-peer" if args.no_peer else "")
+        + (f" --only {args.only}" if args.only else "")
         + ")"
     )
     results: dict = {
         "machine": machine(),
         "smoke": args.smoke,
+        "only": args.only,
         "config": cfg,
         "generator": generator_name(),
         "command": cmd,
@@ -137,11 +153,11 @@ def main() -> int:
     )
 
     # ---- the floor
-    log("floor: Tornado hello-world")
+    log("floor: Tornado hello-world" if want("hello") else f"only {args.only}")
     _, _, small = classify_data(cfg["rows_small"], seed=1)
     small_body = to_parquet(ours.prediction_frame({"prediction_columns": ["0", "1"]}, small))
-    attempt(results, "hello", floor.hello_world, cfg, small_body)
-    log("floor: in-process Parquet + align + numpy log loss")
+    if want("hello"):
+        attempt(results, "hello", floor.hello_world, cfg, small_body)
 
     def in_process() -> dict:
         _, answer, preds = classify_data(cfg["rows_big"], seed=2)
@@ -151,8 +167,10 @@ def main() -> int:
             body, answer["id"].to_numpy(), answer["label"].to_numpy(), ["0", "1"]
         )
 
-    attempt(results, "floor_score", in_process)
-    if "seconds" in results["floor_score"]:
+    if want("floor_score"):
+        log("floor: in-process Parquet + align + numpy log loss")
+        attempt(results, "floor_score", in_process)
+    if "seconds" in results.get("floor_score", {}):
         log(
             f"  floor: {cfg['rows_big']:,} rows in {results['floor_score']['seconds'] * 1e3:.1f} ms"
         )
@@ -170,67 +188,82 @@ def main() -> int:
         try:
             peer.setup(log)
             results["peer_setup_s"] = round(time.monotonic() - t0, 1)
-            attempt(results, "peer", peer.run, cfg, log)
+            if want("peer"):
+                attempt(results, "peer", peer.run, cfg, log)
         except Exception as exc:
             results["peer"] = {"not_run": f"its environment could not be set up: {exc}"}
             log(f"  original not run: {exc}")
 
+    # ---- hosting, ours and the original's side by side (each on its own fresh server)
+    if want("hosting"):
+        log("hosting: ours and the original, interleaved")
+        reason = (results.get("peer") or {}).get("not_run")
+        attempt(results, "hosting", hosting.run, cfg, log, reason or True)
+
     # ---- ours
-    log("ours: crowdsource server")
-    with tempfile.TemporaryDirectory(prefix="bench-ours-") as td:
-        srv = ours.Server(Path(td))
-        try:
-            srv.start()
-        except Exception as exc:
-            results["server_error"] = f"{type(exc).__name__}: {exc}"
-            log(f"  our server did not start: {exc}")
-        else:
-            try:
-                attempt(results, "w1", ours.submissions_per_second, srv, cfg, log)
-                attempt(results, "w2", ours.big_submission, srv, cfg, log)
-                attempt(results, "w4", ours.auto_compete, srv, cfg, log)
-            finally:
-                srv.stop()
-                results["server_log_tail"] = srv.proc.tail(2000)
-            log("ours: crowdsource server with --processes=2")
-            (Path(td) / "multi").mkdir()
-            multi = ours.Server(Path(td) / "multi", extra=["--processes=2"])
-            try:
-                multi.start()
-                attempt(
-                    results,
-                    "w1_multi",
-                    ours.submissions_per_second,
-                    multi,
-                    {**cfg, "skip_json": True},
-                    log,
-                )
-            finally:
-                multi.stop()
-            budget = deadline - time.monotonic() - cfg["reserve_s"]
-            w3dir = Path(td) / "w3"
-            w3dir.mkdir()
-            attempt(results, "w3", ours.leaderboard_reads, w3dir, cfg, log, budget)
+    ours_keys = ("w1", "w2", "w4", "w1_multi", "w3")
+    if any(want(k) for k in ours_keys):
+        log("ours: crowdsource server")
+        run_ours(results, cfg, deadline, want)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
 
     text = report.render(results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    raw = ROOT / "bench" / ".peer" / ("last-smoke.json" if args.smoke else "last-run.json")
+    raw = ROOT / "bench" / ".peer" / (f"last-{kind}.json" if kind else "last-run.json")
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps(results, indent=1, default=str))
     log("")
-    log(report.table_only(results))
+    log(report.table_only(results, only=args.only))
     log(f"\nwrote {out} and {raw} in {results['elapsed_s']:.0f}s")
     failed = [
         k
-        for k in ("hello", "floor_score", "w1", "w1_multi", "w2", "w3", "w4")
+        for k in ("hello", "floor_score", "hosting", "w1", "w1_multi", "w2", "w3", "w4")
         if "error" in results.get(k, {})
     ] + (["server"] if "server_error" in results else [])
     if failed:
         log(f"FAILED workloads: {', '.join(failed)}")
         return 1
     return 0
+
+
+def run_ours(results: dict, cfg: dict, deadline: float, want: Callable[[str], bool]) -> None:
+    """Our server's workloads 1-6 (those wanted), each on the server it needs."""
+    with tempfile.TemporaryDirectory(prefix="bench-ours-") as td:
+        if any(want(k) for k in ("w1", "w2", "w4")):
+            srv = ours.Server(Path(td))
+            try:
+                srv.start()
+            except Exception as exc:
+                results["server_error"] = f"{type(exc).__name__}: {exc}"
+                log(f"  our server did not start: {exc}")
+                return
+            try:
+                for key, fn in (
+                    ("w1", ours.submissions_per_second),
+                    ("w2", ours.big_submission),
+                    ("w4", ours.auto_compete),
+                ):
+                    if want(key):
+                        attempt(results, key, fn, srv, cfg, log)
+            finally:
+                srv.stop()
+                results["server_log_tail"] = srv.proc.tail(2000)
+        if want("w1_multi"):
+            log("ours: crowdsource server with --processes=2")
+            (Path(td) / "multi").mkdir()
+            multi = ours.Server(Path(td) / "multi", extra=["--processes=2"])
+            try:
+                multi.start()
+                multi_cfg = {**cfg, "skip_json": True}
+                attempt(results, "w1_multi", ours.submissions_per_second, multi, multi_cfg, log)
+            finally:
+                multi.stop()
+        if want("w3"):
+            budget = deadline - time.monotonic() - cfg["reserve_s"]
+            w3dir = Path(td) / "w3"
+            w3dir.mkdir()
+            attempt(results, "w3", ours.leaderboard_reads, w3dir, cfg, log, budget)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import mmap
+from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,8 @@ from crowdsource.errors import BadRequest
 
 PARQUET = "application/vnd.apache.parquet"
 PARQUET_TYPES = (PARQUET, "application/x-parquet", "application/parquet")
+FORM = "multipart/form-data"
+FORM_PARTS = 16  # a form holds at most this many parts
 
 
 def is_parquet(content_type: str | None) -> bool:
@@ -54,6 +60,10 @@ def read_table(data: Body) -> pa.Table:
         return pq.ParquetFile(source).read(use_threads=False)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise BadRequest(f"the body is not a readable Parquet file ({exc})") from exc
+
+
+# what pyarrow raises on Parquet whose pandas metadata (any JSON) it cannot follow
+UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError, pa.ArrowException)
 
 
 def read_parquet(data: Body) -> pd.DataFrame:
@@ -98,7 +108,7 @@ def decode_frame(obj: Any, *, what: str = "frame") -> pd.DataFrame:
     if isinstance(obj, dict) and obj.get("format") == "parquet":
         try:
             return read_parquet(base64.b64decode(obj.get("data") or "", validate=True))
-        except (ValueError, TypeError) as exc:
+        except UNREADABLE as exc:
             raise BadRequest(f"{what}: 'data' must be base64-encoded Parquet") from exc
     if isinstance(obj, dict) and "columns" in obj and "data" in obj:
         return _decode_split(obj, what)
@@ -120,11 +130,6 @@ def _decode_split(obj: dict[str, Any], what: str) -> pd.DataFrame:
     if len(set(columns)) != len(columns):
         raise BadRequest(f"{what}: column names must be unique")
     return pd.DataFrame(data, columns=columns) if data else pd.DataFrame(columns=columns)
-
-
-def frame_to_json(df: pd.DataFrame) -> dict[str, str]:
-    """A frame as base64 Parquet inside a JSON body."""
-    return {"format": "parquet", "data": base64.b64encode(to_parquet(df)).decode("ascii")}
 
 
 def with_id_column(df: pd.DataFrame, id_column: str) -> pd.DataFrame:
@@ -180,3 +185,74 @@ def parse_json(body: bytes) -> Any:
 def frame_json(df: pd.DataFrame) -> str:
     """Encode a frame as split-form JSON text (NaN as null, times as ISO 8601)."""
     return df.to_json(orient="split", index=False, date_format="iso")
+
+
+# ---------------------------------------------------------------- multipart/form-data
+
+
+def is_form(content_type: str | None) -> bool:
+    """Whether a Content-Type names a multipart/form-data body."""
+    return (content_type or "").split(";")[0].strip().lower() == FORM
+
+
+def _header_param(value: str, header: str, param: str) -> str | None:
+    """One parameter of a header value (quoted or not), as the email package reads it."""
+    message = Message()
+    message[header] = value
+    found = message.get_param(param, header=header)
+    return found if isinstance(found, str) else None
+
+
+@contextlib.contextmanager
+def _view(body: Body) -> Iterator[bytes | mmap.mmap]:
+    """A body to search and slice: the bytes, or a spooled file mapped into memory (so a
+    large form is never held whole; only the parts sliced out of it are)."""
+    if not isinstance(body, Spooled):
+        yield body
+        return
+    try:
+        handle = open(body.path, "rb")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise BadRequest("the request body was lost before it was read; send it again") from exc
+    with handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        yield mapped
+
+
+def read_form(body: Body, content_type: str) -> dict[str, bytes]:
+    """The parts of a multipart/form-data body by name (RFC 7578), each as sent."""
+    boundary = _header_param(content_type, "content-type", "boundary")
+    if not boundary or len(boundary) > 200:
+        raise BadRequest(f"a {FORM} body needs a boundary in its Content-Type (curl -F sets it)")
+    if not len(body):
+        raise BadRequest(f"the {FORM} body is empty; send its parts")
+    with _view(body) as data:
+        return _parts(data, b"--" + boundary.encode("latin-1"))
+
+
+def _parts(data: bytes | mmap.mmap, delimiter: bytes) -> dict[str, bytes]:
+    """Cut a form into its parts between delimiters; say what is wrong with a malformed one."""
+    malformed = f"the {FORM} body is malformed: "
+    parts: dict[str, bytes] = {}
+    at = data.find(delimiter)
+    while at >= 0:
+        at += len(delimiter)
+        if data[at : at + 2] == b"--":
+            return parts
+        line_end = data.find(b"\r\n", at, at + 100)
+        head_end = data.find(b"\r\n\r\n", line_end, line_end + 8192)
+        if line_end < 0 or data[at:line_end].strip(b" \t") or head_end < 0:
+            raise BadRequest(malformed + "a boundary line or a part's headers are cut short")
+        headers = {}
+        for line in data[line_end + 2 : head_end].decode("utf-8", "replace").split("\r\n"):
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+        disposition = headers.get("content-disposition", "")
+        name = _header_param(disposition, "content-disposition", "name")
+        end = data.find(b"\r\n" + delimiter, head_end + 4)
+        if not name or end < 0:
+            raise BadRequest(malformed + "each part needs a name and an end (curl -F does this)")
+        if name in parts or len(parts) >= FORM_PARTS:
+            raise BadRequest(malformed + f"part '{name}' comes twice, or over {FORM_PARTS} parts")
+        parts[name] = data[head_end + 4 : end]
+        at = end + 2
+    raise BadRequest(malformed + "its closing boundary is missing")

@@ -4,6 +4,7 @@ no server, no sockets, milliseconds each. The end-to-end suites test the same ov
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -20,7 +21,7 @@ from crowdsource.errors import (
     NotFound,
     Unauthorized,
 )
-from crowdsource.frames import frame_to_json, to_parquet
+from crowdsource.frames import to_parquet
 from crowdsource.server.events import Event, EventBus
 from crowdsource.server.managers import Managers
 from crowdsource.server.scoring.workers import Workers
@@ -34,6 +35,16 @@ PARQUET = "application/vnd.apache.parquet"
 IDS = list(range(1, 11))
 DATASET = pd.DataFrame({"id": IDS, "x": [i / 10 for i in IDS]})
 ANSWER = pd.DataFrame({"id": IDS, "label": ["a" if i % 2 else "b" for i in IDS]})
+
+
+def split(df: pd.DataFrame) -> dict[str, Any]:
+    """A frame in the JSON split form."""
+    return dict(json.loads(df.to_json(orient="split", index=False)))
+
+
+def request(body: dict[str, Any]) -> bytes:
+    """A hosting request body, as JSON."""
+    return json.dumps(body).encode()
 
 
 class World:
@@ -71,8 +82,8 @@ class World:
     async def host(self, host: Participant, **spec: Any) -> dict[str, Any]:
         """Host a small classify competition."""
         body = {"title": "t", "type": "classify", "targets": ["label"], "metric": "accuracy"}
-        body.update(dataset=frame_to_json(DATASET), answer=frame_to_json(ANSWER), **spec)
-        return await self.m.competitions.host(host, body)
+        body.update(dataset=split(DATASET), answer=split(ANSWER), **spec)
+        return await self.m.competitions.host(host, request(body), "application/json")
 
     async def submit(
         self, who: Participant, cid: int, labels: list[str], **kw: Any
@@ -295,8 +306,8 @@ async def test_resolve_rescores_a_predict_round(w: World) -> None:
     """A predict round without answer: submissions wait, then answer rows re-score them."""
     host = await w.person("host")
     body = {"title": "future", "type": "predict", "targets": ["value"]}
-    body["dataset"] = frame_to_json(pd.DataFrame({"id": IDS, "day": IDS}))
-    comp = await w.m.competitions.host(host, body)
+    body["dataset"] = split(pd.DataFrame({"id": IDS, "day": IDS}))
+    comp = await w.m.competitions.host(host, request(body), "application/json")
     ann = await w.person("ann")
     guess = pd.DataFrame({"id": IDS, "value": [1.0] * 10})
     data, _ = await w.m.submissions.submit(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import requests
+from urllib3 import encode_multipart_formdata
 
 from crowdsource.client.config import (
     Credentials,
@@ -51,7 +52,6 @@ from crowdsource.client.progress import (
 from crowdsource.frames import (
     PARQUET,
     decode_frame,
-    frame_to_json,
     read_parquet,
     to_parquet,
     with_id_column,
@@ -295,25 +295,31 @@ class Client:
         if answer is not None:
             answer = with_id_column(answer, id_column)
             _require_column(answer, id_column, "answer", InvalidCompetition)
-        body = {
+        spec = {
             "title": title or f"{type} competition",
             "description": description,
             "type": type,
             "metric": metric,
             "id_column": id_column,
             "targets": _targets(targets, answer, id_column),
-            "dataset": frame_to_json(dataset),
-            "answer": None if answer is None else frame_to_json(answer),
             "opens_at": _iso(opens_at),
             "closes_at": _iso(closes_at),
             "daily_limit": daily_limit,
             "public_fraction": public_fraction,
         }
         if metric is None:
-            del body["metric"]
-        payload = self._upload(json.dumps(body).encode(), "upload")
+            del spec["metric"]
+        # a form of raw Parquet parts: stored as sent, with no base64 or JSON to decode
+        parts = {"spec": ("spec.json", json.dumps(spec).encode(), "application/json")}
+        parts["dataset"] = ("dataset.parquet", to_parquet(dataset), PARQUET)
+        if answer is not None:
+            parts["answer"] = ("answer.parquet", to_parquet(answer), PARQUET)
+        body, content_type = encode_multipart_formdata(parts)
         data = self._json(
-            "POST", "/competitions", data=payload, headers={"Content-Type": "application/json"}
+            "POST",
+            "/competitions",
+            data=self._upload(body, "upload"),
+            headers={"Content-Type": content_type},
         )
         return self._competition(data)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from traitlets import Integer
@@ -21,7 +22,14 @@ from crowdsource.errors import BadRequest, Forbidden, InvalidCompetition, NotFou
 from crowdsource.metrics import DEFAULT_METRIC, allowed_metrics, get_metric
 from crowdsource.server.events import Event, EventBus
 from crowdsource.server.scoring import score as scoring
-from crowdsource.server.scoring.score import Prepared, Spec, canonical_labels, coerce_ids, prepare
+from crowdsource.server.scoring.score import (
+    Prepared,
+    Spec,
+    canonical_labels,
+    coerce_ids,
+    prepare,
+    prepare_truth,
+)
 from crowdsource.server.scoring.workers import Workers
 from crowdsource.server.storage.store import Store
 from crowdsource.server.storage.tables import COMPETITIONS, Blob, Competition, Participant
@@ -35,12 +43,14 @@ LABEL_KINDS = ("string", "integer", "floating", "boolean", "mixed-integer-float"
 
 @dataclass(frozen=True)
 class Hosting:
-    """A checked competition spec with its frames, ready to store."""
+    """A checked competition: its fields, its frames' Parquet bytes to store, and its answer
+    prepared for scoring from those very bytes (before any transaction)."""
 
     fields: dict[str, Any]
-    answer: pd.DataFrame | None
     dataset_parquet: bytes
     answer_parquet: bytes | None
+    answer_rows: int
+    prepared: Prepared
 
 
 def status(comp: Competition, now: datetime) -> str:
@@ -152,19 +162,79 @@ def _number(
     return value
 
 
-def _frame(body: dict[str, Any], key: str, *, required: bool) -> pd.DataFrame | None:
-    """A frame field."""
-    if body.get(key) is None:
-        if required:
-            raise BadRequest(f"'{key}' is required: a frame (records, split form or Parquet)")
+PARTS = ("spec", "dataset", "answer")  # the parts of a multipart/form-data create request
+
+
+def receive(body: frames.Body, content_type: str | None) -> tuple[Any, dict[str, bytes]]:
+    """A create request's spec, and the frames sent beside it as Parquet parts: from a
+    multipart/form-data body (a JSON `spec` part, `dataset` and `answer` parts), or JSON."""
+    if content_type is None or not frames.is_form(content_type):
+        return frames.parse_json(frames.as_bytes(body)), {}
+    parts = frames.read_form(body, content_type)
+    if "spec" not in parts or any(name not in PARTS for name in parts):
+        raise BadRequest(
+            "a form creating a competition has a 'spec' part (JSON: title, type, targets, ...) "
+            f"and Parquet parts 'dataset' and 'answer'; got {', '.join(parts) or 'no parts'}"
+        )
+    spec = frames.parse_json(parts.pop("spec"))
+    both = [name for name in parts if isinstance(spec, dict) and spec.get(name) is not None]
+    if both:
+        raise BadRequest(f"'{both[0]}' is sent twice, as a part and inside 'spec'; keep one")
+    return spec, parts
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A frame as received; sent as Parquet, also its Arrow table, and its bytes when they
+    can be stored as sent."""
+
+    df: pd.DataFrame
+    sent: bytes | None = None
+    table: pa.Table | None = None
+
+
+def _frame(
+    body: dict[str, Any], parts: dict[str, bytes], key: str, *, required: bool
+) -> _Frame | None:
+    """A frame field: a Parquet part, or a frame inside the JSON spec."""
+    if key in parts:
+        got = _parquet_part(key, parts[key])
+    elif body.get(key) is not None:
+        got = _Frame(frames.decode_frame(body[key], what=key))
+    elif required:
+        raise BadRequest(f"'{key}' is required: a frame (records, split form or Parquet)")
+    else:
         return None
-    df = frames.decode_frame(body[key], what=key)
-    df.columns = [str(c) for c in df.columns]
-    return df
+    got.df.columns = [str(c) for c in got.df.columns]
+    if not got.df.columns.is_unique:  # Parquet may repeat a name; split form may not either
+        raise BadRequest(f"{key}: column names must be unique")
+    return got
 
 
-def check(body: Any) -> Hosting:
+def _parquet_part(key: str, data: bytes) -> _Frame:
+    """A frame sent as a Parquet part. Its bytes are stored as sent when reading them back
+    gives this very frame: no index kept in them, its columns the file's own, by name."""
+    try:
+        table = frames.read_table(data)
+        df = table.to_pandas(use_threads=False)
+    except BadRequest as exc:
+        raise BadRequest(f"the '{key}' part: {exc.message}") from exc
+    except frames.UNREADABLE as exc:
+        raise BadRequest(f"the '{key}' part: its pandas metadata is unreadable ({exc})") from exc
+    index = df.index
+    plain = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+    as_sent = plain and index.name is None and list(df.columns) == table.column_names
+    return _Frame(df, data if as_sent else None, table)
+
+
+def check(body: frames.Body, content_type: str | None = None) -> Hosting:
     """Check a create request and return what to store, or say what to fix."""
+    return _check(*receive(body, content_type))
+
+
+def _check(body: Any, parts: dict[str, bytes]) -> Hosting:
+    """Check a spec and its frames, and prepare the answer for scoring (off the write
+    transaction, from the very bytes that will be stored)."""
     if not isinstance(body, dict):
         raise BadRequest("send a JSON object with title, type, targets, dataset and answer")
     kind = _choice(body, "type", TYPES)
@@ -180,9 +250,10 @@ def check(body: Any) -> Hosting:
     closes = parse_time(body.get("closes_at"), field="closes_at")
     if opens and closes and closes <= opens:
         raise BadRequest("'closes_at' must be after 'opens_at'")
-    dataset = _frame(body, "dataset", required=True)
-    answer = _frame(body, "answer", required=kind != "predict")
-    assert dataset is not None
+    sent = _frame(body, parts, "dataset", required=True)
+    answered = _frame(body, parts, "answer", required=kind != "predict")
+    assert sent is not None
+    dataset, answer = sent.df, None if answered is None else answered.df
     _check_dataset(dataset, id_column, targets)
     fields = {
         "title": _text(body, "title", limit=200),
@@ -197,12 +268,36 @@ def check(body: Any) -> Hosting:
         "public_fraction": _number(body, "public_fraction", default=1.0, low=0.01, high=1.0),
         "classes": _classes(answer, targets, metric) if kind == "classify" else None,
         "rows": len(dataset),
+        "split_salt": secrets.token_hex(8),
     }
     answer_parquet = None
-    if answer is not None:
-        _check_answer(answer, dataset, id_column, targets, partial=kind == "predict")
-        answer_parquet = _storable(answer[[id_column, *targets]], "the answer")
-    return Hosting(fields, answer, _storable(dataset, "the dataset"), answer_parquet)
+    if answered is not None:
+        _check_answer(answered.df, dataset, id_column, targets, partial=kind == "predict")
+        answer_parquet = _answer_parquet(answered, [id_column, *targets])
+    dataset_parquet = sent.sent or _storable(dataset, "the dataset")
+    draft = spec(Competition(**fields, dataset_blob_id=0))  # the spec, before any id is known
+    if dataset_parquet is sent.sent and (answered is None or answer_parquet is answered.sent):
+        prepared = _prepare_as_sent(draft, sent, answered)
+    else:
+        prepared = prepare(draft, dataset_parquet, answer_parquet)
+    rows = 0 if answered is None else len(answered.df)
+    return Hosting(fields, dataset_parquet, answer_parquet, rows, prepared)
+
+
+def _prepare_as_sent(draft: Spec, dataset: _Frame, answer: _Frame | None) -> Prepared:
+    """What `prepare` makes of the stored bytes, from the frames already read from those very
+    bytes (stored as sent), rather than reading them again."""
+    assert dataset.table is not None
+    ids = dataset.table.column(draft.id_column).to_numpy(zero_copy_only=False)
+    expected = np.sort(ids)
+    return expected, None if answer is None else prepare_truth(draft, answer.df, expected)
+
+
+def _answer_parquet(answer: _Frame, columns: list[str]) -> bytes:
+    """The answer's bytes to store: as sent if they hold just the id and targets, in order."""
+    if answer.sent is not None and list(answer.df.columns) == columns:
+        return answer.sent
+    return _storable(answer.df[columns], "the answer")
 
 
 def _storable(df: pd.DataFrame, what: str) -> bytes:
@@ -274,53 +369,36 @@ def _classes(answer: pd.DataFrame | None, targets: list[str], metric: str) -> li
 # ---------------------------------------------------------------- storing and reading
 
 
-def create(
-    session: Session, *, host: Participant, hosting: Hosting, now: datetime
-) -> tuple[Competition, Prepared]:
-    """Store a checked competition; returns it with its answer prepared for scoring."""
-    fields = dict(hosting.fields)
-    fields["opens_at"] = fields["opens_at"] or now
+def create(session: Session, *, host: Participant, hosting: Hosting, now: datetime) -> Competition:
+    """Store a checked competition: its frames' bytes as checked, then its row."""
     dataset = Blob(data=hosting.dataset_parquet)
-    session.add(dataset)
+    answer = None if hosting.answer_parquet is None else Blob(data=hosting.answer_parquet)
+    session.add_all([dataset] if answer is None else [dataset, answer])
     session.flush()
     comp = Competition(
+        **{**hosting.fields, "opens_at": hosting.fields["opens_at"] or now},
         host_id=host.id,
-        split_salt=secrets.token_hex(8),
         dataset_blob_id=dataset.id,
+        answer_blob_id=None if answer is None else answer.id,
+        answer_rows=hosting.answer_rows,
+        answer_version=0 if answer is None else 1,
         created_at=now,
-        **fields,
     )
     session.add(comp)
     session.flush()
-    if hosting.answer is None:
-        return comp, prepare(spec(comp), hosting.dataset_parquet, None)
-    return comp, _store_answer(
-        session, comp, hosting.answer, hosting.dataset_parquet, hosting.answer_parquet
-    )
+    return comp
 
 
-def _store_answer(
-    session: Session,
-    comp: Competition,
-    answer: pd.DataFrame,
-    dataset: bytes | None = None,
-    data: bytes | None = None,
-) -> Prepared:
-    """Check answer rows against the dataset's ids and store them (`data`, their Parquet
-    bytes, if already made) as the newest version; returns them prepared for scoring, from
-    the very bytes stored."""
-    if data is None:
-        data = _storable(answer[[comp.id_column, *comp.targets]], "the answer")
-    if dataset is None:
-        dataset = session.get_one(Blob, comp.dataset_blob_id).data
-    prepared = prepare(spec(comp), dataset, data)
+def _store_answer(session: Session, comp: Competition, answer: pd.DataFrame) -> None:
+    """Check answer rows against the dataset's ids and store them as the newest version."""
+    data = _storable(answer[[comp.id_column, *comp.targets]], "the answer")
+    prepare(spec(comp), session.get_one(Blob, comp.dataset_blob_id).data, data)  # checks ids
     blob = Blob(data=data)
     session.add(blob)
     session.flush()
     comp.answer_blob_id = blob.id
     comp.answer_rows = len(answer)
     comp.answer_version += 1
-    return prepared
 
 
 def add_answer_rows(session: Session, comp: Competition, rows: pd.DataFrame) -> int:
@@ -507,19 +585,22 @@ class CompetitionManager(LoggingConfigurable):
 
     # ------------------------------------------------------------ hosting and resolving
 
-    async def host(self, host: Participant, body: Any) -> dict[str, Any]:
-        """Host a competition from a spec, checked off the event loop."""
-        hosting = await self.store.in_thread(check, body)
+    async def host(
+        self, host: Participant, body: frames.Body, content_type: str | None
+    ) -> dict[str, Any]:
+        """Host a competition from a request body (a JSON spec with its frames, or a form with
+        Parquet parts), checked and its answer prepared off the event loop, before the write."""
+        hosting = await self.store.in_thread(check, body, content_type)
 
-        def run(session: Session) -> tuple[dict[str, Any], Spec, Prepared]:
-            comp, prepared = create(session, host=host, hosting=hosting, now=utcnow())
-            return self.view(session, comp), spec(comp), prepared
+        def run(session: Session) -> tuple[dict[str, Any], Spec]:
+            comp = create(session, host=host, hosting=hosting, now=utcnow())
+            return as_json(comp, host, utcnow()), spec(comp)
 
-        data, found, prepared = await self.store.tx(run)
+        data, found = await self.store.tx(run)
         self._specs[data["id"]] = found
         self._keep_dataset(data["id"], hosting.dataset_parquet)
         if self.workers.in_process(data["rows"] * BODY_BYTES_PER_ROW):
-            scoring.CACHE.put(self.store.url, found, prepared)  # its submissions score here
+            scoring.CACHE.put(self.store.url, found, hosting.prepared)  # scored here
         else:
             self.tasks.spawn(self.preload(data["id"], rows=data["rows"]))
         self.schedule_close(data["id"], data["closes_at"])

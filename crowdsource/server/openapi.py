@@ -113,6 +113,21 @@ def _frame_body(key: str) -> dict[str, Any]:
     }
 
 
+HOSTING_BODY = {
+    **_json(COMPETITION_SPEC),
+    "multipart/form-data": {  # the spec as JSON, its frames as Parquet parts
+        "schema": {
+            "type": "object",
+            "required": ["spec", "dataset"],
+            "properties": {
+                "spec": {**COMPETITION_SPEC, "required": ["title", "type", "targets"]},
+                "dataset": {"type": "string", "format": "binary"},
+                "answer": {"type": "string", "format": "binary"},
+            },
+        },
+        "encoding": {"spec": {"contentType": "application/json"}},
+    },
+}
 CID, SID = _path_id("cid"), _path_id("sid")
 PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/participants": {
@@ -134,9 +149,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 _query("status", {"enum": ["all", "upcoming", "open", "closed"]}),
             ],
         ),
-        "post": _op(
-            "Host a competition from DataFrames", auth=True, ok=201, body=_json(COMPETITION_SPEC)
-        ),
+        "post": _op("Host a competition from DataFrames", auth=True, ok=201, body=HOSTING_BODY),
     },
     "/api/v1/competitions/{cid}": {"get": _op("One competition", params=[CID])},
     "/api/v1/competitions/{cid}/dataset": {

@@ -16,8 +16,10 @@ class CompetitionsHandler(APIHandler):
         self.send({"competitions": found})
 
     async def post(self) -> None:
-        """Host a competition from the frames in the body."""
-        self.send(await self.competitions.host(self.participant, self.json_body()), 201)
+        """Host a competition: a JSON spec with its frames, or a multipart/form-data body
+        with a JSON `spec` part and Parquet `dataset` and `answer` parts."""
+        content_type = self.request.headers.get("Content-Type")
+        self.send(await self.competitions.host(self.participant, self.upload, content_type), 201)
 
 
 class CompetitionHandler(APIHandler):
