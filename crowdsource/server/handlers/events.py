@@ -10,6 +10,7 @@ from tornado import websocket
 
 from crowdsource.errors import CrowdsourceError
 from crowdsource.server.events import Event
+from crowdsource.server.handlers.base import STATUS, query_id
 from crowdsource.server.service import Service
 
 log = logging.getLogger("crowdsource.server")
@@ -32,19 +33,15 @@ class EventsHandler(websocket.WebSocketHandler):
                 400, "bad_request", "this is a WebSocket endpoint; connect with a WebSocket client"
             )
             return
-        comp = self.get_argument("competition", None)
-        if comp is not None and not comp.isdigit():
-            self._refuse(400, "bad_request", "'competition' must be a competition id")
-            return
-        self.competition = int(comp) if comp else None
         token = self.get_argument("token", None)
         service: Service = self.settings["service"]
-        if token:
-            try:
+        try:
+            self.competition = query_id(self.get_argument("competition", None), "competition")
+            if token:
                 await service.authenticate(token)
-            except CrowdsourceError as exc:
-                self._refuse(401, "unauthorized", exc.message)
-                return
+        except CrowdsourceError as exc:
+            self._refuse(STATUS.get(exc.code, 400), exc.code, exc.message)
+            return
         await super().get(*args, **kwargs)
 
     def _refuse(self, status: int, code: str, message: str) -> None:
