@@ -56,6 +56,7 @@ from crowdsource.frames import (
     to_parquet,
     with_id_column,
 )
+from crowdsource.times import from_now
 
 if TYPE_CHECKING:
     from crowdsource.client.competitor import Competitor, RunResult
@@ -81,10 +82,20 @@ def _iso(value: datetime | timedelta | str | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, timedelta):
-        value = datetime.now(timezone.utc) + value
+        value = from_now(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc).isoformat()
+
+
+def _rewind(data: Any) -> bool:
+    """Make a request body ready to send again; False if it cannot be (a consumed stream)."""
+    if data is None or isinstance(data, (bytes, str, dict, list, tuple)):
+        return True
+    if hasattr(data, "seek"):
+        data.seek(0)
+        return True
+    return False
 
 
 def _default_name() -> str:
@@ -148,20 +159,31 @@ class Client:
         return {**headers, **(extra or {})}
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Send one request to `/api/v1{path}`; raise the matching CrowdsourceError on failure."""
+        """Send one request to `/api/v1{path}`; raise the matching CrowdsourceError on failure.
+        An idempotent request is sent once more if the connection fails: a pooled keep-alive
+        connection may have been closed by the server in the meantime."""
         url = f"{self.url}{API}{path}"
         kwargs["headers"] = self._headers(kwargs.get("headers"))
         kwargs.setdefault("timeout", self.timeout)
-        try:
-            response = self.session.request(method, url, **kwargs)
-        except requests.Timeout:
-            raise Timeout(
-                f"{method} {url}: no answer within {kwargs['timeout']} s (server busy or down?)"
-            ) from None
-        except requests.RequestException as exc:
-            raise ConnectionFailed(
-                f"cannot reach the crowdsource server at {self.url}: {_network_reason(exc)}"
-            ) from None
+        retry = method in ("GET", "HEAD") or "Idempotency-Key" in kwargs["headers"]
+        while True:
+            try:
+                response = self.session.request(method, url, **kwargs)
+                break
+            except requests.Timeout:
+                raise Timeout(
+                    f"{method} {url}: no answer within {kwargs['timeout']} s (server busy or down?)"
+                ) from None
+            except requests.ConnectionError as exc:
+                if not (retry and _rewind(kwargs.get("data"))):
+                    raise ConnectionFailed(
+                        f"cannot reach the crowdsource server at {self.url}: {_network_reason(exc)}"
+                    ) from None
+                retry = False
+            except requests.RequestException as exc:
+                raise ConnectionFailed(
+                    f"cannot reach the crowdsource server at {self.url}: {_network_reason(exc)}"
+                ) from None
         if response.status_code >= 400:
             raise self._error(response)
         return response
