@@ -402,6 +402,19 @@ def test_durations_from_now_are_times_or_value_errors(text: str) -> None:
     assert when.tzinfo is timezone.utc
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/static/nothing.js", 404), ("POST", "/leaderboard", 405), ("PUT", "/static/x", 405)],
+)
+def test_the_pages_refuse_in_the_json_shape(
+    world: World, method: str, path: str, status: int
+) -> None:
+    """The web page's routes answer errors in the same JSON shape as the API."""
+    r = requests.request(method, world.server.url + path, timeout=30)
+    assert r.status_code == status
+    check(r)
+
+
 # ---------------------------------------------------------------- keep-alive after refusals
 
 

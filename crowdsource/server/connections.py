@@ -60,12 +60,30 @@ class _Stream(IOStream):
             self._server.open_connections -= 1
 
 
+class Throttled:
+    """A warning logged at most once per interval, counting the times it was held back."""
+
+    def __init__(self, every: float = LOG_EVERY_SECONDS) -> None:
+        self.every = every
+        self.logged_at = float("-inf")
+        self.held = 0
+
+    def warn(self, message: str, *args: Any) -> None:
+        """Log `message % (*args, times)` if the interval has passed since the last one."""
+        self.held += 1
+        now = time.monotonic()
+        if now - self.logged_at >= self.every:
+            log.warning(message, *args, self.held)
+            self.logged_at, self.held = now, 0
+
+
 class GuardedHTTPServer(HTTPServer):
     """Tornado's HTTPServer with a connection cap (503 and close above it) and an accept loop
     that survives EMFILE."""
 
     max_connections = 1024
     open_connections = 0
+    _full = Throttled()
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         """Accept on each socket with our own loop instead of Tornado's."""
@@ -77,6 +95,10 @@ class GuardedHTTPServer(HTTPServer):
         """Serve one accepted connection, or refuse it with a 503 if at the cap."""
         if self.open_connections >= self.max_connections:
             _refuse(connection)
+            self._full.warn(
+                "%d connections open, the --max-connections cap: answered 503 %d time(s)",
+                self.open_connections,
+            )
             return
         stream = _Stream(
             connection,
@@ -109,8 +131,7 @@ class _Acceptor:
         self.loop = IOLoop.current()
         self.listening = False
         self.stopped = False
-        self.logged_at = float("-inf")
-        self.pauses = 0  # pauses since the last warning
+        self.exhausted = Throttled()
         self._listen()
 
     def _listen(self) -> None:
@@ -124,18 +145,13 @@ class _Acceptor:
         self.loop.remove_handler(self.sock)
         self.listening = False
         self.loop.call_later(PAUSE_SECONDS, self._listen)
-        self.pauses += 1
-        now = time.monotonic()
-        if now - self.logged_at >= LOG_EVERY_SECONDS:
-            log.warning(
-                "cannot accept connections (%s) with %d open: paused accepting %d time(s) for "
-                "%.1f s; raise the open-file limit (ulimit -n) or lower --max-connections",
-                errno.errorcode.get(exc.errno or 0, exc),
-                self.server.open_connections,
-                self.pauses,
-                PAUSE_SECONDS,
-            )
-            self.logged_at, self.pauses = now, 0
+        self.exhausted.warn(
+            "cannot accept connections (%s) with %d open: paused accepting for %.1f s, %d "
+            "time(s); raise the open-file limit (ulimit -n) or lower --max-connections",
+            errno.errorcode.get(exc.errno or 0, exc),
+            self.server.open_connections,
+            PAUSE_SECONDS,
+        )
 
     def _ready(self, fd: Any, events: int) -> None:
         """Accept what is waiting, up to a batch."""

@@ -106,8 +106,57 @@ def query_flag(text: str | None, name: str, default: bool) -> bool:
     return value
 
 
+class JSONErrors(web.RequestHandler):
+    """Errors as one JSON shape, {"error", "message", "status"}, on any handler."""
+
+    def closes_connection(self) -> bool:
+        """Whether the connection closes after an error answer (the body was read: no)."""
+        return False
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error as one JSON shape; no traceback ever leaves the server."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, CrowdsourceError):
+            status_code = STATUS.get(exc.code, 400)
+            code, message = exc.code, exc.message
+        elif isinstance(exc, web.HTTPError) and exc.log_message:
+            code, message = CODES.get(status_code, "error"), exc.log_message % exc.args
+        elif status_code == 405:
+            code = "method_not_allowed"
+            message = f"{self.request.method} is not allowed on {self.request.path}"
+        elif status_code == 404:
+            code = "not_found"
+            message = (
+                f"nothing at {self.request.path}; the API is described at /api/v1/openapi.json"
+            )
+        elif status_code >= 500:
+            code, message = "internal", "the server failed on this request; it is logged"
+        else:
+            code, message = CODES.get(status_code, "error"), HTTPStatus(status_code).phrase
+        self.set_status(status_code)
+        if isinstance(exc, QuotaExceeded):
+            retry = max(0, int((exc.resets_at - utcnow()).total_seconds()) + 1)
+            self.set_header("Retry-After", str(retry))
+        if isinstance(exc, RateLimited):
+            self.set_header("Retry-After", str(max(1, round(exc.retry_after))))
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        if self.closes_connection():  # say so, so that clients do not reuse it
+            self.set_header("Connection", "close")
+        body = {"error": code, "message": message, "status": status_code}
+        if isinstance(exc, QuotaExceeded):
+            body["resets_at"] = exc.resets_at.isoformat()
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Log a person's mistake in one line; log real faults with their traceback."""
+        if isinstance(value, CrowdsourceError):
+            log.info("%s %s: %s", self.request.method, self.request.path, value.message)
+        else:
+            super().log_exception(typ, value, tb)
+
+
 @web.stream_request_body
-class APIHandler(web.RequestHandler):
+class APIHandler(JSONErrors):
     """JSON in and out, errors as {"error", "message", "status"}."""
 
     viewer: Participant | None = None
@@ -304,43 +353,10 @@ class APIHandler(web.RequestHandler):
         self.set_status(204)
         self.finish()
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Every error as one JSON shape; no traceback ever leaves the server."""
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, CrowdsourceError):
-            status_code = STATUS.get(exc.code, 400)
-            code, message = exc.code, exc.message
-        elif isinstance(exc, web.HTTPError) and exc.log_message:
-            code, message = CODES.get(status_code, "error"), exc.log_message % exc.args
-        elif status_code == 405:
-            code = "method_not_allowed"
-            message = f"{self.request.method} is not allowed on {self.request.path}"
-        elif status_code >= 500:
-            code, message = "internal", "the server failed on this request; it is logged"
-        else:
-            code, message = CODES.get(status_code, "error"), HTTPStatus(status_code).phrase
-        self.set_status(status_code)
-        if isinstance(exc, QuotaExceeded):
-            retry = max(0, int((exc.resets_at - utcnow()).total_seconds()) + 1)
-            self.set_header("Retry-After", str(retry))
-        if isinstance(exc, RateLimited):
-            self.set_header("Retry-After", str(max(1, round(exc.retry_after))))
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        if self._cut_short or not self._admitted:
-            # The body was not read (refused in prepare, or before it), so Tornado closes
-            # the connection after this answer; say so, so that clients do not reuse it.
-            self.set_header("Connection", "close")
-        body = {"error": code, "message": message, "status": status_code}
-        if isinstance(exc, QuotaExceeded):
-            body["resets_at"] = exc.resets_at.isoformat()
-        self.finish(json.dumps(body))
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """Log a person's mistake in one line; log real faults with their traceback."""
-        if isinstance(value, CrowdsourceError):
-            log.info("%s %s: %s", self.request.method, self.request.path, value.message)
-        else:
-            super().log_exception(typ, value, tb)
+    def closes_connection(self) -> bool:
+        """Whether an error answer leaves the body unread (refused in prepare, or before it):
+        Tornado then closes the connection."""
+        return self._cut_short or not self._admitted
 
 
 class NotFoundHandler(APIHandler):
