@@ -586,6 +586,19 @@ def log_lines(server: ServerProcess) -> int:
     return len(server.log.read_bytes().splitlines())
 
 
+def test_a_small_body_that_never_ends_is_closed_after_the_idle_timeout(new_server: Any) -> None:
+    """A registration body trickled forever is cut off after --idle-timeout, not --body-timeout
+    (an hour, for uploads of frames)."""
+    server = new_server(None, "--idle-timeout=2", "--scoring=thread")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        sock.sendall(
+            b"POST /api/v1/participants HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        assert sock.recv(65536) == b"", "the server closes the connection"
+    assert requests.get(server.url + API + "/competitions", timeout=30).status_code == 200
+
+
 @pytest.mark.parametrize("cap", ["40", "100000"], ids=["at-the-cap", "out-of-descriptors"])
 def test_slow_connections_time_out_without_spinning_or_flooding_the_log(
     new_server: Any, cap: str

@@ -66,6 +66,7 @@ def make_app(
     max_body_size: int,
     limiter: RateLimiter,
     max_json_size: int = 64 * 1024,
+    small_body_timeout: float = 60.0,
 ) -> web.Application:
     """The Tornado application over a service."""
     from crowdsource.server.handlers.base import NotFoundHandler
@@ -77,6 +78,7 @@ def make_app(
         allow_origins=allow_origins,
         max_body_size=max_body_size,
         max_json_size=max_json_size,
+        small_body_timeout=small_body_timeout,
         default_handler_class=NotFoundHandler,
         log_function=log_request,
         debug=False,
@@ -183,14 +185,15 @@ class CrowdsourceServer(Application):
         help=(
             "Seconds a connection may take to send a request's headers, counted from the end "
             "of its previous request (so also how long an idle keep-alive connection stays "
-            "open); then it is closed. Bounds connections that never finish their headers."
+            "open), and a small body (one without frames) once its headers are in; then it is "
+            "closed. Bounds connections that never finish their headers."
         ),
     ).tag(config=True)
     body_timeout = Float(
         3600.0,
         help=(
-            "Seconds a request's body may take to arrive once its headers have (a 512 MiB "
-            "upload at 1 MB/s takes about 540 s); then the connection is closed."
+            "Seconds a body carrying frames may take to arrive once its headers have (a "
+            "512 MiB upload at 1 MB/s takes about 540 s); then the connection is closed."
         ),
     ).tag(config=True)
     max_connections = Integer(
@@ -375,6 +378,7 @@ class CrowdsourceServer(Application):
             allow_origins=list(self.allow_origins),
             max_body_size=max_body,
             max_json_size=self.max_json_kb * 1024,
+            small_body_timeout=self.idle_timeout,
             limiter=limiter,
         )
         server = GuardedHTTPServer(

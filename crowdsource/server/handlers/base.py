@@ -201,7 +201,10 @@ class APIHandler(JSONErrors):
         self._chunks: list[bytes] = []
         self._size = 0
         # Tornado's own check (a bare 400) only backs ours up, for chunks declaring absurd sizes
-        self.request.connection.set_max_body_size(2 * self.body_limit + DRAIN_BYTES)  # type: ignore[union-attr]
+        connection: Any = self.request.connection  # an HTTP1Connection
+        connection.set_max_body_size(2 * self.body_limit + DRAIN_BYTES)
+        if self.request.method not in self.frame_methods:  # 64 KiB need not take an hour
+            connection.set_body_timeout(self.settings["small_body_timeout"])
         try:
             await self.admit()
         except (CrowdsourceError, web.HTTPError) as exc:
