@@ -108,7 +108,7 @@ def world(
 def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A server that allows one write per participant, then answers 429 for a long while."""
     workdir = tmp_path_factory.mktemp("edges-strict")
-    args = ("--write-rate=0.001", "--write-burst=3", "--scoring=thread")
+    args = ("--write-rate=0.001", "--write-burst=3", "--scoring=thread", "--allow-origin=x")
     server = ServerProcess(str(workdir / "crowdsource.db"), workdir, *args).start()
     yield populate(server)
     server.stop()
@@ -337,6 +337,33 @@ def test_any_event_stream_competition_is_answered_below_500(world: World, value:
     if code == 400:
         data = json.loads(body)
         assert data["status"] == 400 and data["error"] == "bad_request", data
+
+
+@pytest.mark.parametrize(
+    "drop", ["Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "Origin"]
+)
+def test_a_bad_websocket_handshake_is_a_json_error(strict: World, drop: str) -> None:
+    """A handshake missing a part (or from a foreign origin) is refused in the JSON shape."""
+    headers = {
+        "Host": "127.0.0.1",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+        "Origin": "http://127.0.0.1",
+    }
+    if drop == "Origin":
+        headers["Origin"] = "https://elsewhere.example"
+    else:
+        headers.pop(drop)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    status, response_headers, body = raw(
+        strict.server, f"GET {API}/events HTTP/1.1\r\n{head}\r\n".encode()
+    )
+    code = int(status.split()[1])
+    assert code in (400, 403), (status, body)
+    assert "application/json" in response_headers["content-type"]
+    assert json.loads(body)["status"] == code
 
 
 def iso_with_offset(when: datetime, minutes: int) -> str:

@@ -8,15 +8,15 @@ from typing import Any
 
 from tornado import websocket
 
-from crowdsource.errors import CrowdsourceError
+from crowdsource.errors import BadRequest, Forbidden
 from crowdsource.server.events import Event
-from crowdsource.server.handlers.base import STATUS, query_id
+from crowdsource.server.handlers.base import JSONErrors, query_id
 from crowdsource.server.service import Service
 
 log = logging.getLogger("crowdsource.server")
 
 
-class EventsHandler(websocket.WebSocketHandler):
+class EventsHandler(JSONErrors, websocket.WebSocketHandler):
     """`/api/v1/events?competition=ID&token=...`."""
 
     _unsubscribe: Callable[[], None] | None = None
@@ -27,28 +27,31 @@ class EventsHandler(websocket.WebSocketHandler):
         return "*" in allowed or origin in allowed or super().check_origin(origin)
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Check the query before upgrading, so mistakes get a JSON error."""
-        if self.request.headers.get("Upgrade", "").lower() != "websocket":
-            self._refuse(
-                400, "bad_request", "this is a WebSocket endpoint; connect with a WebSocket client"
-            )
-            return
+        """Check the handshake and query before upgrading, so mistakes get a JSON error."""
+        problem = self._handshake_problem()
+        if problem is not None:
+            raise BadRequest(f"{problem}; this is a WebSocket endpoint: use a WebSocket client")
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            raise Forbidden(f"pages from {origin} may not open the event stream (--allow-origin)")
+        self.competition = query_id(self.get_argument("competition", None), "competition")
         token = self.get_argument("token", None)
-        service: Service = self.settings["service"]
-        try:
-            self.competition = query_id(self.get_argument("competition", None), "competition")
-            if token:
-                await service.authenticate(token)
-        except CrowdsourceError as exc:
-            self._refuse(STATUS.get(exc.code, 400), exc.code, exc.message)
-            return
+        if token:
+            service: Service = self.settings["service"]
+            await service.authenticate(token)
         await super().get(*args, **kwargs)
 
-    def _refuse(self, status: int, code: str, message: str) -> None:
-        """Answer a plain-HTTP JSON error instead of upgrading."""
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish({"error": code, "message": message, "status": status})
+    def _handshake_problem(self) -> str | None:
+        """What the request lacks to be a WebSocket handshake Tornado accepts, if anything."""
+        headers = self.request.headers
+        connection = [part.strip().lower() for part in headers.get("Connection", "").split(",")]
+        if headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in connection:
+            return "send 'Upgrade: websocket' and 'Connection: Upgrade'"
+        if not headers.get("Sec-WebSocket-Key"):
+            return "send a Sec-WebSocket-Key"
+        if headers.get("Sec-WebSocket-Version") not in ("7", "8", "13"):
+            return "send Sec-WebSocket-Version: 13"
+        return None
 
     def open(self, *args: str, **kwargs: str) -> None:
         """Subscribe, then greet so the client knows to resync."""
