@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +11,6 @@ from crowdsource.errors import BadRequest, Forbidden
 from crowdsource.server.events import Event
 from crowdsource.server.handlers.base import JSONErrors, query_id
 from crowdsource.server.service import Service
-
-log = logging.getLogger("crowdsource.server")
 
 
 class EventsHandler(JSONErrors, websocket.WebSocketHandler):
