@@ -78,22 +78,31 @@ class BodyTooLarge(CrowdsourceError):
     code = "body_too_large"
 
 
-def path_id(text: str, what: str) -> int:
-    """An id from a URL path: a whole number within the databases' integer range, else 404
-    (no such row can exist)."""
+def as_id(text: str) -> int | None:
+    """A row id written as text: a whole number within the databases' integer range, or None
+    (so 5,000 digits never reach the database, where they would overflow)."""
     if text.isascii() and text.isdigit() and len(text) <= 10 and 1 <= int(text) <= MAX_ID:
         return int(text)
-    shown = text if len(text) <= 24 else text[:20] + "..."
-    raise NotFound(f"no {what} {shown!r}: {what} ids are whole numbers from 1 to {MAX_ID}")
+    return None
+
+
+def path_id(text: str, what: str) -> int:
+    """An id from a URL path, else a 404 (no such row can exist)."""
+    value = as_id(text)
+    if value is None:
+        shown = text if len(text) <= 24 else text[:20] + "..."
+        raise NotFound(f"no {what} {shown!r}: {what} ids are whole numbers from 1 to {MAX_ID}")
+    return value
 
 
 def query_id(text: str | None, name: str) -> int | None:
-    """An optional id from a query parameter: a BadRequest unless a valid id."""
-    if text is None or text == "":
+    """An optional id from a query parameter, else a 400."""
+    if not text:
         return None
-    if text.isascii() and text.isdigit() and len(text) <= 10 and 1 <= int(text) <= MAX_ID:
-        return int(text)
-    raise BadRequest(f"'{name}' must be an id, a whole number from 1 to {MAX_ID}")
+    value = as_id(text)
+    if value is None:
+        raise BadRequest(f"'{name}' must be an id, a whole number from 1 to {MAX_ID}")
+    return value
 
 
 def query_flag(text: str | None, name: str, default: bool) -> bool:
