@@ -315,6 +315,39 @@ def test_any_query_value_is_answered_below_500(world: World, name: str, value: s
     check(r)
 
 
+HEADER_VALUES = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=300).map(
+    str.lstrip  # requests refuses to send a value with leading spaces
+)
+
+
+@FAST
+@given(
+    name=st.sampled_from(["Authorization", "Content-Type", "Accept", "Idempotency-Key"]),
+    value=HEADER_VALUES,
+    route=st.sampled_from(
+        [
+            ("GET", "/competitions/{cid}/dataset"),
+            *[
+                ("POST", p)
+                for p in (
+                    "/competitions/{cid}/submissions",
+                    "/competitions/{cid}/answer",
+                    "/participants",
+                )
+            ],
+        ]
+    ),
+)
+def test_any_header_value_is_answered_below_500(
+    world: World, name: str, value: str, route: tuple[str, str]
+) -> None:
+    """Tokens, content types and keys of any shape get a 2xx or a JSON 4xx."""
+    method, path = route
+    headers = {"Authorization": f"Bearer {world.player}", name: value}
+    body = json.dumps(PREDICTIONS) if method == "POST" else None
+    check(world.call(method, path.format(cid=world.cid), headers=headers, data=body))
+
+
 def websocket_handshake(server: ServerProcess, query: str) -> tuple[str, dict[str, str], bytes]:
     """Open the event stream with a query; the server's first answer."""
     head = (
