@@ -159,34 +159,37 @@ class Client:
         return {**headers, **(extra or {})}
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Send one request to `/api/v1{path}`; raise the matching CrowdsourceError on failure.
-        An idempotent request is sent once more if the connection fails: a pooled keep-alive
-        connection may have been closed by the server in the meantime."""
+        """Send one request to `/api/v1{path}`; raise the matching CrowdsourceError on failure."""
         url = f"{self.url}{API}{path}"
         kwargs["headers"] = self._headers(kwargs.get("headers"))
         kwargs.setdefault("timeout", self.timeout)
-        retry = method in ("GET", "HEAD") or "Idempotency-Key" in kwargs["headers"]
-        while True:
-            try:
-                response = self.session.request(method, url, **kwargs)
-                break
-            except requests.Timeout:
-                raise Timeout(
-                    f"{method} {url}: no answer within {kwargs['timeout']} s (server busy or down?)"
-                ) from None
-            except requests.ConnectionError as exc:
-                if not (retry and _rewind(kwargs.get("data"))):
-                    raise ConnectionFailed(
-                        f"cannot reach the crowdsource server at {self.url}: {_network_reason(exc)}"
-                    ) from None
-                retry = False
-            except requests.RequestException as exc:
-                raise ConnectionFailed(
-                    f"cannot reach the crowdsource server at {self.url}: {_network_reason(exc)}"
-                ) from None
+        try:
+            response = self._send(method, url, **kwargs)
+        except requests.Timeout:
+            raise Timeout(
+                f"{method} {url}: no answer within {kwargs['timeout']} s (server busy or down?)"
+            ) from None
+        except requests.RequestException as exc:
+            raise ConnectionFailed(
+                f"cannot reach the crowdsource server at {self.url}: {_network_reason(exc)}"
+            ) from None
         if response.status_code >= 400:
             raise self._error(response)
         return response
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """Send a request; an idempotent one (a GET, or carrying an Idempotency-Key) once more
+        if its connection fails, as a pooled keep-alive connection that the server closed in
+        the meantime does."""
+        idempotent = method in ("GET", "HEAD") or "Idempotency-Key" in kwargs["headers"]
+        try:
+            return self.session.request(method, url, **kwargs)
+        except requests.ConnectionError as exc:
+            if isinstance(exc, requests.Timeout) or not (
+                idempotent and _rewind(kwargs.get("data"))
+            ):
+                raise
+        return self.session.request(method, url, **kwargs)
 
     def _error(self, response: requests.Response) -> CrowdsourceError:
         """The error for a failed response, with a hint when it is not our API at all."""
