@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -17,6 +16,7 @@ from crowdsource.client import Client, Competition, CrowdsourceError
 from crowdsource.client.config import glue_option_values
 from crowdsource.client.models import competitions_frame
 from crowdsource.frames import read_frame_file, write_frame_file
+from crowdsource.times import parse_duration
 
 __all__ = ["build_parser", "main"]
 
@@ -60,11 +60,8 @@ def _when(value: str | None) -> str | timedelta | None:
     """An ISO time, or a duration from now such as `+30m`, `2h`, `7d`."""
     if not value:
         return None
-    match = re.fullmatch(r"\+?(\d+(?:\.\d+)?)([smhd])", value.strip())
-    if not match:
-        return value
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-    return timedelta(**{unit: float(match.group(1))})
+    duration = parse_duration(value)
+    return value if duration is None else duration
 
 
 # -- command handlers ------------------------------------------------------------------------

@@ -274,11 +274,12 @@ def test_a_huge_declared_content_length_is_refused_before_the_body(game: Round) 
 
 
 def slow_upload(server: ServerProcess, stop: threading.Event) -> None:
-    """Declare a 200 kB body and trickle it a few bytes at a time until told to stop."""
+    """Declare a 60 kB body (under the 64 KiB cap) and trickle it a few bytes at a time until
+    told to stop."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(
             b"POST /api/v1/participants HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 200000\r\n\r\n{"
+            b"Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{"
         )
         while not stop.is_set():
             sock.sendall(b" " * 8)

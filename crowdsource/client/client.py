@@ -56,6 +56,7 @@ from crowdsource.frames import (
     to_parquet,
     with_id_column,
 )
+from crowdsource.times import from_now
 
 if TYPE_CHECKING:
     from crowdsource.client.competitor import Competitor, RunResult
@@ -81,10 +82,20 @@ def _iso(value: datetime | timedelta | str | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, timedelta):
-        value = datetime.now(timezone.utc) + value
+        value = from_now(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc).isoformat()
+
+
+def _rewind(data: Any) -> bool:
+    """Make a request body ready to send again; False if it cannot be (a consumed stream)."""
+    if data is None or isinstance(data, (bytes, str, dict, list, tuple)):
+        return True
+    if hasattr(data, "seek"):
+        data.seek(0)
+        return True
+    return False
 
 
 def _default_name() -> str:
@@ -153,7 +164,7 @@ class Client:
         kwargs["headers"] = self._headers(kwargs.get("headers"))
         kwargs.setdefault("timeout", self.timeout)
         try:
-            response = self.session.request(method, url, **kwargs)
+            response = self._send(method, url, **kwargs)
         except requests.Timeout:
             raise Timeout(
                 f"{method} {url}: no answer within {kwargs['timeout']} s (server busy or down?)"
@@ -165,6 +176,20 @@ class Client:
         if response.status_code >= 400:
             raise self._error(response)
         return response
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """Send a request; an idempotent one (a GET, or carrying an Idempotency-Key) once more
+        if its connection fails, as a pooled keep-alive connection that the server closed in
+        the meantime does."""
+        idempotent = method in ("GET", "HEAD") or "Idempotency-Key" in kwargs["headers"]
+        try:
+            return self.session.request(method, url, **kwargs)
+        except requests.ConnectionError as exc:
+            if isinstance(exc, requests.Timeout) or not (
+                idempotent and _rewind(kwargs.get("data"))
+            ):
+                raise
+        return self.session.request(method, url, **kwargs)
 
     def _error(self, response: requests.Response) -> CrowdsourceError:
         """The error for a failed response, with a hint when it is not our API at all."""

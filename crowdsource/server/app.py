@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from tornado import netutil, process, web
-from tornado.httpserver import HTTPServer
 from traitlets import Bool, Enum, Float, Integer, List, Type, Unicode, default, validate
 from traitlets.config import Application
 
 from crowdsource._version import __version__
+from crowdsource.server.connections import GuardedHTTPServer, default_max_connections
 from crowdsource.server.events import EventBus, PostgresEventBus, SocketEventBus, peers_folder
 from crowdsource.server.managers import MANAGER_CLASSES, Managers
 from crowdsource.server.ratelimit import RateLimiter
@@ -62,7 +62,13 @@ def log_request(handler: web.RequestHandler) -> None:
 
 
 def make_app(
-    managers: Managers, *, allow_origins: list[str], max_body_size: int, limiter: RateLimiter
+    managers: Managers,
+    *,
+    allow_origins: list[str],
+    max_body_size: int,
+    limiter: RateLimiter,
+    max_json_size: int = 64 * 1024,
+    small_body_timeout: float = 60.0,
 ) -> web.Application:
     """The Tornado application over the managers."""
     from crowdsource.server.handlers.base import NotFoundHandler
@@ -73,6 +79,8 @@ def make_app(
         rate_limiter=limiter,
         allow_origins=allow_origins,
         max_body_size=max_body_size,
+        max_json_size=max_json_size,
+        small_body_timeout=small_body_timeout,
         default_handler_class=NotFoundHandler,
         log_function=log_request,
         debug=False,
@@ -160,9 +168,43 @@ class CrowdsourceServer(Application):
             "Tokens travel in headers, never cookies, so '*' exposes nothing."
         ),
     ).tag(config=True)
-    max_body_mb = Float(512.0, help="Largest request body accepted, in MiB (413 above).").tag(
-        config=True
-    )
+    max_body_mb = Float(
+        512.0,
+        help=(
+            "Largest request body that carries frames (hosting, answers, submissions), in MiB; "
+            "413 above, refused from the declared Content-Length before the body is read."
+        ),
+    ).tag(config=True)
+    max_json_kb = Integer(
+        64,
+        help=(
+            "Largest body of every other request (registration and other small JSON), in KiB; "
+            "413 above, refused before the body is read."
+        ),
+    ).tag(config=True)
+    idle_timeout = Float(
+        60.0,
+        help=(
+            "Seconds a connection may take to send a request's headers, counted from the end "
+            "of its previous request (so also how long an idle keep-alive connection stays "
+            "open), and a small body (one without frames) once its headers are in; then it is "
+            "closed. Bounds connections that never finish their headers."
+        ),
+    ).tag(config=True)
+    body_timeout = Float(
+        3600.0,
+        help=(
+            "Seconds a body carrying frames may take to arrive once its headers have (a "
+            "512 MiB upload at 1 MB/s takes about 540 s); then the connection is closed."
+        ),
+    ).tag(config=True)
+    max_connections = Integer(
+        0,
+        help=(
+            "Open connections (HTTP and WebSocket) above which a new one is answered 503 with "
+            "Connection: close; 0: half the process's open-file limit (ulimit -n)."
+        ),
+    ).tag(config=True)
     scoring = Enum(
         ["process", "thread", "dask"],
         "process",
@@ -233,6 +275,10 @@ class CrowdsourceServer(Application):
         "secret-file": "CrowdsourceServer.secret_file",
         "allow-origin": "CrowdsourceServer.allow_origins",
         "max-body-mb": "CrowdsourceServer.max_body_mb",
+        "max-json-kb": "CrowdsourceServer.max_json_kb",
+        "idle-timeout": "CrowdsourceServer.idle_timeout",
+        "body-timeout": "CrowdsourceServer.body_timeout",
+        "max-connections": "CrowdsourceServer.max_connections",
         "scoring": "CrowdsourceServer.scoring",
         "scoring-processes": "CrowdsourceServer.scoring_processes",
         "processes": "CrowdsourceServer.processes",
@@ -264,6 +310,22 @@ class CrowdsourceServer(Application):
         value = int(proposal["value"])
         if value < 1:
             raise ValueError(f"--processes must be 1 or more; got {value}")
+        return value
+
+    @validate("max_json_kb", "max_connections")
+    def _check_count(self, proposal: Any) -> int:
+        """Not negative (0 has a meaning for --max-connections only)."""
+        value = int(proposal["value"])
+        if value < 0 or (value == 0 and proposal["trait"].name == "max_json_kb"):
+            raise ValueError(f"--{proposal['trait'].name.replace('_', '-')} must be positive")
+        return value
+
+    @validate("idle_timeout", "body_timeout")
+    def _check_timeout(self, proposal: Any) -> float:
+        """A positive number of seconds."""
+        value = float(proposal["value"])
+        if not value > 0:
+            raise ValueError(f"--{proposal['trait'].name.replace('_', '-')} must be positive")
         return value
 
     @validate("port")
@@ -352,9 +414,18 @@ class CrowdsourceServer(Application):
             managers,
             allow_origins=list(self.allow_origins),
             max_body_size=max_body,
+            max_json_size=self.max_json_kb * 1024,
+            small_body_timeout=self.idle_timeout,
             limiter=limiter,
         )
-        server = HTTPServer(app, max_body_size=max_body * 4 + 1024, xheaders=self.trust_xheaders)
+        server = GuardedHTTPServer(
+            app,
+            max_body_size=max_body + 1024,
+            xheaders=self.trust_xheaders,
+            idle_connection_timeout=self.idle_timeout,  # Tornado's header timeout too
+            body_timeout=self.body_timeout,
+        )
+        server.max_connections = self.max_connections or default_max_connections()
         sockets = netutil.bind_sockets(self.port, self.ip, reuse_port=self.processes > 1)
         server.add_sockets(sockets)
         self.port = int(sockets[0].getsockname()[1])

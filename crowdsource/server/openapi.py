@@ -6,7 +6,8 @@ from typing import Any
 
 from crowdsource._version import __version__
 
-ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+MAX_ID = 2**31 - 1  # ids are the databases' INTEGER (PostgreSQL int4); larger cannot exist
+ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 FRAME = {
     "description": "A DataFrame: split form, records, or base64 Parquet",
     "oneOf": [

@@ -9,16 +9,25 @@ import logging
 import os
 import tempfile
 from asyncio import Future
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NoReturn
 
 from tornado import web
 from tornado.ioloop import IOLoop
 
 from crowdsource import frames
-from crowdsource.errors import CrowdsourceError, QuotaExceeded, RateLimited, Unauthorized
+from crowdsource.errors import (
+    BadRequest,
+    CrowdsourceError,
+    NotFound,
+    QuotaExceeded,
+    RateLimited,
+    Unauthorized,
+)
 from crowdsource.server.competitions import CompetitionManager
 from crowdsource.server.leaderboards import LeaderboardManager
+from crowdsource.server.openapi import MAX_ID
 from crowdsource.server.participants import ParticipantManager
 from crowdsource.server.storage.tables import Participant
 from crowdsource.server.submissions import SubmissionManager
@@ -54,14 +63,112 @@ CODES = {
 }
 
 
+# A refusal decided before the body is read leaves the connection usable only once the body
+# is read too (else its bytes would be taken for the next request, so Tornado closes the
+# connection); bodies up to this size are read and dropped, larger ones get `Connection: close`.
+DRAIN_BYTES = 64 * 1024
+# JSON bodies larger than this are parsed on a thread, so other requests are not held up;
+# at most two at a time, so that a burst of large bodies queues instead of filling memory.
+INLINE_JSON_BYTES = 64 * 1024
+_parsing = ThreadPoolExecutor(2, thread_name_prefix="crowdsource-json")
+ID_ROUTE = r"([^/]+)"  # any segment: path_id() says what is wrong with a malformed one
+FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 class BodyTooLarge(CrowdsourceError):
     """A request body over the configured limit."""
 
     code = "body_too_large"
 
 
+def as_id(text: str) -> int | None:
+    """A row id written as text: a whole number within the databases' integer range, or None
+    (so 5,000 digits never reach the database, where they would overflow)."""
+    if text.isascii() and text.isdigit() and len(text) <= 10 and 1 <= int(text) <= MAX_ID:
+        return int(text)
+    return None
+
+
+def path_id(text: str, what: str) -> int:
+    """An id from a URL path, else a 404 (no such row can exist)."""
+    value = as_id(text)
+    if value is None:
+        shown = text if len(text) <= 24 else text[:20] + "..."
+        raise NotFound(f"no {what} {shown!r}: {what} ids are whole numbers from 1 to {MAX_ID}")
+    return value
+
+
+def query_id(text: str | None, name: str) -> int | None:
+    """An optional id from a query parameter, else a 400."""
+    if not text:
+        return None
+    value = as_id(text)
+    if value is None:
+        raise BadRequest(f"'{name}' must be an id, a whole number from 1 to {MAX_ID}")
+    return value
+
+
+def query_flag(text: str | None, name: str, default: bool) -> bool:
+    """An optional true/false query parameter."""
+    if text is None:
+        return default
+    value = FLAGS.get(text.strip().lower())
+    if value is None:
+        raise BadRequest(f"'{name}' must be true or false")
+    return value
+
+
+class JSONErrors(web.RequestHandler):
+    """Errors as one JSON shape, {"error", "message", "status"}, on any handler."""
+
+    def closes_connection(self) -> bool:
+        """Whether the connection closes after an error answer (the body was read: no)."""
+        return False
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error as one JSON shape; no traceback ever leaves the server."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, CrowdsourceError):
+            status_code = STATUS.get(exc.code, 400)
+            code, message = exc.code, exc.message
+        elif isinstance(exc, web.HTTPError) and exc.log_message:
+            code, message = CODES.get(status_code, "error"), exc.log_message % exc.args
+        elif status_code == 405:
+            code = "method_not_allowed"
+            message = f"{self.request.method} is not allowed on {self.request.path}"
+        elif status_code == 404:
+            code = "not_found"
+            message = (
+                f"nothing at {self.request.path}; the API is described at /api/v1/openapi.json"
+            )
+        elif status_code >= 500:
+            code, message = "internal", "the server failed on this request; it is logged"
+        else:
+            code, message = CODES.get(status_code, "error"), HTTPStatus(status_code).phrase
+        self.set_status(status_code)
+        if isinstance(exc, QuotaExceeded):
+            retry = max(0, int((exc.resets_at - utcnow()).total_seconds()) + 1)
+            self.set_header("Retry-After", str(retry))
+        if isinstance(exc, RateLimited):
+            self.set_header("Retry-After", str(max(1, round(exc.retry_after))))
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        if self.closes_connection():  # say so, so that clients do not reuse it
+            self.set_header("Connection", "close")
+        body = {"error": code, "message": message, "status": status_code}
+        if isinstance(exc, QuotaExceeded):
+            body["resets_at"] = exc.resets_at.isoformat()
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Log a person's mistake in one line; log real faults with their traceback."""
+        if isinstance(value, CrowdsourceError):
+            log.info("%s %s: %s", self.request.method, self.request.path, value.message)
+        else:
+            super().log_exception(typ, value, tb)
+
+
 @web.stream_request_body
-class APIHandler(web.RequestHandler):
+class APIHandler(JSONErrors):
     """JSON in and out, errors as {"error", "message", "status"}."""
 
     viewer: Participant | None = None
@@ -102,15 +209,43 @@ class APIHandler(web.RequestHandler):
             self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
             self.set_header("Access-Control-Expose-Headers", "Retry-After")
 
+    frame_methods: tuple[str, ...] = ()  # methods whose body may hold frames (large limit)
+    _admitted = False  # prepare() ended: the body is read before any answer goes out
+    _cut_short = False  # answered before the whole body arrived: the connection must close
+    _refusal: Exception | None = None
+
+    @property
+    def body_limit(self) -> int:
+        """The largest body this request may carry: frames get --max-body-mb, everything
+        else (registration, small JSON) --max-json-kb."""
+        if self.request.method in self.frame_methods:
+            return int(self.settings["max_body_size"])
+        return int(self.settings["max_json_size"])
+
     async def prepare(self) -> None:
-        """Start a bounded body, and identify the caller from their token."""
+        """Start a bounded body and identify the caller; a refusal of a request with a small
+        body waits for that body (so the connection stays usable), a larger one is at once."""
         self._chunks: list[bytes] = []
         self._size = 0
-        limit = self.settings["max_body_size"]
-        self.request.connection.set_max_body_size(limit * 4 + 1024)  # type: ignore[union-attr]
-        declared = self.request.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limit * 4:
-            raise BodyTooLarge(self._too_large())
+        # Tornado's own check (a bare 400) only backs ours up, for chunks declaring absurd sizes
+        connection: Any = self.request.connection  # an HTTP1Connection
+        connection.set_max_body_size(2 * self.body_limit + DRAIN_BYTES)
+        if self.request.method not in self.frame_methods:  # 64 KiB need not take an hour
+            connection.set_body_timeout(self.settings["small_body_timeout"])
+        try:
+            await self.admit()
+        except (CrowdsourceError, web.HTTPError) as exc:
+            declared = self.request.headers.get("Content-Length", "0")
+            chunked = "Transfer-Encoding" in self.request.headers
+            if chunked or not (declared.isdigit() and int(declared) <= DRAIN_BYTES):
+                self._cut_short = True
+                raise
+            self._refusal = exc  # raised in place of the method, once the body is in
+            setattr(self, self.request.method.lower(), self._refuse)
+        self._admitted = True
+
+    async def admit(self) -> None:
+        """Check the caller's token, and refuse an oversized body before reading it."""
         auth = self.request.headers.get("Authorization")
         if auth is not None:
             scheme, _, token = auth.partition(" ")
@@ -119,14 +254,30 @@ class APIHandler(web.RequestHandler):
             self.viewer = await self.participants.authenticate(token.strip())
             if self.request.method == "POST":
                 self.settings["rate_limiter"].check(self.viewer.id)
+        if self.request.method in self.frame_methods:
+            self.participant  # noqa: B018 - large bodies only from a known caller, unread else
+        declared = self.request.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self.body_limit:
+            raise BodyTooLarge(self._too_large())
+
+    def _refuse(self, *args: Any) -> NoReturn:
+        """Raise the refusal that prepare() decided on."""
+        assert self._refusal is not None
+        raise self._refusal
 
     def data_received(self, chunk: bytes) -> None:
         """Keep body chunks up to the limit, in memory while small and in a file once past
-        --inline-kb (the process never holds a large body); past the limit, count them."""
+        --inline-kb (the process never holds a large body); past the limit, answer 413 and
+        close (a chunked body declares no length to refuse it by)."""
         self._size += len(chunk)
-        if self._size > self.settings["max_body_size"]:
+        if self._refusal is not None or self._finished:
+            return
+        if self._size > self.body_limit:
             self._chunks.clear()
             self._drop_spool()
+            self._cut_short = True
+            self.send_error(413, exc_info=(BodyTooLarge, BodyTooLarge(self._too_large()), None))
+            self.on_connection_close()  # the method will not run: stop waiting for the body
         elif self._spool is not None:
             self._spool.write(chunk)
         elif self._size > self.settings["inline_bytes"]:
@@ -154,9 +305,16 @@ class APIHandler(web.RequestHandler):
     def on_connection_close(self) -> None:
         """The client went away mid-request."""
         self._drop_spool()
+        super().on_connection_close()  # ends the wait for the rest of a streamed body
 
     def _too_large(self) -> str:
         """The message for an oversized body."""
+        if self.request.method not in self.frame_methods:
+            limit = self.settings["max_json_size"] / 2**10
+            return (
+                f"the request body is over the {limit:g} KiB limit for this request; send "
+                "only the fields it takes (--max-json-kb sets the limit)"
+            )
         limit = self.settings["max_body_size"] / 2**20
         return (
             f"the request body is over the server's {limit:g} MiB limit; send Parquet "
@@ -167,21 +325,28 @@ class APIHandler(web.RequestHandler):
     @property
     def upload(self) -> frames.Body:
         """The whole request body, in memory or spooled to a file (413 if over the limit)."""
-        if self._size > self.settings["max_body_size"]:
+        if self._size > self.body_limit:
             raise BodyTooLarge(self._too_large())
         if self._spool is not None:
             self._spool.flush()
             return frames.Spooled(self._spool.name, self._size)
         return b"".join(self._chunks)
 
-    @property
-    def body(self) -> bytes:
-        """The whole request body, in memory."""
-        return frames.as_bytes(self.upload)
+    async def read_body(self) -> bytes:
+        """The whole request body, in memory (a spooled one is read on a thread)."""
+        upload = self.upload
+        if isinstance(upload, bytes):
+            return upload
+        return await IOLoop.current().run_in_executor(_parsing, frames.as_bytes, upload)
 
-    def json_body(self) -> Any:
-        """The body parsed as JSON."""
-        return frames.parse_json(self.body)
+    async def json_body(self) -> Any:
+        """The body parsed as JSON: small ones here, large ones on a thread."""
+        upload = self.upload
+        if isinstance(upload, bytes) and len(upload) <= INLINE_JSON_BYTES:
+            return frames.parse_json(upload)
+        return await IOLoop.current().run_in_executor(
+            _parsing, lambda: frames.parse_json(frames.as_bytes(upload))
+        )
 
     @property
     def participant(self) -> Participant:
@@ -218,46 +383,17 @@ class APIHandler(web.RequestHandler):
         self.set_status(204)
         self.finish()
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Every error as one JSON shape; no traceback ever leaves the server."""
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, CrowdsourceError):
-            status_code = STATUS.get(exc.code, 400)
-            code, message = exc.code, exc.message
-        elif isinstance(exc, web.HTTPError) and exc.log_message:
-            code, message = CODES.get(status_code, "error"), exc.log_message % exc.args
-        elif status_code == 405:
-            code = "method_not_allowed"
-            message = f"{self.request.method} is not allowed on {self.request.path}"
-        elif status_code >= 500:
-            code, message = "internal", "the server failed on this request; it is logged"
-        else:
-            code, message = CODES.get(status_code, "error"), HTTPStatus(status_code).phrase
-        self.set_status(status_code)
-        if isinstance(exc, QuotaExceeded):
-            retry = max(0, int((exc.resets_at - utcnow()).total_seconds()) + 1)
-            self.set_header("Retry-After", str(retry))
-        if isinstance(exc, RateLimited):
-            self.set_header("Retry-After", str(max(1, round(exc.retry_after))))
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        body = {"error": code, "message": message, "status": status_code}
-        if isinstance(exc, QuotaExceeded):
-            body["resets_at"] = exc.resets_at.isoformat()
-        self.finish(json.dumps(body))
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """Log a person's mistake in one line; log real faults with their traceback."""
-        if isinstance(value, CrowdsourceError):
-            log.info("%s %s: %s", self.request.method, self.request.path, value.message)
-        else:
-            super().log_exception(typ, value, tb)
+    def closes_connection(self) -> bool:
+        """Whether an error answer leaves the body unread (refused in prepare, or before it):
+        Tornado then closes the connection."""
+        return self._cut_short or not self._admitted
 
 
 class NotFoundHandler(APIHandler):
     """Any unknown route: a JSON 404 that points at the API's index."""
 
-    async def prepare(self) -> None:
-        """Refuse at once."""
+    async def admit(self) -> None:
+        """Refuse (once a small body is read, so the connection stays usable)."""
         raise web.HTTPError(
             404, "no route %s; the API is described at /api/v1/openapi.json", self.request.path
         )

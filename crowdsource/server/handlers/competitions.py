@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from crowdsource.server.handlers.base import APIHandler
+from crowdsource.server.handlers.base import ID_ROUTE, APIHandler, path_id
 
 
 class CompetitionsHandler(APIHandler):
     """`/competitions`: list (anyone) and host (with a token)."""
+
+    frame_methods = ("POST",)
 
     async def get(self) -> None:
         """List competitions, filtered by `type` and `status`."""
@@ -27,7 +29,7 @@ class CompetitionHandler(APIHandler):
 
     async def get(self, cid: str) -> None:
         """One competition."""
-        self.send(await self.competitions.get(int(cid)))
+        self.send(await self.competitions.get(path_id(cid, "competition")))
 
 
 class DatasetHandler(APIHandler):
@@ -35,20 +37,27 @@ class DatasetHandler(APIHandler):
 
     async def get(self, cid: str) -> None:
         """The dataset, as JSON or Parquet."""
-        await self.send_frame(await self.competitions.dataset(int(cid)))
+        await self.send_frame(await self.competitions.dataset(path_id(cid, "competition")))
 
 
 class AnswerHandler(APIHandler):
     """`/competitions/{id}/answer`: the hidden answer, for its host."""
 
+    frame_methods = ("POST",)
+
     async def get(self, cid: str) -> None:
         """The answer rows known so far."""
-        await self.send_frame(await self.competitions.answer(int(cid), self.participant))
+        await self.send_frame(
+            await self.competitions.answer(path_id(cid, "competition"), self.participant)
+        )
 
     async def post(self, cid: str) -> None:
         """Add or replace answer rows; affected submissions are re-scored."""
         result = await self.submissions.resolve(
-            int(cid), self.participant, self.body, self.request.headers.get("Content-Type")
+            path_id(cid, "competition"),
+            self.participant,
+            await self.read_body(),
+            self.request.headers.get("Content-Type"),
         )
         self.send(result)
 
@@ -58,13 +67,13 @@ class CloseHandler(APIHandler):
 
     async def post(self, cid: str) -> None:
         """Close now."""
-        self.send(await self.competitions.close_now(int(cid), self.participant))
+        self.send(await self.competitions.close_now(path_id(cid, "competition"), self.participant))
 
 
 default_handlers = [
     (r"/api/v1/competitions", CompetitionsHandler),
-    (r"/api/v1/competitions/(\d+)", CompetitionHandler),
-    (r"/api/v1/competitions/(\d+)/dataset", DatasetHandler),
-    (r"/api/v1/competitions/(\d+)/answer", AnswerHandler),
-    (r"/api/v1/competitions/(\d+)/close", CloseHandler),
+    (f"/api/v1/competitions/{ID_ROUTE}", CompetitionHandler),
+    (f"/api/v1/competitions/{ID_ROUTE}/dataset", DatasetHandler),
+    (f"/api/v1/competitions/{ID_ROUTE}/answer", AnswerHandler),
+    (f"/api/v1/competitions/{ID_ROUTE}/close", CloseHandler),
 ]

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from tornado import websocket
 
-from crowdsource.errors import CrowdsourceError
+from crowdsource.errors import BadRequest, Forbidden
 from crowdsource.server.events import Event
+from crowdsource.server.handlers.base import JSONErrors, query_id
 from crowdsource.server.leaderboards import LeaderboardManager
 from crowdsource.server.participants import ParticipantManager
 
-log = logging.getLogger("crowdsource.server")
 
-
-class EventsHandler(websocket.WebSocketHandler):
+class EventsHandler(JSONErrors, websocket.WebSocketHandler):
     """`/api/v1/events?competition=ID&token=...`."""
 
     _unsubscribe: Callable[[], None] | None = None
@@ -27,32 +25,31 @@ class EventsHandler(websocket.WebSocketHandler):
         return "*" in allowed or origin in allowed or super().check_origin(origin)
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Check the query before upgrading, so mistakes get a JSON error."""
-        if self.request.headers.get("Upgrade", "").lower() != "websocket":
-            self._refuse(
-                400, "bad_request", "this is a WebSocket endpoint; connect with a WebSocket client"
-            )
-            return
-        comp = self.get_argument("competition", None)
-        if comp is not None and not comp.isdigit():
-            self._refuse(400, "bad_request", "'competition' must be a competition id")
-            return
-        self.competition = int(comp) if comp else None
+        """Check the handshake and query before upgrading, so mistakes get a JSON error."""
+        problem = self._handshake_problem()
+        if problem is not None:
+            raise BadRequest(f"{problem}; this is a WebSocket endpoint: use a WebSocket client")
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            raise Forbidden(f"pages from {origin} may not open the event stream (--allow-origin)")
+        self.competition = query_id(self.get_argument("competition", None), "competition")
         token = self.get_argument("token", None)
         if token:
             participants: ParticipantManager = self.settings["participant_manager"]
-            try:
-                await participants.authenticate(token)
-            except CrowdsourceError as exc:
-                self._refuse(401, "unauthorized", exc.message)
-                return
+            await participants.authenticate(token)
         await super().get(*args, **kwargs)
 
-    def _refuse(self, status: int, code: str, message: str) -> None:
-        """Answer a plain-HTTP JSON error instead of upgrading."""
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish({"error": code, "message": message, "status": status})
+    def _handshake_problem(self) -> str | None:
+        """What the request lacks to be a WebSocket handshake Tornado accepts, if anything."""
+        headers = self.request.headers
+        connection = [part.strip().lower() for part in headers.get("Connection", "").split(",")]
+        if headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in connection:
+            return "send 'Upgrade: websocket' and 'Connection: Upgrade'"
+        if not headers.get("Sec-WebSocket-Key"):
+            return "send a Sec-WebSocket-Key"
+        if headers.get("Sec-WebSocket-Version") not in ("7", "8", "13"):
+            return "send Sec-WebSocket-Version: 13"
+        return None
 
     def open(self, *args: str, **kwargs: str) -> None:
         """Subscribe, then greet so the client knows to resync."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crowdsource.server.handlers.base import APIHandler
+from crowdsource.server.handlers.base import ID_ROUTE, APIHandler, path_id
 
 
 class LeaderboardHandler(APIHandler):
@@ -11,7 +11,11 @@ class LeaderboardHandler(APIHandler):
     async def get(self, cid: str) -> None:
         """One board."""
         board = self.get_argument("board", "public")
-        self.finish(await self.leaderboards.board_text(int(cid), board=board, viewer=self.viewer))
+        self.finish(
+            await self.leaderboards.board_text(
+                path_id(cid, "competition"), board=board, viewer=self.viewer
+            )
+        )
 
 
 class LeaderboardsHandler(APIHandler):
@@ -23,6 +27,6 @@ class LeaderboardsHandler(APIHandler):
 
 
 default_handlers = [
-    (r"/api/v1/competitions/(\d+)/leaderboard", LeaderboardHandler),
+    (f"/api/v1/competitions/{ID_ROUTE}/leaderboard", LeaderboardHandler),
     (r"/api/v1/leaderboards", LeaderboardsHandler),
 ]

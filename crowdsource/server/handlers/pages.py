@@ -8,6 +8,8 @@ from pathlib import Path
 
 from tornado import web
 
+from crowdsource.server.handlers.base import JSONErrors
+
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 PLOTLY_JS = "plotly.min.js"
 
@@ -31,7 +33,7 @@ def plotly_js_path() -> Path | None:
     return None
 
 
-class LeaderboardPageHandler(web.RequestHandler):
+class LeaderboardPageHandler(JSONErrors):
     """The live leaderboard page; it reads the public API and events like any client."""
 
     def set_default_headers(self) -> None:
@@ -48,7 +50,7 @@ class LeaderboardPageHandler(web.RequestHandler):
         self.set_header("Content-Type", "text/html; charset=UTF-8")
 
 
-class StaticHandler(web.StaticFileHandler):
+class StaticHandler(JSONErrors, web.StaticFileHandler):
     """Files of `crowdsource/static/`, plus `plotly.min.js` from the plotly package."""
 
     @classmethod

@@ -11,7 +11,7 @@ class ParticipantsHandler(APIHandler):
 
     async def post(self) -> None:
         """Register; the token is in this answer and never again."""
-        body = self.json_body()
+        body = await self.json_body()
         name = body.get("name") if isinstance(body, dict) else None
         self.send(await self.participants.register(name), 201)
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from crowdsource.server.handlers.base import APIHandler
+from crowdsource.server.handlers.base import ID_ROUTE, APIHandler, path_id, query_flag
 
 
 class CompetitionSubmissionsHandler(APIHandler):
     """`/competitions/{id}/submissions`: submit, or list yours."""
 
+    frame_methods = ("POST",)
+
     async def post(self, cid: str) -> None:
         """Submit predictions (JSON or Parquet); `?wait=false` answers 202 before scoring."""
-        wait = self.get_argument("wait", "true").lower() not in ("false", "0", "no")
+        wait = query_flag(self.get_argument("wait", None), "wait", default=True)
         data, new = await self.submissions.submit(
-            int(cid),
+            path_id(cid, "competition"),
             self.participant,
             self.upload,
             self.request.headers.get("Content-Type"),
@@ -23,7 +25,7 @@ class CompetitionSubmissionsHandler(APIHandler):
 
     async def get(self, cid: str) -> None:
         """Your submissions to this competition."""
-        found = await self.submissions.mine(self.participant, int(cid))
+        found = await self.submissions.mine(self.participant, path_id(cid, "competition"))
         self.send({"submissions": found})
 
 
@@ -40,7 +42,7 @@ class SubmissionHandler(APIHandler):
 
     async def get(self, sid: str) -> None:
         """One submission (owner or host)."""
-        self.send(await self.submissions.get(int(sid), self.participant))
+        self.send(await self.submissions.get(path_id(sid, "submission"), self.participant))
 
 
 class PredictionsHandler(APIHandler):
@@ -48,12 +50,14 @@ class PredictionsHandler(APIHandler):
 
     async def get(self, sid: str) -> None:
         """The predictions, as JSON or Parquet."""
-        await self.send_frame(await self.submissions.predictions(int(sid), self.participant))
+        await self.send_frame(
+            await self.submissions.predictions(path_id(sid, "submission"), self.participant)
+        )
 
 
 default_handlers = [
-    (r"/api/v1/competitions/(\d+)/submissions", CompetitionSubmissionsHandler),
+    (f"/api/v1/competitions/{ID_ROUTE}/submissions", CompetitionSubmissionsHandler),
     (r"/api/v1/submissions", SubmissionsHandler),
-    (r"/api/v1/submissions/(\d+)", SubmissionHandler),
-    (r"/api/v1/submissions/(\d+)/predictions", PredictionsHandler),
+    (f"/api/v1/submissions/{ID_ROUTE}", SubmissionHandler),
+    (f"/api/v1/submissions/{ID_ROUTE}/predictions", PredictionsHandler),
 ]
