@@ -9,6 +9,7 @@ from sqlalchemy import TextClause, bindparam, delete, select, text
 from sqlalchemy.orm import Session
 
 from crowdsource.metrics import get_metric
+from crowdsource.server.storage import locks
 from crowdsource.server.storage.tables import (
     Competition,
     Entry,
@@ -79,6 +80,7 @@ UPSERT = {True: _upsert(">"), False: _upsert("<")}  # by higher_is_better
 
 def rebuild(session: Session, comp: Competition) -> None:
     """Recompute a competition's boards from its submissions (after a re-score)."""
+    locks.take(session, [locks.competition(comp.id)])  # no submission writes an entry meanwhile
     session.execute(delete(Entry).where(Entry.competition_id == comp.id))
     session.flush()
     subs = session.scalars(

@@ -106,7 +106,7 @@ class Service:
     ) -> dict[str, Any] | None:
         """Before costly work: the submission a key already made, or the open and quota rules."""
         comp = competitions.get(session, competition_id)
-        existing = submissions.by_key(session, participant, key)
+        existing = submissions.by_key(session, participant, key, competition_id=comp.id)
         if existing is not None:
             return self._sub_json(session, existing)
         submissions.check_open(comp, participant, utcnow())
@@ -404,6 +404,7 @@ class Service:
         A large one is scored and stored by a scoring worker, from its spooled file."""
         key = submissions.check_key(key)
         spec = await self._spec(competition_id)
+        held = submissions.locks(competition_id, participant.id)
         big = len(body) > self.workers.inline_bytes
         if big or not wait:
             existing = await self.tx(self._precheck, competition_id, participant, key)
@@ -436,13 +437,15 @@ class Service:
             )
             new = False
             try:
-                data, new, stale = await self.writer.run(lambda: scored, record)
+                data, new, stale = await self.writer.run(lambda: scored, record, locks=held)
             finally:
                 if not new and scored.blob_id is not None:  # refused, or made before: unstore
                     await self.tx(submissions.drop_blob, scored.blob_id)
         else:
             data, new, stale = await self.writer.run(
-                lambda: scoring.score_body(self.db_url, spec, body, content_type), record
+                lambda: scoring.score_body(self.db_url, spec, body, content_type),
+                record,
+                locks=held,
             )
 
         if new:

@@ -6,13 +6,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from crowdsource.errors import BadRequest, Closed, Forbidden, NotFound, NotOpen, QuotaExceeded
+from crowdsource.errors import (
+    BadRequest,
+    Closed,
+    Conflict,
+    Forbidden,
+    NotFound,
+    NotOpen,
+    QuotaExceeded,
+)
 from crowdsource.server import leaderboards
 from crowdsource.server.competitions import status
 from crowdsource.server.scoring.score import Scored
+from crowdsource.server.storage import locks as advisory
 from crowdsource.server.storage.tables import (
     BLOBS,
     SCORES,
@@ -87,23 +96,35 @@ def check_quota(
     return left
 
 
+def locks(competition_id: int, participant_id: int) -> list[advisory.Lock]:
+    """What recording a submission holds: its participant's submissions (key and quota
+    checks, then the insert), and its competition's board shared (a rebuild waits)."""
+    return [advisory.competition(competition_id, shared=True), advisory.participant(participant_id)]
+
+
 def lock(session: Session, comp: Competition, participant: Participant) -> None:
-    """Serialise one participant's submissions to one competition (quota check, then insert)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:c, :p)"), {"c": comp.id, "p": participant.id}
-        )
+    """Take the locks of recording a submission (none on SQLite, where writes take turns)."""
+    advisory.take(session, locks(comp.id, participant.id))
 
 
-def by_key(session: Session, participant: Participant, key: str | None) -> Submission | None:
-    """The submission an Idempotency-Key already made, if any."""
+def by_key(
+    session: Session, participant: Participant, key: str | None, *, competition_id: int
+) -> Submission | None:
+    """The submission an Idempotency-Key already made to this competition, if any; a key is
+    the participant's own, for one competition: used for another, it is a Conflict."""
     if key is None:
         return None
-    return session.scalar(
+    found = session.scalar(
         select(Submission).where(
             Submission.participant_id == participant.id, Submission.idempotency_key == key
         )
     )
+    if found is not None and found.competition_id != competition_id:
+        raise Conflict(
+            f"this Idempotency-Key was used for a submission to competition "
+            f"{found.competition_id}; use a new key for each submission"
+        )
+    return found
 
 
 def record(
@@ -120,7 +141,7 @@ def record(
     leaderboard update, in the caller's transaction. `predictions` are bytes to store, or the
     id of a blob the scoring worker stored. Returns its view and whether it is new."""
     lock(session, comp, participant)
-    existing = by_key(session, participant, key)
+    existing = by_key(session, participant, key, competition_id=comp.id)
     if existing is not None:
         return as_json(session, existing, comp, participant, now), False
     check_open(comp, participant, now)
@@ -211,7 +232,9 @@ def settle(
     *,
     now: datetime,
 ) -> None:
-    """Record a new score for a stored submission, keep the history, and update the boards."""
+    """Record a new score for a stored submission, keep the history, and update the boards
+    (holding the competition's boards: a re-score settles many, then rebuilds them)."""
+    advisory.take(session, [advisory.competition(comp.id)])
     sub.state = scored.state
     sub.public_score, sub.private_score = scored.public_score, scored.private_score
     sub.scored_at = now
@@ -231,6 +254,7 @@ def settle(
 
 def fail(session: Session, comp: Competition, sub: Submission, reason: str) -> None:
     """Mark a pending submission failed; it no longer counts against the limit."""
+    advisory.take(session, [advisory.competition(comp.id)])
     sub.state, sub.reason = "failed", reason
     leaderboards.rebuild(session, comp)
 
