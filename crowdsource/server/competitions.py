@@ -315,7 +315,10 @@ def _store_answer(
 
 
 def add_answer_rows(session: Session, comp: Competition, rows: pd.DataFrame) -> int:
-    """Add or replace answer rows by id; returns how many rows are now known."""
+    """Add or replace answer rows by id; returns how many rows are now known. The
+    competition's row is locked and read again first, so that rows added at the same time
+    are merged one after another, never over each other."""
+    session.refresh(comp, with_for_update={"key_share": True})  # submissions still insert
     rows.columns = [str(c) for c in rows.columns]
     missing = [c for c in [comp.id_column, *comp.targets] if c not in rows.columns]
     if missing:
