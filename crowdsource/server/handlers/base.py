@@ -12,11 +12,18 @@ from asyncio import Future
 from http import HTTPStatus
 from typing import Any
 
+from sqlalchemy import exc as db
 from tornado import web
 from tornado.ioloop import IOLoop
 
 from crowdsource import frames
-from crowdsource.errors import CrowdsourceError, QuotaExceeded, RateLimited, Unauthorized
+from crowdsource.errors import (
+    CrowdsourceError,
+    DatabaseUnavailable,
+    QuotaExceeded,
+    RateLimited,
+    Unauthorized,
+)
 from crowdsource.server.service import Service
 from crowdsource.server.storage.tables import Participant
 from crowdsource.times import utcnow
@@ -36,6 +43,7 @@ STATUS = {
     "quota_exceeded": 429,
     "rate_limited": 429,
     "body_too_large": 413,
+    "database_unavailable": 503,
 }
 CODES = {
     400: "bad_request",
@@ -48,7 +56,16 @@ CODES = {
     415: "unsupported_media_type",
     422: "invalid",
     429: "rate_limited",
+    503: "database_unavailable",
 }
+
+
+def unavailable(exc: BaseException | None) -> bool:
+    """Whether `exc` says the database cannot be reached now (lost connections, a restart, a
+    full pool, a lock wait given up), so that the same request may succeed in a moment."""
+    if isinstance(exc, db.OperationalError | db.InterfaceError | db.TimeoutError):
+        return True
+    return isinstance(exc, db.DBAPIError) and exc.connection_invalidated
 
 
 class BodyTooLarge(CrowdsourceError):
@@ -203,6 +220,8 @@ class APIHandler(web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error as one JSON shape; no traceback ever leaves the server."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if unavailable(exc):
+            exc = DatabaseUnavailable()
         if isinstance(exc, CrowdsourceError):
             status_code = STATUS.get(exc.code, 400)
             code, message = exc.code, exc.message
@@ -219,7 +238,7 @@ class APIHandler(web.RequestHandler):
         if isinstance(exc, QuotaExceeded):
             retry = max(0, int((exc.resets_at - utcnow()).total_seconds()) + 1)
             self.set_header("Retry-After", str(retry))
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | DatabaseUnavailable):
             self.set_header("Retry-After", str(max(1, round(exc.retry_after))))
         self.set_header("Content-Type", "application/json; charset=utf-8")
         body = {"error": code, "message": message, "status": status_code}
@@ -231,6 +250,11 @@ class APIHandler(web.RequestHandler):
         """Log a person's mistake in one line; log real faults with their traceback."""
         if isinstance(value, CrowdsourceError):
             log.info("%s %s: %s", self.request.method, self.request.path, value.message)
+        elif unavailable(value):  # one line each while the database is away, not a traceback
+            first = (str(getattr(value, "orig", None) or value).splitlines() or [""])[0]
+            log.warning(
+                "%s %s: database unavailable: %s", self.request.method, self.request.path, first
+            )
         else:
             super().log_exception(typ, value, tb)
 

@@ -1,0 +1,290 @@
+"""Concurrency and lost connections against real servers: no acknowledged answer row or
+submission is lost, a taken name is a 409, group commits of two servers never deadlock, and a
+server outlives its database connections (PostgreSQL backends terminated under it)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+import websocket
+
+from tests.api import Api, events_url, split
+from tests.support import PG_ADMIN_URL, ServerProcess, postgres_database
+
+SERVER_FLAGS = ("--write-rate=100000", "--write-burst=100000")
+FLOOD = 8  # threads hitting one thing at once
+
+
+def at_once(n: int, fn: Callable[[int], Any]) -> list[Any]:
+    """Run `fn(i)` on n threads released together; returns their results in order."""
+    start = threading.Barrier(n)
+    results: list[Any] = [None] * n
+
+    def run(i: int) -> None:
+        start.wait()
+        results[i] = fn(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(240)
+    return results
+
+
+def predict_round(host: Api, rows: int = 100) -> int:
+    """A 'predict' competition posted with no answer yet; returns its id."""
+    dataset = {"columns": ["id", "x"], "data": [[i, i] for i in range(rows)]}
+    return int(host.host(type="predict", targets=["y"], dataset=dataset)["id"])
+
+
+@pytest.fixture
+def pg() -> Iterator[str]:
+    """A throwaway PostgreSQL database for one test."""
+    with postgres_database() as url:
+        yield url
+
+
+def admin() -> psycopg.Connection[Any]:
+    """A connection to the administration database, beside the test's own."""
+    return psycopg.connect(PG_ADMIN_URL, autocommit=True)
+
+
+def dbname(url: str) -> str:
+    """The database name in a URL."""
+    return url.rsplit("/", 1)[1]
+
+
+def terminate_backends(url: str) -> int:
+    """Kill every connection to the test's database, as a PostgreSQL restart would."""
+    with admin() as conn:
+        found = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+            (dbname(url),),
+        ).fetchone()
+    return int(found[0]) if found else 0
+
+
+def listeners(url: str) -> int:
+    """How many connections to the test's database are listening for events."""
+    with admin() as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query ILIKE 'LISTEN%%'",
+            (dbname(url),),
+        ).fetchone()
+    return int(found[0]) if found else 0
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Wait until `check()` holds (a state to reach, not a time to sleep)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def no_500(server: ServerProcess, *, tracebacks: bool = False) -> None:
+    """The server never failed a request nor logged a deadlock (nor, unless `tracebacks`,
+    any fault: with connections killed, a background read may fail and is logged)."""
+    text = server.log.read_text()
+    assert "deadlock detected" not in text
+    assert " 500 " not in text, text[-3000:]
+    assert tracebacks or "Traceback" not in text, text[-3000:]
+
+
+# ------------------------------------------------------------------ answer rows
+
+
+def test_no_answer_row_is_lost_when_hosts_add_rows_at_once(database: str, new_server: Any) -> None:
+    """8 threads each add 5 distinct answer rows at once; all 40 are in the answer after."""
+    server = new_server(database, *SERVER_FLAGS)
+    host = Api(server)
+    cid = predict_round(host)
+
+    def add(i: int) -> requests.Response:
+        rows = {"columns": ["id", "y"], "data": [[i * 5 + j, float(i)] for j in range(5)]}
+        return host.post(f"/competitions/{cid}/answer", json={"rows": rows})
+
+    answers = at_once(FLOOD, add)
+    assert [r.status_code for r in answers] == [200] * FLOOD, [r.text for r in answers]
+    got = host.get(f"/competitions/{cid}/answer")
+    assert got.status_code == 200, got.text
+    ids = sorted(row[0] for row in got.json()["data"])
+    assert ids == list(range(FLOOD * 5))
+    assert host.get(f"/competitions/{cid}").json()["answer_rows"] == FLOOD * 5
+    no_500(server)
+
+
+# ------------------------------------------------------------------ registrations
+
+
+def test_one_name_registered_at_once_is_one_201_and_409s(database: str, new_server: Any) -> None:
+    """Many threads register one name at once: exactly one 201, every other a 409."""
+    server = new_server(database, *SERVER_FLAGS)
+    for _ in range(3):
+        name = f"same-{uuid.uuid4().hex[:8]}"
+        answers = at_once(
+            16,
+            lambda _i, n=name: requests.post(
+                server.url + "/api/v1/participants", json={"name": n}, timeout=60
+            ),
+        )
+        assert Counter(r.status_code for r in answers) == {201: 1, 409: 15}
+        refusals = [r.json() for r in answers if r.status_code == 409]
+        assert all(body["error"] == "conflict" and name in body["message"] for body in refusals)
+    no_500(server)
+
+
+# ------------------------------------------------------------------ group commits
+
+
+def test_group_commits_of_two_servers_never_deadlock(pg: str, new_server: Any) -> None:
+    """Two servers on one database take many participants' submissions to the same two
+    competitions at once, each participant through both servers: no deadlock, and every
+    acknowledged submission is stored and counted."""
+    servers = [new_server(pg, *SERVER_FLAGS), new_server(pg, *SERVER_FLAGS)]
+    host = Api(servers[0])
+    data = {"columns": ["id", "x"], "data": [[i, i] for i in range(20)]}
+    answer = {"columns": ["id", "y"], "data": [[i, 2.0 * i] for i in range(20)]}
+    cids = [
+        host.host(type="regress", targets=["y"], dataset=data, answer=answer)["id"]
+        for _ in range(2)
+    ]
+    crowd = [Api(servers[0]) for _ in range(8)]
+    rounds = 20
+
+    def submit(i: int) -> list[int]:
+        me, server = crowd[i // 2], servers[i % 2]
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {me.token}"
+        made = []
+        for n in range(rounds):
+            cid = cids[(i + n) % 2]
+            body = {
+                "predictions": {"columns": ["id", "y"], "data": [[k, k + n] for k in range(20)]}
+            }
+            url = f"{server.url}/api/v1/competitions/{cid}/submissions"
+            r = session.post(url, json=body, timeout=60)
+            assert r.status_code == 201, r.text
+            made.append(int(r.json()["id"]))
+        return made
+
+    made = at_once(2 * len(crowd), submit)
+    for i, me in enumerate(crowd):
+        stored = me.get("/submissions").json()["submissions"]
+        assert sorted(s["id"] for s in stored) == sorted(made[2 * i] + made[2 * i + 1])
+    for cid in cids:
+        board = host.board(cid)
+        assert sum(e["submissions"] for e in board["entries"]) == len(crowd) * rounds
+    with admin() as conn:
+        deadlocks = conn.execute(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = %s", (dbname(pg),)
+        ).fetchone()
+    for server in servers:
+        no_500(server)
+    assert deadlocks == (0,)
+
+
+# ------------------------------------------------------------------ lost connections
+
+
+def watch(server: ServerProcess) -> websocket.WebSocket:
+    """A client on a server's event stream, past its greeting."""
+    ws = websocket.create_connection(events_url(server), timeout=30)
+    assert json.loads(ws.recv())["type"] == "hello"
+    return ws
+
+
+def scored_on(ws: websocket.WebSocket, submission_id: int, timeout: float = 60.0) -> None:
+    """Read events until the one for `submission_id` arrives."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ws.settimeout(max(0.1, deadline - time.monotonic()))
+        event = json.loads(ws.recv())
+        if event["type"] == "submission.scored" and event["data"]["submission_id"] == submission_id:
+            return
+    raise AssertionError(f"no event for submission {submission_id}")
+
+
+def test_servers_outlive_their_terminated_database_connections(pg: str, new_server: Any) -> None:
+    """Every backend is terminated under two servers: writes on A go on (a 503 at worst,
+    never a 500) and A's events reach a watcher on B once B listens again."""
+    a, b = new_server(pg, *SERVER_FLAGS), new_server(pg, *SERVER_FLAGS)
+    host, player = Api(a), Api(a)
+    data = {"columns": ["id", "x"], "data": [[i, i] for i in range(10)]}
+    answer = {"columns": ["id", "y"], "data": [[i, 1.0 * i] for i in range(10)]}
+    cid = host.host(type="regress", targets=["y"], dataset=data, answer=answer)["id"]
+    body = {"predictions": {"columns": ["id", "y"], "data": [[i, i + 0.5] for i in range(10)]}}
+    ws = watch(b)
+    first = player.post(f"/competitions/{cid}/submissions", json=body)
+    assert first.status_code == 201, first.text
+    scored_on(ws, first.json()["id"])
+
+    for _ in range(3):
+        assert terminate_backends(pg) >= 2  # at least both servers' listeners
+        key = uuid.uuid4().hex
+        r = player.post(
+            f"/competitions/{cid}/submissions", json=body, headers={"Idempotency-Key": key}
+        )
+        while r.status_code == 503:  # the outage is seen; the client retries with its key
+            assert r.json()["error"] == "database_unavailable"
+            assert r.headers["Retry-After"].isdigit()
+            time.sleep(0.2)
+            r = player.post(
+                f"/competitions/{cid}/submissions", json=body, headers={"Idempotency-Key": key}
+            )
+        assert r.status_code in (200, 201), r.text
+        wait_for(lambda: listeners(pg) == 2, "both servers to listen again")
+        after = player.post(f"/competitions/{cid}/submissions", json=body)
+        assert after.status_code == 201, after.text
+        scored_on(ws, after.json()["id"])
+    ws.close()
+    no_500(a, tracebacks=True)
+    no_500(b, tracebacks=True)
+
+
+def test_writes_get_503_while_the_database_refuses_connections(pg: str, new_server: Any) -> None:
+    """While the database takes no connections, writes are a 503 with Retry-After (never a
+    500); once it is back, the same server takes them again."""
+    server = new_server(pg, *SERVER_FLAGS)
+    host, player = Api(server), Api(server)
+    data = {"columns": ["id", "x"], "data": [[i, i] for i in range(10)]}
+    answer = {"columns": ["id", "y"], "data": [[i, 1.0 * i] for i in range(10)]}
+    cid = host.host(type="regress", targets=["y"], dataset=data, answer=answer)["id"]
+    name = dbname(pg)
+    body = {"predictions": {"columns": ["id", "y"], "data": [[i, i] for i in range(10)]}}
+    with admin() as conn:
+        conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        try:
+            terminate_backends(pg)
+            outage = [
+                player.post(f"/competitions/{cid}/submissions", json=body),
+                requests.post(server.url + "/api/v1/participants", json={"name": "x"}, timeout=60),
+                host.post(f"/competitions/{cid}/answer", json={"rows": split_rows()}),
+            ]
+        finally:
+            conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+    for r in outage:
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "database_unavailable"
+        assert "try again" in r.json()["message"]
+        assert int(r.headers["Retry-After"]) >= 1
+    again = player.post(f"/competitions/{cid}/submissions", json=body)
+    assert again.status_code == 201, again.text
+    assert " 500 " not in server.log.read_text()
+
+
+def split_rows() -> dict[str, Any]:
+    """A few answer rows in split form."""
+    import pandas as pd
+
+    return split(pd.DataFrame({"id": [1, 2], "y": [1.0, 2.0]}))
