@@ -17,7 +17,7 @@ import pytest
 import requests
 import websocket
 
-from tests.api import Api, events_url, split
+from tests.api import Api, events_url, read_event, split
 from tests.support import PG_ADMIN_URL, ServerProcess, postgres_database
 
 SERVER_FLAGS = ("--write-rate=100000", "--write-burst=100000")
@@ -243,6 +243,7 @@ def test_servers_outlive_their_terminated_database_connections(pg: str, new_serv
                 f"/competitions/{cid}/submissions", json=body, headers={"Idempotency-Key": key}
             )
         assert r.status_code in (200, 201), r.text
+        read_event(ws, "hello", timeout=60)  # B listens again, and says events were missed
         wait_for(lambda: listeners(pg) == 2, "both servers to listen again")
         after = player.post(f"/competitions/{cid}/submissions", json=body)
         assert after.status_code == 201, after.text

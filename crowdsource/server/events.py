@@ -29,6 +29,7 @@ CHANNEL = "crowdsource_events"
 NOTIFY_LIMIT = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes and more
 DATAGRAM_LIMIT = 64 * 1024  # larger events cross processes without their data
 JOINED = b""  # the datagram a starting process sends to the others
+RESYNC = "hello"  # delivered here when events may have been missed: listeners resync on it
 TYPES = (
     "competition.created",
     "competition.closed",
@@ -103,7 +104,8 @@ class PostgresEventBus(EventBus):
     Both connections outlive the database's restarts: publishing only queues the event (so
     a request that committed never fails on its event), a sender thread sends the queue,
     and each thread reconnects with backoff when its connection is lost. Events sent while
-    this process was not listening are not delivered to it."""
+    this process was not listening are lost to it: once it listens again, its subscribers
+    get a RESYNC event instead."""
 
     def __init__(self, dsn: str) -> None:
         super().__init__()
@@ -169,6 +171,7 @@ class PostgresEventBus(EventBus):
                     self._listen = _listening(self._dsn)
                     log.info("listening for events again")
                     wait.reset()
+                    super().publish(Event(RESYNC, 0))  # those sent meanwhile were missed
                 for note in self._listen.notifies(timeout=1.0):
                     super().publish(Event.from_json(note.payload))
             except psycopg.Error as exc:

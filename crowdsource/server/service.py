@@ -19,6 +19,7 @@ from crowdsource import frames
 from crowdsource.errors import BadRequest, Forbidden, InvalidSubmission, NotFound
 from crowdsource.server import competitions, leaderboards, participants, submissions
 from crowdsource.server.events import (
+    RESYNC,
     Event,
     EventBus,
     PostgresEventBus,
@@ -145,6 +146,10 @@ class Service:
 
     def _on_event(self, event: Event) -> None:
         """Hydrate events from any process and pass them to listeners."""
+        if event.type == RESYNC:  # the bus may have missed events: forget what they change
+            self._specs.clear()
+            for cid in {cid for cid, _ in self._boards} | set(self._board_changes):
+                self._forget(cid)
         if event.type == "competition.resolved":
             self._specs.pop(event.competition_id, None)
         if event.type == "leaderboard.changed":
