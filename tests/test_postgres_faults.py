@@ -124,6 +124,45 @@ def test_no_answer_row_is_lost_when_hosts_add_rows_at_once(database: str, new_se
     no_500(server)
 
 
+def test_scores_end_on_the_newest_answer_when_rows_arrive_during_submissions(
+    database: str, new_server: Any
+) -> None:
+    """A host adds answer rows step by step while participants submit to two servers: once
+    all is quiet, every submission's newest score is against the whole answer (a submission
+    scored against an older answer is scored again on the newest, never the reverse)."""
+    first = new_server(database, *SERVER_FLAGS)
+    second = new_server(database, *SERVER_FLAGS) if "://" in database else first
+    host = Api(first)
+    cid = predict_round(host, rows=60)
+    crowd = [Api(first) for _ in range(4)]
+    done = threading.Event()
+
+    def submit(i: int) -> None:
+        if i == len(crowd):  # the host
+            for step in range(6):
+                rows = {"columns": ["id", "y"], "data": [[step * 10 + j, 1.0] for j in range(10)]}
+                r = host.post(f"/competitions/{cid}/answer", json={"rows": rows})
+                assert r.status_code == 200, r.text
+            done.set()
+            return
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {crowd[i].token}"
+        url = f"{(first, second)[i % 2].url}/api/v1/competitions/{cid}/submissions"
+        body = {"predictions": {"columns": ["id", "y"], "data": [[k, 1.0] for k in range(60)]}}
+        while not done.is_set():
+            r = session.post(url, json=body, timeout=60)
+            assert r.status_code == 201, r.text
+
+    at_once(len(crowd) + 1, submit)
+
+    def settled() -> bool:
+        subs = [s for me in crowd for s in me.get("/submissions").json()["submissions"]]
+        return all(s["history"] and s["history"][-1]["answer_rows"] == 60 for s in subs)
+
+    wait_for(settled, "every submission scored against all 60 answer rows", timeout=120)
+    no_500(first)
+
+
 # ------------------------------------------------------------------ registrations
 
 

@@ -367,8 +367,10 @@ class Service:
         self._publish("leaderboard.changed", competition_id)
         return {"answer_rows": count, "rescored": rescored}
 
-    async def _rescore(self, competition_id: int, spec: scoring.Spec) -> int:
-        """Score every live submission of a competition again; rebuild its boards."""
+    async def _rescore(self, competition_id: int, spec: scoring.Spec | None = None) -> int:
+        """Score every live submission of a competition again (on its newest answer unless
+        `spec` says which); rebuild its boards."""
+        spec = spec or await self._spec(competition_id)
         subs = await self.tx(
             lambda s: [
                 (sub.id, competitions.blob(s, sub.predictions_blob_id))
@@ -383,7 +385,9 @@ class Service:
             results.append((sub_id, scored))
 
         def run(session: Session) -> None:
-            comp = competitions.get(session, competition_id)
+            comp = submissions.rescoring(session, competition_id, spec.answer_blob_id)
+            if comp is None:
+                return  # a newer answer came meanwhile: its own re-score writes
             now = utcnow()
             for sub_id, scored in results:
                 sub = session.get_one(Submission, sub_id)
@@ -455,8 +459,9 @@ class Service:
 
         if new:
             self._announce_scored(data)
-        if stale:
-            self._spawn(self._rescore(competition_id, spec))
+        if stale:  # scored against an answer replaced meanwhile: all again, on the newest
+            self._specs.pop(competition_id, None)
+            self._spawn(self._rescore(competition_id))
         return data, new
 
     async def _submit_later(
@@ -507,9 +512,11 @@ class Service:
         except InvalidSubmission as exc:
             scored, reason = None, exc.message
 
-        def record(session: Session) -> dict[str, Any]:
+        def record(session: Session) -> dict[str, Any] | None:
             sub = submissions.get(session, submission_id)
-            comp = competitions.get(session, sub.competition_id)
+            comp = submissions.rescoring(session, sub.competition_id, spec.answer_blob_id)
+            if comp is None:
+                return None  # the answer changed while it was scored
             if scored is None:
                 submissions.fail(session, comp, sub, reason or "could not be scored")
             else:
@@ -517,6 +524,8 @@ class Service:
             return self._sub_json(session, sub)
 
         view = await self.tx(record)
+        if view is None:
+            return await self._finish(submission_id)
         self._announce_scored(view)
 
     def _announce_scored(self, view: dict[str, Any]) -> None:

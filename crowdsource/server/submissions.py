@@ -190,6 +190,19 @@ def record(
     ), True
 
 
+def rescoring(
+    session: Session, competition_id: int, answer_blob_id: int | None
+) -> Competition | None:
+    """A competition about to have scores written, its boards locked and its row read after
+    the lock; None if its answer is no longer `answer_blob_id`, the one the scores are
+    against (so that they are scored again on the newest, never written over newer ones)."""
+    advisory.take(session, [advisory.competition(competition_id)])
+    comp = session.get(Competition, competition_id, populate_existing=True)
+    if comp is None or comp.answer_blob_id != answer_blob_id:
+        return None
+    return comp
+
+
 def drop_blob(session: Session, blob_id: int) -> None:
     """Delete predictions a scoring worker stored for a submission that was then refused."""
     session.execute(delete(BLOBS).where(BLOBS.c.id == blob_id))
