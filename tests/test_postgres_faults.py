@@ -16,7 +16,13 @@ import psycopg
 import pytest
 import requests
 import websocket
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, event, text
+from sqlalchemy.orm import Session
 
+from crowdsource.server.storage import locks
+from crowdsource.server.storage.engine import make_engine
 from tests.api import Api, events_url, read_event, split
 from tests.support import PG_ADMIN_URL, ServerProcess, postgres_database
 
@@ -99,6 +105,73 @@ def no_500(server: ServerProcess, *, tracebacks: bool = False) -> None:
     assert "deadlock detected" not in text
     assert " 500 " not in text, text[-3000:]
     assert tracebacks or "Traceback" not in text, text[-3000:]
+
+
+# ------------------------------------------------------------------ the lock order
+
+
+@pytest.fixture(scope="module")
+def pg_engine() -> Iterator[Engine]:
+    """An engine on a throwaway PostgreSQL database (advisory locks need no tables)."""
+    with postgres_database() as url:
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
+
+
+LOCKS = st.builds(
+    locks.Lock,
+    st.sampled_from([locks.COMPETITION, locks.PARTICIPANT]),
+    st.integers(1, 4),
+    st.booleans(),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=st.lists(st.lists(LOCKS, max_size=6), min_size=1, max_size=3))
+def test_advisory_locks_are_taken_once_each_in_one_order(
+    pg_engine: Engine, batches: list[list[locks.Lock]]
+) -> None:
+    """Whatever locks the jobs of a transaction name, each key is taken once, in the one
+    order, exclusive if any job wants it so; asking again for held ones takes nothing."""
+    wanted = [lock for batch in batches for lock in batch]
+    taken: list[tuple[int, int]] = []
+
+    def spy(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "pg_advisory_xact_lock" in statement:
+            taken.append((params["space"], params["id"]))
+
+    event.listen(pg_engine, "before_cursor_execute", spy)
+    try:
+        with Session(pg_engine) as session, session.begin():
+            locks.take(session, wanted)
+            for batch in batches:
+                locks.take(session, [lock for lock in batch if lock.shared])
+            held = session.execute(
+                text(
+                    "SELECT classid::bigint, objid::bigint, mode FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                )
+            ).all()
+    finally:
+        event.remove(pg_engine, "before_cursor_execute", spy)
+    keys = {(lock.space, lock.id) for lock in wanted}
+    assert taken == sorted(keys)
+    exclusive = {(lock.space, lock.id) for lock in wanted if not lock.shared}
+    assert sorted(held) == sorted(
+        (space, id_, "ExclusiveLock" if (space, id_) in exclusive else "ShareLock")
+        for space, id_ in keys
+    )
+
+
+def test_a_shared_lock_is_never_made_exclusive(pg_engine: Engine) -> None:
+    """Two holders of a shared lock that both want it exclusive would deadlock: refused."""
+    with Session(pg_engine) as session, session.begin():
+        locks.take(session, [locks.competition(1, shared=True)])
+        with pytest.raises(RuntimeError, match="take it exclusive first"):
+            locks.take(session, [locks.competition(1)])
 
 
 # ------------------------------------------------------------------ answer rows
