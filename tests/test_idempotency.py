@@ -65,29 +65,29 @@ def test_a_key_reused_on_another_competition_is_a_409(server: ServerProcess, wai
     assert mine(me, first) == [made.json()["id"]]
 
 
-def race(me: Api, cids: list[int], key: str, *, wait: bool) -> dict[int, requests.Response]:
-    """Send one key to every competition at once; each competition's answer."""
+def race(me: Api, cids: list[int], key: str, *, wait: bool) -> list[tuple[int, requests.Response]]:
+    """Send one key to each of `cids` at once; each competition with its answer."""
     start = threading.Barrier(len(cids))
-    answers: dict[int, requests.Response] = {}
+    answers: list[Any] = [None] * len(cids)
 
-    def one(cid: int) -> None:
+    def one(i: int) -> None:
         session = requests.Session()
         session.headers.update(me.session.headers)
         start.wait()
-        answers[cid] = session.post(
-            f"{me.url}/api/v1/competitions/{cid}/submissions",
+        answers[i] = session.post(
+            f"{me.url}/api/v1/competitions/{cids[i]}/submissions",
             json=BODY,
             headers={"Idempotency-Key": key},
             params={"wait": str(wait).lower()},
             timeout=60,
         )
 
-    threads = [threading.Thread(target=one, args=(cid,)) for cid in cids]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(cids))]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
-    return answers
+    return list(zip(cids, answers, strict=True))
 
 
 def test_one_key_sent_to_two_competitions_at_once(server: ServerProcess) -> None:
@@ -97,13 +97,23 @@ def test_one_key_sent_to_two_competitions_at_once(server: ServerProcess) -> None
     cids = [regress_round(host) for _ in range(4)]
     for n in range(8):
         answers = race(me, cids, uuid.uuid4().hex, wait=n % 2 == 1)
-        statuses = Counter(r.status_code for r in answers.values())
+        statuses = Counter(r.status_code for _, r in answers)
         accepted = 201 if n % 2 else 202
-        assert statuses == {accepted: 1, 409: len(cids) - 1}, [r.text for r in answers.values()]
-        winner = next(cid for cid, r in answers.items() if r.status_code == accepted)
-        refusals = [r.json()["message"] for r in answers.values() if r.status_code == 409]
+        assert statuses == {accepted: 1, 409: len(cids) - 1}, [r.text for _, r in answers]
+        winner = next(cid for cid, r in answers if r.status_code == accepted)
+        refusals = [r.json()["message"] for _, r in answers if r.status_code == 409]
         assert all(f"competition {winner};" in message for message in refusals)
     assert len(me.get("/submissions").json()["submissions"]) == 8
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_one_key_sent_to_one_competition_at_once(server: ServerProcess, wait: bool) -> None:
+    """Six copies of one keyed submission at once: one is made, the others answer it (200)."""
+    host, me = Api(server), Api(server)
+    cid = regress_round(host)
+    answers = race(me, [cid] * 6, uuid.uuid4().hex, wait=wait)
+    assert Counter(r.status_code for _, r in answers) == {201 if wait else 202: 1, 200: 5}
+    assert {r.json()["id"] for _, r in answers} == set(mine(me, cid))
 
 
 @settings(
