@@ -12,6 +12,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# libpq options: a connect gives up after a few seconds (the request answers 503), and
+# keepalives notice a server that vanished without closing its connections.
+PG_CONNECT = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def database_url(db: str) -> str:
@@ -58,7 +67,10 @@ def make_engine(db: str, *, synchronous: str = "NORMAL") -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas(synchronous))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    # Dead connections (a restart, a terminated backend) are replaced at checkout by the ping.
+    postgres = url.get_backend_name() == "postgresql"
+    connect = {k: v for k, v in PG_CONNECT.items() if postgres and k not in url.query}
+    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, connect_args=connect)
 
 
 def migrate(engine: Engine) -> None:
