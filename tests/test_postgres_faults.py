@@ -4,6 +4,7 @@ server outlives its database connections (PostgreSQL backends terminated under i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -21,10 +22,11 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
 
+from crowdsource.server.events import CHANNEL, RESYNC, Event, PostgresEventBus
 from crowdsource.server.storage import locks
 from crowdsource.server.storage.engine import make_engine
 from tests.api import Api, events_url, read_event, split
-from tests.support import PG_ADMIN_URL, ServerProcess, postgres_database
+from tests.support import PG_ADMIN_URL, ServerProcess, postgres_database, run
 
 SERVER_FLAGS = ("--write-rate=100000", "--write-burst=100000")
 FLOOD = 8  # threads hitting one thing at once
@@ -111,12 +113,18 @@ def no_500(server: ServerProcess, *, tracebacks: bool = False) -> None:
 
 
 @pytest.fixture(scope="module")
-def pg_engine() -> Iterator[Engine]:
-    """An engine on a throwaway PostgreSQL database (advisory locks need no tables)."""
+def pg_module() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this module's in-process tests (no tables)."""
     with postgres_database() as url:
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
+        yield url
+
+
+@pytest.fixture(scope="module")
+def pg_engine(pg_module: str) -> Iterator[Engine]:
+    """An engine on that database."""
+    engine = make_engine(pg_module)
+    yield engine
+    engine.dispose()
 
 
 LOCKS = st.builds(
@@ -172,6 +180,41 @@ def test_a_shared_lock_is_never_made_exclusive(pg_engine: Engine) -> None:
         locks.take(session, [locks.competition(1, shared=True)])
         with pytest.raises(RuntimeError, match="take it exclusive first"):
             locks.take(session, [locks.competition(1)])
+
+
+# ------------------------------------------------------------------ the event bus
+
+
+def test_the_event_bus_outlives_its_connections(pg_module: str) -> None:
+    """A notification that is no event is skipped; with every connection terminated,
+    publishing still never fails, the bus says it listens again (a resync), and events flow."""
+    dsn = pg_module.replace("postgresql+psycopg://", "postgresql://")
+
+    async def main() -> None:
+        bus = PostgresEventBus(dsn)
+        got: asyncio.Queue[Event] = asyncio.Queue()
+        bus.subscribe(got.put_nowait)
+
+        async def next_event(kind: str) -> Event:
+            while (event := await asyncio.wait_for(got.get(), 60)).type != kind:
+                pass
+            return event
+
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"NOTIFY {CHANNEL}, 'not an event'")
+            bus.publish(Event("competition.created", 1))
+            assert (await next_event("competition.created")).competition_id == 1
+            for n in range(3):
+                assert terminate_backends(pg_module) >= 1
+                bus.publish(Event("competition.closed", n))  # queued: sent once it reconnects
+                await next_event(RESYNC)
+                bus.publish(Event("competition.resolved", n))
+                assert (await next_event("competition.resolved")).competition_id == n
+        finally:
+            bus.close()
+
+    run(main())
 
 
 # ------------------------------------------------------------------ answer rows

@@ -173,7 +173,7 @@ class PostgresEventBus(EventBus):
                     wait.reset()
                     super().publish(Event(RESYNC, 0))  # those sent meanwhile were missed
                 for note in self._listen.notifies(timeout=1.0):
-                    super().publish(Event.from_json(note.payload))
+                    self._receive(note.payload)
             except psycopg.Error as exc:
                 _discard(self._listen)
                 self._listen = None
@@ -181,8 +181,18 @@ class PostgresEventBus(EventBus):
                     return
                 log.warning("event listener lost the database (%s); reconnecting", _first_line(exc))
                 self._stop.wait(wait.next())
-            except Exception:  # a malformed payload: skip it, keep listening
-                log.exception("event listener could not read a notification")
+            except Exception:  # keep listening, whatever failed
+                log.exception("event listener failed; going on")
+                self._stop.wait(1.0)
+
+    def _receive(self, payload: str) -> None:
+        """Hand one notification to the IOLoop (one that is not an event is skipped)."""
+        try:
+            event = Event.from_json(payload)
+        except (ValueError, TypeError) as exc:
+            log.warning("skipped a notification that is not an event: %s", exc)
+            return
+        super().publish(event)
 
     def close(self) -> None:
         """Send what is queued (briefly), stop both threads and close their connections."""
