@@ -11,6 +11,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,13 +21,16 @@ import websocket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from crowdsource.server.events import CHANNEL, RESYNC, Event, PostgresEventBus
 from crowdsource.server.storage import locks
-from crowdsource.server.storage.engine import make_engine
+from crowdsource.server.storage.engine import make_engine, session_factory
+from crowdsource.server.storage.groupcommit import GroupCommit
 from tests.api import Api, events_url, read_event, split
 from tests.support import PG_ADMIN_URL, ServerProcess, postgres_database, run
+from tests.test_writer import run_all
 
 SERVER_FLAGS = ("--write-rate=100000", "--write-burst=100000")
 FLOOD = 8  # threads hitting one thing at once
@@ -180,6 +184,32 @@ def test_a_shared_lock_is_never_made_exclusive(pg_engine: Engine) -> None:
         locks.take(session, [locks.competition(1, shared=True)])
         with pytest.raises(RuntimeError, match="take it exclusive first"):
             locks.take(session, [locks.competition(1)])
+
+
+# ------------------------------------------------------------------ the group commit
+
+
+def test_a_group_commit_stops_retrying_once_the_database_is_away(tmp_path: Path) -> None:
+    """A batch that fails is written job by job, unless the database is away: then the
+    first failure answers every job that waits (a 503 each), at once."""
+    engine = make_engine(str(tmp_path / "w.db"))
+    group = GroupCommit(session_factory(engine))
+    tried: list[int] = []
+
+    def job(n: int) -> Callable[[Session, None], int]:
+        def write(session: Session, _: None) -> int:
+            tried.append(n)
+            raise OperationalError("SELECT 1", None, ConnectionError("server closed"))
+
+        return write
+
+    try:
+        outcomes = run(run_all(group, [job(n) for n in range(5)]))
+    finally:
+        group.close()
+        engine.dispose()
+    assert all(isinstance(o, OperationalError) for o in outcomes)
+    assert tried == [0, 0]  # once in the batch, once alone: the others were not tried
 
 
 # ------------------------------------------------------------------ the event bus

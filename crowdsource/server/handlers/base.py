@@ -12,7 +12,6 @@ from asyncio import Future
 from http import HTTPStatus
 from typing import Any
 
-from sqlalchemy import exc as db
 from tornado import web
 from tornado.ioloop import IOLoop
 
@@ -25,6 +24,7 @@ from crowdsource.errors import (
     Unauthorized,
 )
 from crowdsource.server.service import Service
+from crowdsource.server.storage.engine import unavailable
 from crowdsource.server.storage.tables import Participant
 from crowdsource.times import utcnow
 
@@ -58,14 +58,6 @@ CODES = {
     429: "rate_limited",
     503: "database_unavailable",
 }
-
-
-def unavailable(exc: BaseException | None) -> bool:
-    """Whether `exc` says the database cannot be reached now (lost connections, a restart, a
-    full pool, a lock wait given up), so that the same request may succeed in a moment."""
-    if isinstance(exc, db.OperationalError | db.InterfaceError | db.TimeoutError):
-        return True
-    return isinstance(exc, db.DBAPIError) and exc.connection_invalidated
 
 
 class BodyTooLarge(CrowdsourceError):

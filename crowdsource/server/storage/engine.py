@@ -8,6 +8,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as db
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
@@ -71,6 +72,14 @@ def make_engine(db: str, *, synchronous: str = "NORMAL") -> Engine:
     postgres = url.get_backend_name() == "postgresql"
     connect = {k: v for k, v in PG_CONNECT.items() if postgres and k not in url.query}
     return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, connect_args=connect)
+
+
+def unavailable(exc: BaseException | None) -> bool:
+    """Whether `exc` says the database cannot be reached now (lost connections, a restart, a
+    full pool, a lock wait given up), so that the same request may succeed in a moment."""
+    if isinstance(exc, db.OperationalError | db.InterfaceError | db.TimeoutError):
+        return True
+    return isinstance(exc, db.DBAPIError) and exc.connection_invalidated
 
 
 def migrate(engine: Engine) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdsource.errors import CrowdsourceError
+from crowdsource.server.storage.engine import unavailable
 from crowdsource.server.storage.locks import Lock, take
 
 log = logging.getLogger(__name__)
@@ -129,19 +130,24 @@ class GroupCommit:
                 ready[0].settle(error=exc)
                 return
             log.info("a group commit of %d failed (%s); writing each alone", len(ready), exc)
-            for job in ready:
-                self._alone(job)
+            for i, job in enumerate(ready):
+                error = self._alone(job)
+                if unavailable(error):  # the database is away: the others fail alike, now
+                    for rest in ready[i + 1 :]:
+                        rest.settle(error=error)
+                    return
             return
         for job, result, error in outcomes:
             job.settle(result, error)
 
-    def _alone(self, job: _Job[Any, Any]) -> None:
-        """Write one job in its own transaction."""
+    def _alone(self, job: _Job[Any, Any]) -> BaseException | None:
+        """Write one job in its own transaction; returns what it failed with, if it did."""
         try:
             with self._sessions.begin() as session:
                 take(session, job.locks)
                 result = job.write(session, job.prepared)
         except BaseException as exc:  # handed to the caller
             job.settle(error=exc)
-        else:
-            job.settle(result)
+            return exc
+        job.settle(result)
+        return None
