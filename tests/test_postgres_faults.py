@@ -332,11 +332,17 @@ def test_one_name_registered_at_once_is_one_201_and_409s(database: str, new_serv
 # ------------------------------------------------------------------ group commits
 
 
-def test_group_commits_of_two_servers_never_deadlock(pg: str, new_server: Any) -> None:
-    """Two servers on one database take many participants' submissions to the same two
-    competitions at once, each participant through both servers: no deadlock, and every
-    acknowledged submission is stored and counted."""
-    servers = [new_server(pg, *SERVER_FLAGS), new_server(pg, *SERVER_FLAGS)]
+@pytest.mark.parametrize("processes", [False, True], ids=["two servers", "--processes 2"])
+def test_group_commits_of_two_servers_never_deadlock(
+    pg: str, new_server: Any, processes: bool
+) -> None:
+    """Two servers (or two processes of one) on one database take many participants'
+    submissions to the same two competitions at once, each participant through both: no
+    deadlock, and every acknowledged submission is stored and counted."""
+    if processes:
+        servers = [new_server(pg, "--processes=2", *SERVER_FLAGS)] * 2
+    else:
+        servers = [new_server(pg, *SERVER_FLAGS), new_server(pg, *SERVER_FLAGS)]
     host = Api(servers[0])
     data = {"columns": ["id", "x"], "data": [[i, i] for i in range(20)]}
     answer = {"columns": ["id", "y"], "data": [[i, 2.0 * i] for i in range(20)]}
