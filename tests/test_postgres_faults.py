@@ -445,14 +445,16 @@ def test_servers_outlive_their_terminated_database_connections(pg: str, new_serv
 
 
 def test_writes_get_503_while_the_database_refuses_connections(pg: str, new_server: Any) -> None:
-    """While the database takes no connections, writes are a 503 with Retry-After (never a
-    500); once it is back, the same server takes them again."""
+    """While the database takes no connections, writes (and an event stream that must check
+    its token) are a 503 with Retry-After, never a 500; once it is back, the same server
+    takes them again."""
     server = new_server(pg, *SERVER_FLAGS)
     host, player = Api(server), Api(server)
     data = {"columns": ["id", "x"], "data": [[i, i] for i in range(10)]}
     answer = {"columns": ["id", "y"], "data": [[i, 1.0 * i] for i in range(10)]}
     cid = host.host(type="regress", targets=["y"], dataset=data, answer=answer)["id"]
     name = dbname(pg)
+    watcher = server.register()
     body = {"predictions": {"columns": ["id", "y"], "data": [[i, i] for i in range(10)]}}
     with admin() as conn:
         conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
@@ -463,6 +465,8 @@ def test_writes_get_503_while_the_database_refuses_connections(pg: str, new_serv
                 requests.post(server.url + "/api/v1/participants", json={"name": "x"}, timeout=60),
                 host.post(f"/competitions/{cid}/answer", json={"rows": split_rows()}),
             ]
+            stream = f"{server.url}/api/v1/events?token={watcher['token']}"  # not cached yet
+            outage.append(requests.get(stream, headers={"Upgrade": "websocket"}, timeout=60))
         finally:
             conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
     for r in outage:

@@ -8,9 +8,10 @@ from typing import Any
 
 from tornado import websocket
 
-from crowdsource.errors import CrowdsourceError
+from crowdsource.errors import CrowdsourceError, DatabaseUnavailable
 from crowdsource.server.events import Event
 from crowdsource.server.service import Service
+from crowdsource.server.storage.engine import unavailable
 
 log = logging.getLogger("crowdsource.server")
 
@@ -44,6 +45,12 @@ class EventsHandler(websocket.WebSocketHandler):
                 await service.authenticate(token)
             except CrowdsourceError as exc:
                 self._refuse(401, "unauthorized", exc.message)
+                return
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+                self.set_header("Retry-After", str(DatabaseUnavailable.retry_after))
+                self._refuse(503, DatabaseUnavailable.code, DatabaseUnavailable().message)
                 return
         await super().get(*args, **kwargs)
 
