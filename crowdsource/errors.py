@@ -85,3 +85,17 @@ class RateLimited(CrowdsourceError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class DatabaseUnavailable(CrowdsourceError):
+    """The database cannot be reached just now (restarting, or connections lost)."""
+
+    code = "database_unavailable"
+    retry_after = 2  # seconds: a restart or a reconnect takes about that long
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message
+            or "the server cannot reach its database just now; try again in a few seconds "
+            "(with the same Idempotency-Key, a submission is never recorded twice)"
+        )

@@ -20,7 +20,7 @@ from traitlets.config import LoggingConfigurable
 from crowdsource import frames
 from crowdsource.errors import BadRequest, Forbidden, InvalidCompetition, NotFound
 from crowdsource.metrics import DEFAULT_METRIC, allowed_metrics, get_metric
-from crowdsource.server.events import Event, EventBus
+from crowdsource.server.events import RESYNC, Event, EventBus
 from crowdsource.server.scoring import score as scoring
 from crowdsource.server.scoring.score import (
     Prepared,
@@ -402,7 +402,10 @@ def _store_answer(session: Session, comp: Competition, answer: pd.DataFrame) -> 
 
 
 def add_answer_rows(session: Session, comp: Competition, rows: pd.DataFrame) -> int:
-    """Add or replace answer rows by id; returns how many rows are now known."""
+    """Add or replace answer rows by id; returns how many rows are now known. The
+    competition's row is locked and read again first, so that rows added at the same time
+    are merged one after another, never over each other."""
+    session.refresh(comp, with_for_update={"key_share": True})  # submissions still insert
     rows.columns = [str(c) for c in rows.columns]
     missing = [c for c in [comp.id_column, *comp.targets] if c not in rows.columns]
     if missing:
@@ -518,7 +521,10 @@ class CompetitionManager(LoggingConfigurable):
         bus.subscribe(self._on_event)
 
     def _on_event(self, event: Event) -> None:
-        """A competition resolved in any process has a new answer: forget its spec."""
+        """A competition resolved in any process has a new answer: forget its spec (all of
+        them after a resync: the bus may have missed events)."""
+        if event.type == RESYNC:
+            self._specs.clear()
         if event.type == "competition.resolved":
             self._specs.pop(event.competition_id, None)
 

@@ -4,14 +4,17 @@ sockets among the processes of one machine (`--processes` on a SQLite file)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import random
 import socket
 import tempfile
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,7 @@ CHANNEL = "crowdsource_events"
 NOTIFY_LIMIT = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes and more
 DATAGRAM_LIMIT = 64 * 1024  # larger events cross processes without their data
 JOINED = b""  # the datagram a starting process sends to the others
+RESYNC = "hello"  # delivered here when events may have been missed: listeners resync on it
 TYPES = (
     "competition.created",
     "competition.closed",
@@ -95,51 +99,166 @@ class EventBus:
 
 
 class PostgresEventBus(EventBus):
-    """Publishes with NOTIFY; a listener thread per process delivers what any process sent."""
+    """Publishes with NOTIFY; a listener thread per process delivers what any process sent.
+
+    Both connections outlive the database's restarts: publishing only queues the event (so
+    a request that committed never fails on its event), a sender thread sends the queue,
+    and each thread reconnects with backoff when its connection is lost. Events sent while
+    this process was not listening are lost to it: once it listens again, its subscribers
+    get a RESYNC event instead."""
 
     def __init__(self, dsn: str) -> None:
         super().__init__()
-        import psycopg
-
         self._dsn = dsn
-        self._send = psycopg.connect(dsn, autocommit=True)
-        self._send_lock = threading.Lock()
         self._stop = threading.Event()
-        self._listen = psycopg.connect(dsn, autocommit=True)
-        self._listen.execute(f"LISTEN {CHANNEL}")
-        threading.Thread(target=self._run, name="crowdsource-listen", daemon=True).start()
+        self._outbox: deque[str] = deque(maxlen=OUTBOX_LIMIT)
+        self._ready = threading.Condition()
+        self._listen: Any = _listening(dsn)  # before serving: events from the start are heard
+        self._threads = [
+            threading.Thread(target=self._run, name="crowdsource-listen", daemon=True),
+            threading.Thread(target=self._send_all, name="crowdsource-notify", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def publish(self, event: Event) -> None:
-        """NOTIFY every process, this one included (large data is left for each to load)."""
-        payload = _trimmed(event, NOTIFY_LIMIT).decode()
-        with self._send_lock:
-            self._send.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+        """Queue a NOTIFY to every process, this one included (large data is left for each
+        to load); never blocks nor fails."""
+        with self._ready:
+            if len(self._outbox) == self._outbox.maxlen:
+                log.warning("%d events wait for the database; dropping the oldest", OUTBOX_LIMIT)
+            self._outbox.append(_trimmed(event, NOTIFY_LIMIT).decode())
+            self._ready.notify()
 
-    def _run(self) -> None:
-        """Receive notifications and hand them to the IOLoop."""
-        while not self._stop.is_set():
-            try:
-                for note in self._listen.notifies(timeout=1.0):
-                    super().publish(Event.from_json(note.payload))
-            except Exception:
-                if self._stop.is_set():
-                    return
-                log.exception("event listener lost its connection; reconnecting")
-                self._reconnect()
-
-    def _reconnect(self) -> None:
-        """Open a new listening connection after a failure."""
+    def _send_all(self) -> None:
+        """Send queued events, reconnecting with backoff while the database is away."""
         import psycopg
 
-        self._stop.wait(1.0)
-        self._listen = psycopg.connect(self._dsn, autocommit=True)
-        self._listen.execute(f"LISTEN {CHANNEL}")
+        conn: Any = None
+        wait = Backoff()
+        while True:
+            with self._ready:
+                while not self._outbox and not self._stop.is_set():
+                    self._ready.wait()
+                if not self._outbox:
+                    break
+                payload = self._outbox[0]
+            try:
+                conn = conn if conn is not None and not conn.closed else _connect(self._dsn)
+                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+            except psycopg.Error as exc:
+                _discard(conn)
+                conn = None
+                if self._stop.is_set():
+                    break
+                log.warning("cannot send events (%s); trying again", _first_line(exc))
+                self._stop.wait(wait.next())
+                continue
+            wait.reset()
+            with self._ready:
+                if self._outbox and self._outbox[0] is payload:
+                    self._outbox.popleft()
+        _discard(conn)
+
+    def _run(self) -> None:
+        """Receive notifications and hand them to the IOLoop; listen again after a loss."""
+        import psycopg
+
+        wait = Backoff()
+        while not self._stop.is_set():
+            try:
+                if self._listen is None:
+                    self._listen = _listening(self._dsn)
+                    log.info("listening for events again")
+                    wait.reset()
+                    super().publish(Event(RESYNC, 0))  # those sent meanwhile were missed
+                for note in self._listen.notifies(timeout=1.0):
+                    self._receive(note.payload)
+            except psycopg.Error as exc:
+                _discard(self._listen)
+                self._listen = None
+                if self._stop.is_set():
+                    return
+                log.warning("event listener lost the database (%s); reconnecting", _first_line(exc))
+                self._stop.wait(wait.next())
+            except Exception:  # keep listening, whatever failed
+                log.exception("event listener failed; going on")
+                self._stop.wait(1.0)
+
+    def _receive(self, payload: str) -> None:
+        """Hand one notification to the IOLoop (one that is not an event is skipped)."""
+        try:
+            event = Event.from_json(payload)
+        except (ValueError, TypeError) as exc:
+            log.warning("skipped a notification that is not an event: %s", exc)
+            return
+        super().publish(event)
 
     def close(self) -> None:
-        """Stop the listener and close connections."""
-        self._stop.set()
+        """Send what is queued (briefly), stop both threads and close their connections."""
+        with self._ready:
+            self._stop.set()
+            self._ready.notify()
+        for thread in self._threads:
+            thread.join(timeout=3)
         super().close()
-        self._send.close()
+        _discard(self._listen)
+
+
+OUTBOX_LIMIT = 10_000  # events kept for sending while the database is away
+
+
+class Backoff:
+    """Waits that double from 0.1 s to 5 s, with jitter, so many servers do not reconnect
+    in step."""
+
+    def __init__(self, first: float = 0.1, most: float = 5.0) -> None:
+        self._first, self._most, self._next = first, most, first
+
+    def next(self) -> float:
+        """The wait before the next attempt."""
+        wait = self._next * random.uniform(0.5, 1.0)
+        self._next = min(self._next * 2, self._most)
+        return wait
+
+    def reset(self) -> None:
+        """An attempt succeeded: start from the shortest wait again."""
+        self._next = self._first
+
+
+def _connect(dsn: str) -> Any:
+    """An autocommit connection that gives up connecting after a few seconds and notices a
+    vanished server through TCP keepalives."""
+    import psycopg
+
+    return psycopg.connect(
+        dsn,
+        autocommit=True,
+        connect_timeout=5,
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=5,
+        keepalives_count=3,
+    )
+
+
+def _listening(dsn: str) -> Any:
+    """A new connection listening on the events channel."""
+    conn = _connect(dsn)
+    conn.execute(f"LISTEN {CHANNEL}")
+    return conn
+
+
+def _discard(conn: Any) -> None:
+    """Close a connection that may be broken already."""
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    """An error's first line, for a one-line log."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def _trimmed(event: Event, limit: int) -> bytes:

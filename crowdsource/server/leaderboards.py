@@ -15,7 +15,8 @@ from crowdsource.errors import BadRequest, Forbidden
 from crowdsource.metrics import get_metric
 from crowdsource.server import competitions
 from crowdsource.server.competitions import CompetitionManager
-from crowdsource.server.events import Event, EventBus
+from crowdsource.server.events import RESYNC, Event, EventBus
+from crowdsource.server.storage import locks
 from crowdsource.server.storage.store import Store
 from crowdsource.server.storage.tables import (
     Competition,
@@ -89,6 +90,7 @@ UPSERT = {True: _upsert(">"), False: _upsert("<")}  # by higher_is_better
 
 def rebuild(session: Session, comp: Competition) -> None:
     """Recompute a competition's boards from its submissions (after a re-score)."""
+    locks.take(session, [locks.competition(comp.id)])  # no submission writes an entry meanwhile
     session.execute(delete(Entry).where(Entry.competition_id == comp.id))
     session.flush()
     subs = session.scalars(
@@ -253,6 +255,9 @@ class LeaderboardManager(LoggingConfigurable):
 
     def _on_event(self, event: Event) -> None:
         """An event from any process: empty the cache it makes stale, complete it, pass it on."""
+        if event.type == RESYNC:  # the bus may have missed events: every board may be stale
+            for competition_id in set(self._boards) | set(self._changes):
+                self._forget(competition_id)
         if event.type == "leaderboard.changed":
             self._forget(event.competition_id)
             if not self._listeners:

@@ -8,6 +8,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
@@ -45,12 +46,16 @@ def clean_name(name: Any) -> str:
 def register(session: Session, *, name: Any, secret: bytes) -> tuple[Participant, str]:
     """Create a participant; returns it with its token (never stored in clear)."""
     name = clean_name(name)
+    taken = Conflict(f"the name '{name}' is taken; choose another")
     if session.scalar(select(Participant.id).where(Participant.name == name)) is not None:
-        raise Conflict(f"the name '{name}' is taken; choose another")
+        raise taken
     token = new_token()
     participant = Participant(name=name, token_hash=hash_token(token, secret=secret))
     session.add(participant)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # registered by another transaction since the check
+        raise taken from exc
     return participant, token
 
 

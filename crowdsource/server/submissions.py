@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 from traitlets.config import LoggingConfigurable
 
@@ -14,6 +14,7 @@ from crowdsource import frames
 from crowdsource.errors import (
     BadRequest,
     Closed,
+    Conflict,
     Forbidden,
     InvalidSubmission,
     NotFound,
@@ -26,6 +27,7 @@ from crowdsource.server.events import Event, EventBus
 from crowdsource.server.scoring import score as scoring
 from crowdsource.server.scoring.score import Scored, Spec
 from crowdsource.server.scoring.workers import Workers
+from crowdsource.server.storage import locks as advisory
 from crowdsource.server.storage.store import Store
 from crowdsource.server.storage.tables import (
     BLOBS,
@@ -102,23 +104,35 @@ def check_quota(
     return left
 
 
+def locks(competition_id: int, participant_id: int) -> list[advisory.Lock]:
+    """What recording a submission holds: its participant's submissions (key and quota
+    checks, then the insert), and its competition's board shared (a rebuild waits)."""
+    return [advisory.competition(competition_id, shared=True), advisory.participant(participant_id)]
+
+
 def lock(session: Session, comp: Competition, participant: Participant) -> None:
-    """Serialise one participant's submissions to one competition (quota check, then insert)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:c, :p)"), {"c": comp.id, "p": participant.id}
-        )
+    """Take the locks of recording a submission (none on SQLite, where writes take turns)."""
+    advisory.take(session, locks(comp.id, participant.id))
 
 
-def by_key(session: Session, participant: Participant, key: str | None) -> Submission | None:
-    """The submission an Idempotency-Key already made, if any."""
+def by_key(
+    session: Session, participant: Participant, key: str | None, *, competition_id: int
+) -> Submission | None:
+    """The submission an Idempotency-Key already made to this competition, if any; a key is
+    the participant's own, for one competition: used for another, it is a Conflict."""
     if key is None:
         return None
-    return session.scalar(
+    found = session.scalar(
         select(Submission).where(
             Submission.participant_id == participant.id, Submission.idempotency_key == key
         )
     )
+    if found is not None and found.competition_id != competition_id:
+        raise Conflict(
+            f"this Idempotency-Key was used for a submission to competition "
+            f"{found.competition_id}; use a new key for each submission"
+        )
+    return found
 
 
 def record(
@@ -135,7 +149,7 @@ def record(
     leaderboard update, in the caller's transaction. `predictions` are bytes to store, or the
     id of a blob the scoring worker stored. Returns its view and whether it is new."""
     lock(session, comp, participant)
-    existing = by_key(session, participant, key)
+    existing = by_key(session, participant, key, competition_id=comp.id)
     if existing is not None:
         return as_json(session, existing, comp, participant, now), False
     check_open(comp, participant, now)
@@ -184,6 +198,19 @@ def record(
     ), True
 
 
+def rescoring(
+    session: Session, competition_id: int, answer_blob_id: int | None
+) -> Competition | None:
+    """A competition about to have scores written, its boards locked and its row read after
+    the lock; None if its answer is no longer `answer_blob_id`, the one the scores are
+    against (so that they are scored again on the newest, never written over newer ones)."""
+    advisory.take(session, [advisory.competition(competition_id)])
+    comp = session.get(Competition, competition_id, populate_existing=True)
+    if comp is None or comp.answer_blob_id != answer_blob_id:
+        return None
+    return comp
+
+
 def drop_blob(session: Session, blob_id: int) -> None:
     """Delete predictions a scoring worker stored for a submission that was then refused."""
     session.execute(delete(BLOBS).where(BLOBS.c.id == blob_id))
@@ -226,7 +253,9 @@ def settle(
     *,
     now: datetime,
 ) -> None:
-    """Record a new score for a stored submission, keep the history, and update the boards."""
+    """Record a new score for a stored submission, keep the history, and update the boards
+    (holding the competition's boards: a re-score settles many, then rebuilds them)."""
+    advisory.take(session, [advisory.competition(comp.id)])
     sub.state = scored.state
     sub.public_score, sub.private_score = scored.public_score, scored.private_score
     sub.scored_at = now
@@ -246,6 +275,7 @@ def settle(
 
 def fail(session: Session, comp: Competition, sub: Submission, reason: str) -> None:
     """Mark a pending submission failed; it no longer counts against the limit."""
+    advisory.take(session, [advisory.competition(comp.id)])
     sub.state, sub.reason = "failed", reason
     leaderboards.rebuild(session, comp)
 
@@ -390,7 +420,7 @@ class SubmissionManager(LoggingConfigurable):
     ) -> dict[str, Any] | None:
         """Before costly work: the submission a key already made, or the open and quota rules."""
         comp = competitions.get(session, competition_id)
-        existing = by_key(session, participant, key)
+        existing = by_key(session, participant, key, competition_id=comp.id)
         if existing is not None:
             return self._view(session, existing)
         check_open(comp, participant, utcnow())
@@ -413,6 +443,7 @@ class SubmissionManager(LoggingConfigurable):
         A large one is scored and stored by a scoring worker, from its spooled file."""
         key = check_key(key)
         spec = await self.competitions.spec(competition_id)
+        held = locks(competition_id, participant.id)
         big = len(body) > self.workers.inline_bytes
         if big or not wait:
             existing = await self.store.tx(self._precheck, competition_id, participant, key)
@@ -442,18 +473,19 @@ class SubmissionManager(LoggingConfigurable):
             )
             new = False
             try:
-                data, new, stale = await self.store.write(lambda: scored, write)
+                data, new, stale = await self.store.write(lambda: scored, write, locks=held)
             finally:
                 if not new and scored.blob_id is not None:  # refused, or made before: unstore
                     await self.store.tx(drop_blob, scored.blob_id)
         else:
             data, new, stale = await self.store.write(
-                lambda: scoring.score_body(url, spec, body, content_type), write
+                lambda: scoring.score_body(url, spec, body, content_type), write, locks=held
             )
         if new:
             self._announce(data)
-        if stale:  # the answer changed while this was scored
-            self.tasks.spawn(self.rescore(competition_id, spec))
+        if stale:  # scored against an answer replaced meanwhile: all again, on the newest
+            self.competitions.forget_spec(competition_id)
+            self.tasks.spawn(self.rescore(competition_id))
         return data, new
 
     async def _submit_later(
@@ -506,16 +538,21 @@ class SubmissionManager(LoggingConfigurable):
         except InvalidSubmission as exc:
             scored, reason = None, exc.message
 
-        def write(session: Session) -> dict[str, Any]:
+        def write(session: Session) -> dict[str, Any] | None:
             sub = get(session, submission_id)
-            comp = competitions.get(session, sub.competition_id)
+            comp = rescoring(session, sub.competition_id, spec.answer_blob_id)
+            if comp is None:
+                return None  # the answer changed while it was scored
             if scored is None:
                 fail(session, comp, sub, reason or "could not be scored")
             else:
                 settle(session, comp, sub, scored, now=utcnow())
             return self._view(session, sub)
 
-        self._announce(await self.store.tx(write))
+        view = await self.store.tx(write)
+        if view is None:
+            return await self.finish(submission_id)
+        self._announce(view)
 
     def _announce(self, view: dict[str, Any]) -> None:
         """Publish the outcome of a scoring."""
@@ -547,8 +584,12 @@ class SubmissionManager(LoggingConfigurable):
         self.competitions.publish("leaderboard.changed", competition_id)
         return {"answer_rows": count, "rescored": rescored}
 
-    async def rescore(self, competition_id: int, spec: Spec) -> int:
-        """Score every live submission of a competition again; rebuild its boards."""
+    async def rescore(self, competition_id: int, spec: Spec | None = None) -> int:
+        """Score every live submission of a competition again (on its newest answer unless
+        `spec` says which); rebuild its boards."""
+        if spec is None:
+            spec = await self.competitions.spec(competition_id)
+        against = spec.answer_blob_id
         found = await self.store.tx(
             lambda s: [
                 (sub.id, competitions.blob(s, sub.predictions_blob_id))
@@ -565,7 +606,9 @@ class SubmissionManager(LoggingConfigurable):
             results.append((submission_id, scored))
 
         def write(session: Session) -> None:
-            comp = competitions.get(session, competition_id)
+            comp = rescoring(session, competition_id, against)
+            if comp is None:
+                return  # a newer answer came meanwhile: its own re-score writes
             now = utcnow()
             for submission_id, scored in results:
                 settle(session, comp, session.get_one(Submission, submission_id), scored, now=now)

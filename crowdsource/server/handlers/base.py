@@ -20,6 +20,7 @@ from crowdsource import frames
 from crowdsource.errors import (
     BadRequest,
     CrowdsourceError,
+    DatabaseUnavailable,
     NotFound,
     QuotaExceeded,
     RateLimited,
@@ -29,6 +30,7 @@ from crowdsource.server.competitions import CompetitionManager
 from crowdsource.server.leaderboards import LeaderboardManager
 from crowdsource.server.openapi import MAX_ID
 from crowdsource.server.participants import ParticipantManager
+from crowdsource.server.storage.engine import unavailable
 from crowdsource.server.storage.tables import Participant
 from crowdsource.server.submissions import SubmissionManager
 from crowdsource.times import utcnow
@@ -48,6 +50,7 @@ STATUS = {
     "quota_exceeded": 429,
     "rate_limited": 429,
     "body_too_large": 413,
+    "database_unavailable": 503,
 }
 CODES = {
     400: "bad_request",
@@ -60,6 +63,7 @@ CODES = {
     415: "unsupported_media_type",
     422: "invalid",
     429: "rate_limited",
+    503: "database_unavailable",
 }
 
 
@@ -128,6 +132,8 @@ class JSONErrors(web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error as one JSON shape; no traceback ever leaves the server."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if unavailable(exc):
+            exc = DatabaseUnavailable()
         if isinstance(exc, CrowdsourceError):
             status_code = STATUS.get(exc.code, 400)
             code, message = exc.code, exc.message
@@ -149,7 +155,7 @@ class JSONErrors(web.RequestHandler):
         if isinstance(exc, QuotaExceeded):
             retry = max(0, int((exc.resets_at - utcnow()).total_seconds()) + 1)
             self.set_header("Retry-After", str(retry))
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | DatabaseUnavailable):
             self.set_header("Retry-After", str(max(1, round(exc.retry_after))))
         self.set_header("Content-Type", "application/json; charset=utf-8")
         if self.closes_connection():  # say so, so that clients do not reuse it
@@ -163,6 +169,11 @@ class JSONErrors(web.RequestHandler):
         """Log a person's mistake in one line; log real faults with their traceback."""
         if isinstance(value, CrowdsourceError):
             log.info("%s %s: %s", self.request.method, self.request.path, value.message)
+        elif unavailable(value):  # one line each while the database is away, not a traceback
+            first = (str(getattr(value, "orig", None) or value).splitlines() or [""])[0]
+            log.warning(
+                "%s %s: database unavailable: %s", self.request.method, self.request.path, first
+            )
         else:
             super().log_exception(typ, value, tb)
 

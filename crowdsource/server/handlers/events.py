@@ -59,7 +59,8 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
 
     def _on_event(self, event: Event) -> None:
         """Forward one event if it matches the filter."""
-        if self.competition is not None and event.competition_id != self.competition:
+        mine = event.competition_id == self.competition or event.type == "hello"  # a resync
+        if self.competition is not None and not mine:
             return
         try:
             self.write_message(event.to_json())

@@ -8,12 +8,22 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as db
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MEMORY: dict[str, Engine] = {}  # an in-memory database is one engine per URL in a process
+# libpq options: a connect gives up after a few seconds (the request answers 503), and
+# keepalives notice a server that vanished without closing its connections.
+PG_CONNECT = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def database_url(db: str) -> str:
@@ -84,7 +94,18 @@ def make_engine(db: str, *, synchronous: str = "NORMAL") -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas(synchronous))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    # Dead connections (a restart, a terminated backend) are replaced at checkout by the ping.
+    postgres = url.get_backend_name() == "postgresql"
+    connect = {k: v for k, v in PG_CONNECT.items() if postgres and k not in url.query}
+    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, connect_args=connect)
+
+
+def unavailable(exc: BaseException | None) -> bool:
+    """Whether `exc` says the database cannot be reached now (lost connections, a restart, a
+    full pool, a lock wait given up), so that the same request may succeed in a moment."""
+    if isinstance(exc, db.OperationalError | db.InterfaceError | db.TimeoutError):
+        return True
+    return isinstance(exc, db.DBAPIError) and exc.connection_invalidated
 
 
 def migrate(engine: Engine) -> None:

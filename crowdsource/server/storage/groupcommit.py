@@ -7,13 +7,15 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdsource.errors import CrowdsourceError
+from crowdsource.server.storage.engine import unavailable
+from crowdsource.server.storage.locks import Lock, take
 
 log = logging.getLogger(__name__)
 P = TypeVar("P")
@@ -22,12 +24,14 @@ R = TypeVar("R")
 
 @dataclass
 class _Job(Generic[P, R]):
-    """One caller's work: `prepare()` outside the transaction, then `write(session, prepared)`."""
+    """One caller's work: `prepare()` outside the transaction, then `write(session, prepared)`
+    holding `locks`."""
 
     write: Callable[[Session, P], R]
     prepare: Callable[[], P]
     future: asyncio.Future[R]
     loop: asyncio.AbstractEventLoop
+    locks: Sequence[Lock]
     prepared: Any = field(default=None)
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> None:
@@ -51,7 +55,10 @@ class GroupCommit:
     A job's `write` must raise a CrowdsourceError (a refusal) only before it writes anything:
     the refusal goes back to its caller and the other jobs still commit. Any other failure
     rolls the whole transaction back and each job is run again alone, so one bad job never
-    fails another. A caller hears back only after its transaction committed."""
+    fails another. A caller hears back only after its transaction committed.
+
+    A job names the advisory locks its write needs; a transaction takes those of all its jobs
+    up front, in the one order, so two writers (two server processes) never deadlock."""
 
     def __init__(self, sessions: sessionmaker[Session], *, most: int = 64) -> None:
         self._sessions = sessions
@@ -60,11 +67,18 @@ class GroupCommit:
         self._thread = threading.Thread(target=self._run, name="crowdsource-writer", daemon=True)
         self._thread.start()
 
-    async def run(self, prepare: Callable[[], P], write: Callable[[Session, P], R]) -> R:
-        """`write(session, prepare())` on the writer thread, committed with whatever else waits."""
+    async def run(
+        self,
+        prepare: Callable[[], P],
+        write: Callable[[Session, P], R],
+        *,
+        locks: Sequence[Lock] = (),
+    ) -> R:
+        """`write(session, prepare())` on the writer thread holding `locks`, committed with
+        whatever else waits."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        self._jobs.put(_Job(write, prepare, future, loop))
+        self._jobs.put(_Job(write, prepare, future, loop, locks))
         return await future
 
     def close(self) -> None:
@@ -105,6 +119,7 @@ class GroupCommit:
         outcomes: list[tuple[_Job[Any, Any], Any, BaseException | None]] = []
         try:
             with self._sessions.begin() as session:
+                take(session, [lock for job in ready for lock in job.locks])
                 for job in ready:
                     try:
                         outcomes.append((job, job.write(session, job.prepared), None))
@@ -115,18 +130,24 @@ class GroupCommit:
                 ready[0].settle(error=exc)
                 return
             log.info("a group commit of %d failed (%s); writing each alone", len(ready), exc)
-            for job in ready:
-                self._alone(job)
+            for i, job in enumerate(ready):
+                error = self._alone(job)
+                if unavailable(error):  # the database is away: the others fail alike, now
+                    for rest in ready[i + 1 :]:
+                        rest.settle(error=error)
+                    return
             return
         for job, result, error in outcomes:
             job.settle(result, error)
 
-    def _alone(self, job: _Job[Any, Any]) -> None:
-        """Write one job in its own transaction."""
+    def _alone(self, job: _Job[Any, Any]) -> BaseException | None:
+        """Write one job in its own transaction; returns what it failed with, if it did."""
         try:
             with self._sessions.begin() as session:
+                take(session, job.locks)
                 result = job.write(session, job.prepared)
         except BaseException as exc:  # handed to the caller
             job.settle(error=exc)
-        else:
-            job.settle(result)
+            return exc
+        job.settle(result)
+        return None

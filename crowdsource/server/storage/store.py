@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ from crowdsource.server.storage.engine import (
     session_factory,
 )
 from crowdsource.server.storage.groupcommit import GroupCommit
+from crowdsource.server.storage.locks import Lock
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,9 +56,16 @@ class Store:
         """Run `fn(session, *args)` in one transaction on a database thread."""
         return await self.in_thread(self.tx_sync, fn, *args)
 
-    async def write(self, prepare: Callable[[], Any], write: Callable[[Session, Any], T]) -> T:
-        """`write(session, prepare())` through the group commit (see GroupCommit)."""
-        return await self.writer.run(prepare, write)
+    async def write(
+        self,
+        prepare: Callable[[], Any],
+        write: Callable[[Session, Any], T],
+        *,
+        locks: Sequence[Lock] = (),
+    ) -> T:
+        """`write(session, prepare())` through the group commit, holding `locks` (see
+        GroupCommit: a batch takes all its jobs' locks up front, in one order)."""
+        return await self.writer.run(prepare, write, locks=locks)
 
     def close(self) -> None:
         """Finish waiting writes and running transactions (those not started are dropped),
