@@ -404,3 +404,31 @@ def test_the_event_bus_is_a_type_trait() -> None:
             store.close()
 
     run(body())
+
+
+@scenario
+async def test_a_close_that_finds_the_database_away_is_tried_again(w: World) -> None:
+    """The close timer fires during an outage: the close is announced once the database is
+    back, not forgotten until a restart."""
+    from sqlalchemy.exc import OperationalError
+
+    from crowdsource.server import competitions
+
+    host = await w.person("host")
+    comp = await w.host(host, closes_at=iso(utcnow() + timedelta(seconds=0.2)))
+    original, failures = w.m.store.tx, [1]
+
+    async def flaky(*args: Any) -> Any:
+        if failures:
+            failures.pop()
+            raise OperationalError("SELECT 1", {}, Exception("the database went away"))
+        return await original(*args)
+
+    w.m.store.tx = flaky  # type: ignore[method-assign]
+    retry = competitions.CLOSE_RETRY_SECONDS
+    competitions.CLOSE_RETRY_SECONDS = 0.1
+    try:
+        assert (await w.until("competition.closed")).competition_id == comp["id"]
+    finally:
+        competitions.CLOSE_RETRY_SECONDS = retry
+    assert not failures

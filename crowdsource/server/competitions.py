@@ -31,6 +31,7 @@ from crowdsource.server.scoring.score import (
     prepare_truth,
 )
 from crowdsource.server.scoring.workers import Workers
+from crowdsource.server.storage.engine import unavailable
 from crowdsource.server.storage.store import Store
 from crowdsource.server.storage.tables import COMPETITIONS, Blob, Competition, Participant
 from crowdsource.server.tasks import Background
@@ -494,6 +495,7 @@ def blob(session: Session, blob_id: int | None) -> bytes:
     return session.get_one(Blob, blob_id).data
 
 
+CLOSE_RETRY_SECONDS = 5.0  # a close that found the database away is tried again after this
 BODY_BYTES_PER_ROW = 16  # a submission's Parquet size per row, roughly: it picks where to score
 
 
@@ -684,12 +686,25 @@ class CompetitionManager(LoggingConfigurable):
             pending = comp is not None and not comp.closed_announced
             return None, comp.closes_at if pending and comp is not None else None
 
-        announced, later = await self.store.tx(run)
+        try:
+            announced, later = await self.store.tx(run)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            self.log.warning("closing competition %s waits for the database", competition_id)
+            self._retry_close(competition_id)
+            return
         if announced is not None:
             self.publish("competition.closed", competition_id, **announced)
             self.publish("leaderboard.changed", competition_id)
         elif later is not None:
             self.schedule_close(competition_id, later.isoformat())
+
+    def _retry_close(self, competition_id: int) -> None:
+        """Try to announce a close again in a few seconds (the database was away)."""
+        self._timers[competition_id] = asyncio.get_running_loop().call_later(
+            CLOSE_RETRY_SECONDS, lambda: self.tasks.spawn(self._announce_close(competition_id))
+        )
 
     async def recover(self) -> None:
         """After a start: set a timer for every close not yet announced."""

@@ -17,6 +17,7 @@ from crowdsource.server import competitions
 from crowdsource.server.competitions import CompetitionManager
 from crowdsource.server.events import RESYNC, Event, EventBus
 from crowdsource.server.storage import locks
+from crowdsource.server.storage.engine import unavailable
 from crowdsource.server.storage.store import Store
 from crowdsource.server.storage.tables import (
     Competition,
@@ -283,8 +284,11 @@ class LeaderboardManager(LoggingConfigurable):
                 self._emit(Event(event.type, competition_id, data, event.at))
                 if not self._loading[competition_id]:
                     return
-        except Exception:
-            self.log.exception("could not load leaderboard %s", competition_id)
+        except Exception as exc:
+            if not unavailable(exc):
+                self.log.exception("could not load leaderboard %s", competition_id)
+            else:  # the next change, or the resync when the database is back, sends it
+                self.log.warning("leaderboard %s not sent: database unavailable", competition_id)
         finally:
             self._loading.pop(competition_id, None)
 
