@@ -85,3 +85,19 @@ class RateLimited(CrowdsourceError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TooLarge(CrowdsourceError):
+    """A frame over the server's limits (rows, columns, decoded size)."""
+
+    code = "body_too_large"
+
+
+class Unavailable(CrowdsourceError):
+    """The server cannot do this right now; the same request may succeed later."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from crowdsource.errors import BadRequest
+from crowdsource.errors import BadRequest, TooLarge
 
 PARQUET = "application/vnd.apache.parquet"
 PARQUET_TYPES = (PARQUET, "application/x-parquet", "application/parquet")
@@ -47,13 +49,118 @@ def as_bytes(body: Body) -> bytes:
     return body.read() if isinstance(body, Spooled) else body
 
 
-def read_table(data: Body) -> pa.Table:
-    """Decode Parquet (bytes or a spooled file) to an Arrow table; a readable error otherwise."""
-    source = data.path if isinstance(data, Spooled) else pa.BufferReader(data)
+@dataclass(frozen=True)
+class Limits:
+    """The most one Parquet body may hold, checked against its footer before decoding."""
+
+    rows: int = 50_000_000
+    columns: int = 10_000
+    decoded_bytes: int = 2 << 30
+
+
+LIMITS = Limits()  # the server sets its configured limits in each of its processes
+
+
+def set_limits(limits: Limits) -> None:
+    """Use `limits` for every Parquet body this process reads from now on."""
+    global LIMITS
+    LIMITS = limits
+
+
+# Bytes per value once decoded, by Parquet physical type (byte arrays: an offset or pointer,
+# their characters counted apart from the column chunk's size).
+WIDTHS = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8}
+
+
+def read_table(
+    data: Body,
+    columns: list[str] | None = None,
+    *,
+    check: Callable[[pq.FileMetaData], Any] | None = None,
+) -> pa.Table:
+    """Decode Parquet (bytes or a spooled file) to an Arrow table, after checking its footer
+    against LIMITS (413 over them) and the caller's `check`; a readable error if it is not
+    Parquet."""
+
+    def source() -> Any:
+        return data.path if isinstance(data, Spooled) else pa.BufferReader(data)
+
     try:
-        return pq.ParquetFile(source).read(use_threads=False)
+        meta = pq.read_metadata(source())
+        decoded, texts = check_footer(meta, LIMITS)
+        if check is not None:
+            check(meta)
+        parquet = pq.ParquetFile(source(), metadata=meta, read_dictionary=texts or None)
+        table = parquet.read(columns, use_threads=False)
+        return _expand(table, meta.schema.to_arrow_schema(), decoded, LIMITS)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise BadRequest(f"the body is not a readable Parquet file ({exc})") from exc
+
+
+def check_footer(meta: pq.FileMetaData, limits: Limits) -> tuple[int, list[str]]:
+    """Refuse a file whose footer declares more rows, columns or decoded bytes than `limits`
+    (nothing is decoded yet). Returns the decoded size it declares, and its dictionary-encoded
+    text columns, whose decoded size only their indices tell."""
+    rows, columns = meta.num_rows, meta.num_columns
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    if rows < 0 or sum(g.num_rows for g in groups) != rows:
+        raise BadRequest("the body is not a readable Parquet file (its footer is inconsistent)")
+    if rows > limits.rows:
+        raise TooLarge(
+            f"the Parquet file holds {rows:,} rows; the server reads at most {limits.rows:,} "
+            "(--max-rows): send fewer rows"
+        )
+    if columns > limits.columns:
+        raise TooLarge(
+            f"the Parquet file holds {columns:,} columns; the server reads at most "
+            f"{limits.columns:,} (--max-columns): send fewer columns"
+        )
+    decoded, dictionaries = 0, set[str]()
+    for group in groups:
+        for i in range(group.num_columns):
+            chunk = group.column(i)
+            width = WIDTHS.get(chunk.physical_type, 8)
+            if chunk.physical_type == "FIXED_LEN_BYTE_ARRAY":
+                width = max(meta.schema.column(i).length or 0, 1)
+            decoded += group.num_rows * width + max(chunk.total_uncompressed_size, 0)
+            if chunk.physical_type == "BYTE_ARRAY" and chunk.has_dictionary_page:
+                dictionaries.add(meta.schema.column(i).path)
+    _check_decoded(decoded, limits)
+    top = set(meta.schema.to_arrow_schema().names)
+    return decoded, sorted(d for d in dictionaries if d in top)
+
+
+def _check_decoded(decoded: int, limits: Limits) -> None:
+    """Refuse a file that would decode to more than the limit."""
+    if decoded > limits.decoded_bytes:
+        raise TooLarge(
+            f"the Parquet file would decode to about {decoded / 2**20:,.0f} MiB; the server "
+            f"decodes at most {limits.decoded_bytes / 2**20:,.0f} MiB (--max-decoded-mb): "
+            "send fewer rows or shorter values"
+        )
+
+
+def _expand(table: pa.Table, schema: pa.Schema, decoded: int, limits: Limits) -> pa.Table:
+    """Text columns read as dictionaries, measured (one repeated long value can stand for
+    gigabytes) and only then decoded to plain text as the file declares them."""
+    wanted = [
+        i
+        for i, field in enumerate(table.schema)
+        if pa.types.is_dictionary(field.type)
+        and not pa.types.is_dictionary(schema.field(field.name).type)
+    ]
+    if not wanted:
+        return table
+    extra = decoded
+    for i in wanted:
+        for chunk in table.column(i).chunks:
+            lengths = pc.binary_length(chunk.dictionary)
+            extra += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+    _check_decoded(extra, limits)
+    for i in wanted:
+        name = table.schema.field(i).name
+        table = table.set_column(i, name, table.column(i).cast(schema.field(name).type))
+    return table
 
 
 def read_parquet(data: Body) -> pd.DataFrame:

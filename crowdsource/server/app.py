@@ -18,6 +18,7 @@ from tornado.httpserver import HTTPServer
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Application
 
+from crowdsource import frames
 from crowdsource._version import __version__
 from crowdsource.server.ratelimit import RateLimiter
 from crowdsource.server.scoring.workers import Workers, end_with_parent
@@ -161,6 +162,25 @@ class CrowdsourceServer(Application):
     max_body_mb = Float(512.0, help="Largest request body accepted, in MiB (413 above).").tag(
         config=True
     )
+    max_rows = Integer(
+        50_000_000,
+        help=(
+            "Most rows one Parquet body (dataset, answer, predictions) may declare; its footer "
+            "is checked before anything is decoded (413 above). Predictions may never hold "
+            "more rows than their competition's dataset."
+        ),
+    ).tag(config=True)
+    max_columns = Integer(
+        10_000, help="Most columns one Parquet body may declare (413 above)."
+    ).tag(config=True)
+    max_decoded_mb = Float(
+        2048.0,
+        help=(
+            "Most MiB one Parquet body may decode to, reckoned from its footer (rows times "
+            "value widths, plus page sizes) and from its text dictionaries before they are "
+            "expanded (413 above): a small file cannot make the server allocate gigabytes."
+        ),
+    ).tag(config=True)
     scoring = Enum(
         ["process", "thread", "dask"],
         "process",
@@ -211,6 +231,9 @@ class CrowdsourceServer(Application):
         "secret-file": "CrowdsourceServer.secret_file",
         "allow-origin": "CrowdsourceServer.allow_origins",
         "max-body-mb": "CrowdsourceServer.max_body_mb",
+        "max-rows": "CrowdsourceServer.max_rows",
+        "max-columns": "CrowdsourceServer.max_columns",
+        "max-decoded-mb": "CrowdsourceServer.max_decoded_mb",
         "scoring": "CrowdsourceServer.scoring",
         "scoring-processes": "CrowdsourceServer.scoring_processes",
         "processes": "CrowdsourceServer.processes",
@@ -296,6 +319,13 @@ class CrowdsourceServer(Application):
 
     async def _serve(self, *, index: int) -> None:
         """Open the database, listen, finish pending work, and wait."""
+        frames.set_limits(
+            frames.Limits(
+                rows=self.max_rows,
+                columns=self.max_columns,
+                decoded_bytes=int(self.max_decoded_mb * 2**20),
+            )
+        )
         workers = Workers(
             backend=self.scoring,
             processes=self.scoring_processes,

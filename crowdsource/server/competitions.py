@@ -15,7 +15,16 @@ from sqlalchemy.orm import Session
 from crowdsource import frames
 from crowdsource.errors import BadRequest, Forbidden, InvalidCompetition, NotFound
 from crowdsource.metrics import DEFAULT_METRIC, allowed_metrics, get_metric
-from crowdsource.server.scoring.score import Prepared, Spec, canonical_labels, coerce_ids, prepare
+from crowdsource.server.scoring.score import (
+    Prepared,
+    Spec,
+    canonical_labels,
+    check_ids,
+    check_scalars,
+    coerce_ids,
+    prepare,
+)
+from crowdsource.server.storage import blobs
 from crowdsource.server.storage.tables import COMPETITIONS, Blob, Competition, Participant
 from crowdsource.times import iso, parse_time
 
@@ -56,6 +65,7 @@ def spec(comp: Competition) -> Spec:
         split_salt=comp.split_salt,
         dataset_blob_id=comp.dataset_blob_id,
         answer_blob_id=comp.answer_blob_id,
+        rows=comp.rows,
     )
 
 
@@ -214,6 +224,13 @@ def _check_dataset(dataset: pd.DataFrame, id_column: str, targets: list[str]) ->
     if not len(dataset):
         raise InvalidCompetition("the dataset has no rows")
     ids = dataset[id_column]
+    kind = pd.api.types.infer_dtype(ids, skipna=True)
+    wide = kind == "integer" and ids.dtype == object  # beyond 64 bits: Python ints
+    if not ids.isna().any() and (kind not in ("integer", "string") or wide):
+        raise InvalidCompetition(
+            f"the dataset's '{id_column}' values must be all integers (within 64 bits) or all "
+            f"strings, one plain value each; they are {'wide integers' if wide else kind}"
+        )
     if ids.isna().any() or ids.duplicated().any():
         raise InvalidCompetition(f"the dataset's '{id_column}' values must be unique and set")
     shown = [t for t in targets if t in dataset.columns]
@@ -233,9 +250,7 @@ def _check_answer(
     partial: bool,
 ) -> None:
     """The answer holds the id and targets, for the dataset's ids (all of them unless partial)."""
-    missing = [c for c in [id_column, *targets] if c not in answer.columns]
-    if missing:
-        raise InvalidCompetition(f"the answer lacks column(s) {', '.join(missing)}")
+    _check_rows(answer, id_column, targets, what="answer")
     if partial:
         return
     expected = np.sort(dataset[id_column].to_numpy())
@@ -245,6 +260,17 @@ def _check_answer(
             "the answer must have exactly one row per dataset id (only 'predict' "
             "competitions take answers later or in parts)"
         )
+
+
+def _check_rows(rows: pd.DataFrame, id_column: str, targets: list[str], *, what: str) -> None:
+    """Answer rows need the id and target columns, holding plain values, ids of one kind."""
+    missing = [c for c in [id_column, *targets] if c not in rows.columns]
+    if missing:
+        lack = "lack" if what.endswith("rows") else "lacks"
+        raise InvalidCompetition(f"the {what} {lack} column(s) {', '.join(missing)}")
+    check_ids(rows[id_column].to_numpy(), id_column, what=what, error=InvalidCompetition)
+    for target in targets:
+        check_scalars(rows[target].to_numpy(), target, what=what, error=InvalidCompetition)
 
 
 def _classes(answer: pd.DataFrame | None, targets: list[str], metric: str) -> list[Any]:
@@ -303,7 +329,7 @@ def _store_answer(
     if data is None:
         data = _storable(answer[[comp.id_column, *comp.targets]], "the answer")
     if dataset is None:
-        dataset = session.get_one(Blob, comp.dataset_blob_id).data
+        dataset = blobs.read(session, comp.dataset_blob_id)
     prepared = prepare(spec(comp), dataset, data)
     blob = Blob(data=data)
     session.add(blob)
@@ -317,14 +343,12 @@ def _store_answer(
 def add_answer_rows(session: Session, comp: Competition, rows: pd.DataFrame) -> int:
     """Add or replace answer rows by id; returns how many rows are now known."""
     rows.columns = [str(c) for c in rows.columns]
-    missing = [c for c in [comp.id_column, *comp.targets] if c not in rows.columns]
-    if missing:
-        raise InvalidCompetition(f"answer rows lack column(s) {', '.join(missing)}")
+    _check_rows(rows, comp.id_column, comp.targets, what="answer rows")
     rows = rows[[comp.id_column, *comp.targets]]
     if rows[comp.id_column].duplicated().any():
         raise InvalidCompetition(f"answer rows repeat ids in '{comp.id_column}'")
     if comp.answer_blob_id is not None:
-        old = frames.read_parquet(session.get_one(Blob, comp.answer_blob_id).data)
+        old = frames.read_parquet(blobs.read(session, comp.answer_blob_id))
         keep = ~old[comp.id_column].astype(str).isin(rows[comp.id_column].astype(str))
         rows = pd.concat([old[keep], rows], ignore_index=True)
     if comp.type == "classify":
@@ -401,4 +425,4 @@ def blob(session: Session, blob_id: int | None) -> bytes:
     """A stored frame's Parquet bytes (an empty frame's if none)."""
     if blob_id is None:
         return frames.to_parquet(pd.DataFrame())
-    return session.get_one(Blob, blob_id).data
+    return blobs.read(session, blob_id)

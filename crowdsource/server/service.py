@@ -16,7 +16,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from crowdsource import frames
-from crowdsource.errors import BadRequest, Forbidden, InvalidSubmission, NotFound
+from crowdsource.errors import BadRequest, Forbidden, NotFound
 from crowdsource.server import competitions, leaderboards, participants, submissions
 from crowdsource.server.events import (
     Event,
@@ -26,7 +26,9 @@ from crowdsource.server.events import (
     peers_folder,
 )
 from crowdsource.server.scoring import score as scoring
+from crowdsource.server.scoring import workers as jobs
 from crowdsource.server.scoring.workers import Workers
+from crowdsource.server.storage import blobs
 from crowdsource.server.storage.engine import database_url, make_engine, migrate, session_factory
 from crowdsource.server.storage.groupcommit import GroupCommit
 from crowdsource.server.storage.tables import Competition, Participant, Submission
@@ -245,7 +247,7 @@ class Service:
         self._specs[data["id"]] = spec
         self._keep_dataset(data["id"], hosting.dataset_parquet)
         if self.workers.in_process(data["rows"] * BODY_BYTES_PER_ROW):
-            scoring.CACHE.put(self.db_url, spec, prepared)  # its submissions score here
+            jobs.CACHE.put(self.db_url, spec, prepared)  # its submissions score here
         else:
             self._spawn(self._preload(data["id"], rows=data["rows"]))
         self._schedule_close(data["id"], data["closes_at"])
@@ -255,7 +257,7 @@ class Service:
     async def _preload(self, competition_id: int, *, rows: int) -> None:
         """Load the answer where its submissions will be scored, before the first arrives."""
         spec = await self._spec(competition_id)
-        await self.workers.run(rows * BODY_BYTES_PER_ROW, scoring.preload, self.db_url, spec)
+        await self.workers.run(rows * BODY_BYTES_PER_ROW, jobs.preload, self.db_url, spec)
 
     async def competitions(self, *, kind: str | None, state: str | None) -> list[dict[str, Any]]:
         """Competitions, newest first."""
@@ -372,17 +374,25 @@ class Service:
                 )
             ]
         )
-        results = []
+        results: list[tuple[int, scoring.Scored | str]] = []
         for sub_id, data in subs:
-            scored = await self.workers.run(len(data), scoring.rescore, self.db_url, spec, data)
-            results.append((sub_id, scored))
+            try:
+                outcome: scoring.Scored | str = await self.workers.run(
+                    len(data), jobs.rescore, self.db_url, spec, data
+                )
+            except Exception as exc:  # this submission fails; the others are still scored
+                outcome = jobs.failure(exc)
+            results.append((sub_id, outcome))
 
         def run(session: Session) -> None:
             comp = competitions.get(session, competition_id)
             now = utcnow()
             for sub_id, scored in results:
                 sub = session.get_one(Submission, sub_id)
-                submissions.settle(session, comp, sub, scored, now=now)
+                if isinstance(scored, str):
+                    submissions.fail(session, comp, sub, scored)
+                else:
+                    submissions.settle(session, comp, sub, scored, now=now)
             leaderboards.rebuild(session, comp)
 
         await self.tx(run)
@@ -428,7 +438,7 @@ class Service:
         if big:
             scored = await self.workers.run(
                 len(body),
-                scoring.score_and_store,
+                jobs.score_and_store,
                 self.db_url,
                 spec,
                 body if self.workers.shares_files else frames.as_bytes(body),
@@ -439,10 +449,10 @@ class Service:
                 data, new, stale = await self.writer.run(lambda: scored, record)
             finally:
                 if not new and scored.blob_id is not None:  # refused, or made before: unstore
-                    await self.tx(submissions.drop_blob, scored.blob_id)
+                    await self.tx(blobs.delete_blob, scored.blob_id)
         else:
             data, new, stale = await self.writer.run(
-                lambda: scoring.score_body(self.db_url, spec, body, content_type), record
+                lambda: jobs.score_body(self.db_url, spec, body, content_type), record
             )
 
         if new:
@@ -490,14 +500,14 @@ class Service:
             comp = competitions.get(session, sub.competition_id)
             return competitions.spec(comp), competitions.blob(session, sub.predictions_blob_id)
 
-        spec, data = await self.tx(load)
-        try:
+        try:  # any fault fails this submission alone, with a reason; none stops a start
+            spec, data = await self.tx(load)
             scored: scoring.Scored | None = await self.workers.run(
-                len(data), scoring.rescore, self.db_url, spec, data
+                len(data), jobs.rescore, self.db_url, spec, data
             )
             reason = None
-        except InvalidSubmission as exc:
-            scored, reason = None, exc.message
+        except Exception as exc:
+            scored, reason = None, jobs.failure(exc)
 
         def record(session: Session) -> dict[str, Any]:
             sub = submissions.get(session, submission_id)
@@ -573,7 +583,10 @@ class Service:
         it), score what was acknowledged but not scored."""
         if rescore:
             for sub_id in await self.tx(lambda s: [sub.id for sub in submissions.pending(s)]):
-                await self._finish(sub_id)
+                try:
+                    await self._finish(sub_id)
+                except Exception:  # recording the failure failed: leave it pending, go on
+                    log.exception("could not finish pending submission %s", sub_id)
         comps = await self.tx(
             lambda s: [
                 (c.id, c.closes_at)
@@ -655,7 +668,7 @@ def prepare_database(db: str) -> None:
         migrate(engine)
         if engine.dialect.name == "sqlite":
             with session_factory(engine).begin() as session:
-                dropped = submissions.drop_orphans(session)
+                dropped = blobs.drop_orphans(session)
             if dropped:
                 log.info("deleted %d stored predictions of submissions never recorded", dropped)
     finally:

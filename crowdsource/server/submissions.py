@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from crowdsource.errors import BadRequest, Closed, Forbidden, NotFound, NotOpen, QuotaExceeded
 from crowdsource.server import leaderboards
 from crowdsource.server.competitions import status
 from crowdsource.server.scoring.score import Scored
+from crowdsource.server.storage import blobs
 from crowdsource.server.storage.tables import (
-    BLOBS,
     SCORES,
     SUBMISSIONS,
     Competition,
@@ -24,7 +24,6 @@ from crowdsource.server.storage.tables import (
 )
 from crowdsource.times import iso, next_midnight
 
-INSERT_BLOB = insert(BLOBS).returning(BLOBS.c.id)
 INSERT_SUBMISSION = insert(SUBMISSIONS).returning(SUBMISSIONS.c.id)
 INSERT_SCORE = insert(SCORES)
 
@@ -126,9 +125,7 @@ def record(
     check_open(comp, participant, now)
     left = check_quota(session, comp, participant, now)
     blob_id = (
-        predictions
-        if isinstance(predictions, int)
-        else session.connection().execute(INSERT_BLOB, {"data": predictions}).scalar_one()
+        predictions if isinstance(predictions, int) else blobs.insert_blob(session, predictions)
     )
     public = None if scored is None else scored.public_score
     private = None if scored is None else scored.private_score
@@ -167,27 +164,6 @@ def record(
         left=Quota(remaining, left.resets_at),
         history=history,
     ), True
-
-
-def drop_blob(session: Session, blob_id: int) -> None:
-    """Delete predictions a scoring worker stored for a submission that was then refused."""
-    session.execute(delete(BLOBS).where(BLOBS.c.id == blob_id))
-
-
-def drop_orphans(session: Session) -> int:
-    """Delete predictions a scoring worker stored for a submission never recorded (a crash
-    came between the two). Only blobs newer than every competition's dataset and answer are
-    looked at, so superseded answers are kept. Returns how many were deleted."""
-    newest = select(func.max(Competition.dataset_blob_id)).scalar_subquery()
-    newest_answer = select(func.coalesce(func.max(Competition.answer_blob_id), 0))
-    found = session.execute(
-        delete(BLOBS).where(
-            BLOBS.c.id > func.coalesce(newest, 0),
-            BLOBS.c.id > newest_answer.scalar_subquery(),
-            BLOBS.c.id.not_in(select(SUBMISSIONS.c.predictions_blob_id)),
-        )
-    )
-    return int(getattr(found, "rowcount", 0) or 0)
 
 
 def _score(session: Session, submission_id: int, scored: Scored, now: datetime) -> dict[str, Any]:
@@ -230,7 +206,8 @@ def settle(
 
 
 def fail(session: Session, comp: Competition, sub: Submission, reason: str) -> None:
-    """Mark a pending submission failed; it no longer counts against the limit."""
+    """Mark a submission failed, with the reason its owner sees; it no longer counts against
+    the limit, nor on the boards."""
     sub.state, sub.reason = "failed", reason
     leaderboards.rebuild(session, comp)
 

@@ -16,7 +16,13 @@ from tornado import web
 from tornado.ioloop import IOLoop
 
 from crowdsource import frames
-from crowdsource.errors import CrowdsourceError, QuotaExceeded, RateLimited, Unauthorized
+from crowdsource.errors import (
+    CrowdsourceError,
+    QuotaExceeded,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
 from crowdsource.server.service import Service
 from crowdsource.server.storage.tables import Participant
 from crowdsource.times import utcnow
@@ -36,6 +42,7 @@ STATUS = {
     "quota_exceeded": 429,
     "rate_limited": 429,
     "body_too_large": 413,
+    "unavailable": 503,
 }
 CODES = {
     400: "bad_request",
@@ -219,7 +226,7 @@ class APIHandler(web.RequestHandler):
         if isinstance(exc, QuotaExceeded):
             retry = max(0, int((exc.resets_at - utcnow()).total_seconds()) + 1)
             self.set_header("Retry-After", str(retry))
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | Unavailable):
             self.set_header("Retry-After", str(max(1, round(exc.retry_after))))
         self.set_header("Content-Type", "application/json; charset=utf-8")
         body = {"error": code, "message": message, "status": status_code}
