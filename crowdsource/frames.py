@@ -86,13 +86,15 @@ def read_table(
         return data.path if isinstance(data, Spooled) else pa.BufferReader(data)
 
     try:
-        meta = pq.read_metadata(source())
-        decoded, texts = check_footer(meta, LIMITS)
+        parquet = pq.ParquetFile(source())
+        decoded, texts = check_footer(parquet.metadata, LIMITS)
         if check is not None:
-            check(meta)
-        parquet = pq.ParquetFile(source(), metadata=meta, read_dictionary=texts or None)
+            check(parquet.metadata)
+        declared = parquet.schema_arrow
+        if texts:  # read again, keeping text as dictionaries until measured
+            parquet = pq.ParquetFile(source(), metadata=parquet.metadata, read_dictionary=texts)
         table = parquet.read(columns, use_threads=False)
-        return _expand(table, meta.schema.to_arrow_schema(), decoded, LIMITS)
+        return _expand(table, declared, decoded, LIMITS)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise BadRequest(f"the body is not a readable Parquet file ({exc})") from exc
 
@@ -142,25 +144,32 @@ def _check_decoded(decoded: int, limits: Limits) -> None:
 
 def _expand(table: pa.Table, schema: pa.Schema, decoded: int, limits: Limits) -> pa.Table:
     """Text columns read as dictionaries, measured (one repeated long value can stand for
-    gigabytes) and only then decoded to plain text as the file declares them."""
-    wanted = [
+    gigabytes) and only then decoded to plain text, unless the file declares them so."""
+    texts = [
         i
         for i, field in enumerate(table.schema)
-        if pa.types.is_dictionary(field.type)
-        and not pa.types.is_dictionary(schema.field(field.name).type)
+        if pa.types.is_dictionary(field.type) and _is_text(field.type.value_type)
     ]
-    if not wanted:
-        return table
-    extra = decoded
-    for i in wanted:
+    for i in texts:
         for chunk in table.column(i).chunks:
             lengths = pc.binary_length(chunk.dictionary)
-            extra += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
-    _check_decoded(extra, limits)
-    for i in wanted:
-        name = table.schema.field(i).name
-        table = table.set_column(i, name, table.column(i).cast(schema.field(name).type))
+            decoded += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+    _check_decoded(decoded, limits)
+    for i in texts:
+        field = schema.field(table.schema.field(i).name)
+        if not pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(field.type))
     return table
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    """Whether values of this type have lengths of their own (text or bytes)."""
+    return bool(
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    )
 
 
 def read_parquet(data: Body) -> pd.DataFrame:

@@ -182,6 +182,7 @@ class Workers:
         self.shares_files = not dask_scheduler  # a remote cluster cannot read our spooled files
         self._threads = ThreadPoolExecutor(4, thread_name_prefix="crowdsource-score")
         self._pool: Executor | None = None
+        self._renewing = threading.Lock()
         self._dask: Any = None
         if backend == "process":
             self._pool = self._new_pool()
@@ -206,16 +207,21 @@ class Workers:
 
     def _renew(self, broken: Executor) -> None:
         """Replace a broken pool (once, however many of its jobs noticed)."""
-        if self._pool is broken:
-            log.warning("a scoring worker died; starting a fresh scoring pool")
-            broken.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
+        with self._renewing:
+            if self._pool is broken:
+                log.warning("a scoring worker died; starting a fresh scoring pool")
+                broken.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
 
     def warm(self) -> None:
         """Start pool workers now rather than on the first big submission."""
-        if self._pool is not None:
-            for future in [self._pool.submit(_warm) for _ in range(2)]:
-                future.result()
+        pool = self._pool
+        if pool is not None:
+            try:
+                for future in [pool.submit(_warm) for _ in range(2)]:
+                    future.result()
+            except BrokenProcessPool:  # a worker was killed as it started: start afresh
+                self._renew(pool)
 
     def in_process(self, size: int) -> bool:
         """Whether a job of `size` bytes runs on a thread of this process."""

@@ -18,7 +18,6 @@ from crowdsource.server.storage.engine import make_engine
 from crowdsource.server.storage.tables import BLOBS, COMPETITIONS, SUBMISSIONS
 
 INSERT = insert(BLOBS).returning(BLOBS.c.id)
-SELECT = select(BLOBS.c.data).where(BLOBS.c.id == 0)
 
 
 def _connection(session: Session | Connection) -> Connection:
@@ -27,9 +26,12 @@ def _connection(session: Session | Connection) -> Connection:
 
 
 def read(session: Session | Connection, blob_id: int) -> bytes:
-    """One stored frame's bytes."""
+    """One stored frame's bytes; a LookupError if there is no such blob."""
     found = _connection(session).execute(select(BLOBS.c.data).where(BLOBS.c.id == blob_id))
-    return bytes(found.scalar_one())
+    data = found.scalar_one_or_none()
+    if data is None:
+        raise LookupError(f"no stored frame {blob_id}")
+    return bytes(data)
 
 
 def insert_blob(session: Session | Connection, data: bytes) -> int:
