@@ -90,11 +90,11 @@ def read_table(
         decoded, texts = check_footer(parquet.metadata, LIMITS)
         if check is not None:
             check(parquet.metadata)
-        declared = parquet.schema_arrow
-        if texts:  # read again, keeping text as dictionaries until measured
-            parquet = pq.ParquetFile(source(), metadata=parquet.metadata, read_dictionary=texts)
-        table = parquet.read(columns, use_threads=False)
-        return _expand(table, declared, decoded, LIMITS)
+        if not texts:
+            return parquet.read(columns, use_threads=False)
+        declared = parquet.schema_arrow  # read again, keeping text as dictionaries until measured
+        parquet = pq.ParquetFile(source(), metadata=parquet.metadata, read_dictionary=texts)
+        return _expand(parquet.read(columns, use_threads=False), declared, decoded, LIMITS)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise BadRequest(f"the body is not a readable Parquet file ({exc})") from exc
 
@@ -117,19 +117,26 @@ def check_footer(meta: pq.FileMetaData, limits: Limits) -> tuple[int, list[str]]
             f"the Parquet file holds {columns:,} columns; the server reads at most "
             f"{limits.columns:,} (--max-columns): send fewer columns"
         )
-    decoded, dictionaries = 0, set[str]()
+    decoded, worst = 0, dict[str, int]()
     for group in groups:
         for i in range(group.num_columns):
-            chunk = group.column(i)
+            chunk, column = group.column(i), meta.schema.column(i)
+            values = max(group.num_rows, chunk.num_values)  # a list cell holds many
             width = WIDTHS.get(chunk.physical_type, 8)
             if chunk.physical_type == "FIXED_LEN_BYTE_ARRAY":
-                width = max(meta.schema.column(i).length or 0, 1)
-            decoded += group.num_rows * width + max(chunk.total_uncompressed_size, 0)
+                width = max(column.length or 0, 1)
+            decoded += values * width + max(chunk.total_uncompressed_size, 0)
             if chunk.physical_type == "BYTE_ARRAY" and chunk.has_dictionary_page:
-                dictionaries.add(meta.schema.column(i).path)
+                # each value may repeat the longest in the dictionary, at most its page's size
+                expands = values * max(chunk.total_uncompressed_size, 0)
+                worst[column.path] = worst.get(column.path, 0) + expands
     _check_decoded(decoded, limits)
+    if decoded + sum(worst.values()) <= limits.decoded_bytes:
+        return decoded, []  # even the worst expansion fits: read as usual
     top = set(meta.schema.to_arrow_schema().names)
-    return decoded, sorted(d for d in dictionaries if d in top)
+    decoded += sum(w for path, w in worst.items() if path not in top)  # nested: the bound
+    _check_decoded(decoded, limits)
+    return decoded, sorted(path for path in worst if path in top)
 
 
 def _check_decoded(decoded: int, limits: Limits) -> None:

@@ -306,6 +306,28 @@ def test_recovery_fails_what_raises_and_scores_the_rest(
     assert first["remaining_today"] == 4  # the failed one uses no quota
 
 
+@pytest.mark.parametrize("inline_bytes", [1 << 20, 10], ids=["inline", "large"])
+def test_a_fault_while_scoring_a_request_is_a_422_with_the_generic_reason(
+    world: World, monkeypatch: pytest.MonkeyPatch, inline_bytes: int
+) -> None:
+    """wait=true, small (scored on the group-commit writer thread) or large (score_and_store):
+    an unexpected error is a 422 saying the server logged it; nothing is recorded."""
+    world.service.workers.inline_bytes = inline_bytes
+
+    def broken(*args: Any) -> Any:
+        raise ZeroDivisionError("an internal detail")
+
+    async def scenario() -> tuple[str, list[dict[str, Any]]]:
+        _, me, cid = await world.setup()
+        monkeypatch.setattr(jobs, "score", broken)
+        with pytest.raises(InvalidSubmission) as caught:
+            await world.service.submit(cid, me, predictions(), None, key=None, wait=True)
+        return caught.value.message, await world.service.my_submissions(me, cid)
+
+    message, recorded = run(scenario())
+    assert (message, recorded) == (jobs.UNSCORABLE, [])
+
+
 def test_rescoring_when_answer_rows_arrive_fails_only_what_raises(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
