@@ -185,6 +185,8 @@ def check(body: Any) -> Hosting:
     answer = _frame(body, "answer", required=kind != "predict")
     assert dataset is not None
     _check_dataset(dataset, id_column, targets)
+    if answer is not None:
+        _check_answer(answer, dataset, id_column, targets, partial=kind == "predict")
     fields = {
         "title": _text(body, "title", limit=200),
         "description": _text(body, "description", limit=20000, default=""),
@@ -201,7 +203,6 @@ def check(body: Any) -> Hosting:
     }
     answer_parquet = None
     if answer is not None:
-        _check_answer(answer, dataset, id_column, targets, partial=kind == "predict")
         answer_parquet = _storable(answer[[id_column, *targets]], "the answer")
     return Hosting(fields, answer, _storable(dataset, "the dataset"), answer_parquet)
 
