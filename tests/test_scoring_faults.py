@@ -435,10 +435,10 @@ def test_unscorable_pending_submission_fails_and_the_server_still_starts(
 )
 @given(data=st.data())
 def test_real_server_any_json_frame_is_a_4xx_never_a_5xx(
-    sqlite_server: ServerProcess, data: st.DataObject
+    small_limits: ServerProcess, data: st.DataObject
 ) -> None:
     """The server end to end: arbitrary frames to submit (wait or not) and to host."""
-    api = world_on(sqlite_server)
+    api = world_on(small_limits)
     frame = data.draw(frames_json(COLUMNS["labels"]))
     wait = data.draw(st.sampled_from(["true", "false"]))
     r = api.post(
@@ -669,9 +669,10 @@ def test_parquet_footer_limits_refuse_before_decoding() -> None:
 
 @pytest.fixture(scope="module")
 def small_limits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server that decodes at most 64 MiB per Parquet body."""
+    """A server that decodes at most 64 MiB per Parquet body, with no write rate limit."""
     workdir = tmp_path_factory.mktemp("bombs")
-    server = ServerProcess(str(workdir / "db.sqlite"), workdir, "--max-decoded-mb=64").start()
+    flags = ("--max-decoded-mb=64", "--write-rate=0")
+    server = ServerProcess(str(workdir / "db.sqlite"), workdir, *flags).start()
     yield server
     server.stop()
 
