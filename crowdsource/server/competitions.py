@@ -25,7 +25,7 @@ from crowdsource.server.scoring.score import (
     prepare,
 )
 from crowdsource.server.storage import blobs
-from crowdsource.server.storage.tables import COMPETITIONS, Blob, Competition, Participant
+from crowdsource.server.storage.tables import COMPETITIONS, Competition, Participant
 from crowdsource.times import iso, parse_time
 
 TYPES = ("classify", "regress", "predict", "cluster")
@@ -298,13 +298,10 @@ def create(
     """Store a checked competition; returns it with its answer prepared for scoring."""
     fields = dict(hosting.fields)
     fields["opens_at"] = fields["opens_at"] or now
-    dataset = Blob(data=hosting.dataset_parquet)
-    session.add(dataset)
-    session.flush()
     comp = Competition(
         host_id=host.id,
         split_salt=secrets.token_hex(8),
-        dataset_blob_id=dataset.id,
+        dataset_blob_id=blobs.insert_blob(session, hosting.dataset_parquet),
         created_at=now,
         **fields,
     )
@@ -332,10 +329,7 @@ def _store_answer(
     if dataset is None:
         dataset = blobs.read(session, comp.dataset_blob_id)
     prepared = prepare(spec(comp), dataset, data)
-    blob = Blob(data=data)
-    session.add(blob)
-    session.flush()
-    comp.answer_blob_id = blob.id
+    comp.answer_blob_id = blobs.insert_blob(session, data)
     comp.answer_rows = len(answer)
     comp.answer_version += 1
     return prepared
