@@ -157,8 +157,8 @@ def coerce_ids(ids: np.ndarray, like: np.ndarray, id_column: str) -> np.ndarray:
     try:
         if like.dtype.kind in "iu":
             as_float = pd.to_numeric(pd.Series(ids), errors="raise").to_numpy(dtype="float64")
-            if np.any(as_float % 1 != 0):
-                raise ValueError("not whole numbers")
+            if np.any(as_float % 1 != 0) or np.any(np.abs(as_float) >= 2.0**63):
+                raise ValueError("not whole numbers within 64 bits")
             return as_float.astype(like.dtype)
         if like.dtype.kind == "f":
             return pd.to_numeric(pd.Series(ids), errors="raise").to_numpy(dtype=like.dtype)
