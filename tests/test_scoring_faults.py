@@ -428,6 +428,32 @@ def test_unscorable_pending_submission_fails_and_the_server_still_starts(
     assert again.status_code == 201, again.text
 
 
+def test_two_processes_start_with_an_unscorable_pending_submission(
+    tmp_path: Path, new_server: Callable[..., ServerProcess]
+) -> None:
+    """With --processes=2, process 0 recovers pending submissions at each start: one that
+    cannot be scored is failed, and no process exits (it used to crash-loop)."""
+    server = new_server(str(tmp_path / "two.db"), "--processes=2")
+    host, me = Api(server), Api(server)
+    cid = host.host(**hosting(metric="accuracy"))["id"]
+    rows = [{"id": i, "label": {"a": 1}} for i in IDS]
+    sub = me.post(f"/competitions/{cid}/submissions", params={"wait": "false"}, **as_json(rows))
+    assert sub.status_code == 202, sub.text
+    wait_settled(me, sub.json()["id"])
+    assert server.proc is not None
+    children = psutil.Process(server.proc.pid).children(recursive=True)
+    server.kill()
+    psutil.wait_procs(children, timeout=60)  # they end with the parent; free the port first
+    engine = make_engine(database_url(server.db))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE submissions SET state = 'pending', reason = NULL"))
+    engine.dispose()
+    server.start()
+    view = wait_settled(me, sub.json()["id"])
+    assert view["state"] == "failed" and "not single numbers" in view["reason"], view
+    assert "restarting" not in server.log.read_text()
+
+
 @settings(
     max_examples=25,
     deadline=None,
