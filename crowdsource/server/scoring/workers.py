@@ -3,10 +3,11 @@ so the server's event loop never waits on a metric; and the jobs themselves, whi
 stored frames (through the blob store), keep prepared answers cached in each process, and
 contain every fault of scoring.
 
-Containment: a job refuses what it cannot score with an InvalidSubmission. A refusal the
-scorer made keeps its message; any other exception is logged with its traceback here and
-the participant is told only that the server logged it. A dead pool worker costs at most
-its own job: the pool is rebuilt and the job retried once, else Unavailable (503).
+Containment: scoring refuses what it cannot score with an InvalidSubmission, whatever the
+input. A refusal the scorer made keeps its message; any other exception is logged with its
+traceback here and the participant is told only that the server logged it. (A failure of
+the database itself is not a verdict on the submission: it propagates.) A dead pool worker
+costs at most its own job: the pool is rebuilt and the job retried once, else Unavailable.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class AnswerCache:
                 return self._items[key]
         blobs = self.store(db_url)
         answer = None if spec.answer_blob_id is None else blobs.get(spec.answer_blob_id)
-        value = prepare(spec, blobs.get(spec.dataset_blob_id), answer)
+        value = _prepare(spec, blobs.get(spec.dataset_blob_id), answer)
         self.put(db_url, spec, value)
         return value
 
@@ -109,6 +110,7 @@ class AnswerCache:
 
 
 CACHE = AnswerCache()
+_prepare = contained(prepare)
 
 
 # ---------------------------------------------------------------- the jobs
@@ -120,24 +122,27 @@ def preload(db_url: str, spec: Spec) -> None:
 
 
 @contained
+def _score(spec: Spec, prepared: Prepared, body: frames.Body, content_type: str | None) -> Scored:
+    """Scoring proper, contained."""
+    return score(spec, prepared, body, content_type)
+
+
 def score_body(db_url: str, spec: Spec, body: frames.Body, content_type: str | None) -> Scored:
     """Decode, validate, align and score one submission body: the unit of scoring work."""
-    return score(spec, CACHE.get(db_url, spec), body, content_type)
+    return _score(spec, CACHE.get(db_url, spec), body, content_type)
 
 
-@contained
 def score_and_store(db_url: str, spec: Spec, body: frames.Body, content_type: str | None) -> Scored:
     """Score a large body, then store its predictions from here, once the scoring arrays are
     freed: the server process never holds them. The outcome carries the blob's id."""
-    scored = score(spec, CACHE.get(db_url, spec), body, content_type)
+    scored = _score(spec, CACHE.get(db_url, spec), body, content_type)
     data = frames.as_bytes(body) if scored.predictions is None else scored.predictions
     return dataclasses.replace(scored, predictions=None, blob_id=CACHE.store(db_url).put(data))
 
 
-@contained
 def rescore(db_url: str, spec: Spec, predictions: bytes) -> Scored:
     """Score stored predictions again, against the newest answer."""
-    return score(spec, CACHE.get(db_url, spec), predictions, frames.PARQUET)
+    return _score(spec, CACHE.get(db_url, spec), predictions, frames.PARQUET)
 
 
 # ---------------------------------------------------------------- where jobs run
