@@ -254,9 +254,10 @@ def read_columns(body: frames.Body, content_type: str | None, spec: Spec) -> Col
 
 def _footer(spec: Spec, meta: pq.FileMetaData) -> None:
     """Refuse, unread, predictions with the wrong columns or more rows than the dataset."""
-    schema = meta.schema.to_arrow_schema()
-    index = (schema.pandas_metadata or {}).get("index_columns", [])
-    check_columns(spec, [str(n) for n in schema.names if n not in index])
+    if sorted(meta.schema.names) != sorted([spec.id_column, *spec.prediction_columns]):
+        schema = meta.schema.to_arrow_schema()  # its top-level names, and pandas' index
+        index = (schema.pandas_metadata or {}).get("index_columns", [])
+        check_columns(spec, [str(n) for n in schema.names if n not in index])
     if spec.rows is not None and meta.num_rows > spec.rows:
         raise InvalidSubmission(
             f"the predictions hold {meta.num_rows:,} rows; the dataset has {spec.rows:,} ids: "
