@@ -99,3 +99,19 @@ class DatabaseUnavailable(CrowdsourceError):
             or "the server cannot reach its database just now; try again in a few seconds "
             "(with the same Idempotency-Key, a submission is never recorded twice)"
         )
+
+
+class TooLarge(CrowdsourceError):
+    """A frame over the server's limits (rows, columns, decoded size)."""
+
+    code = "body_too_large"
+
+
+class Unavailable(CrowdsourceError):
+    """The server cannot do this right now; the same request may succeed later."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

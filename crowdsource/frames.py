@@ -7,7 +7,7 @@ import base64
 import contextlib
 import json
 import mmap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -15,9 +15,10 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from crowdsource.errors import BadRequest
+from crowdsource.errors import BadRequest, TooLarge
 
 PARQUET = "application/vnd.apache.parquet"
 PARQUET_TYPES = (PARQUET, "application/x-parquet", "application/parquet")
@@ -53,17 +54,138 @@ def as_bytes(body: Body) -> bytes:
     return body.read() if isinstance(body, Spooled) else body
 
 
-def read_table(data: Body) -> pa.Table:
-    """Decode Parquet (bytes or a spooled file) to an Arrow table; a readable error otherwise."""
-    source = data.path if isinstance(data, Spooled) else pa.BufferReader(data)
+@dataclass(frozen=True)
+class Limits:
+    """The most one Parquet body may hold, checked against its footer before decoding."""
+
+    rows: int = 50_000_000
+    columns: int = 10_000
+    decoded_bytes: int = 2 << 30
+
+
+LIMITS = Limits()  # the server sets its configured limits in each of its processes
+
+
+def set_limits(limits: Limits) -> None:
+    """Use `limits` for every Parquet body this process reads from now on."""
+    global LIMITS
+    LIMITS = limits
+
+
+# Bytes per value once decoded, by Parquet physical type (byte arrays: an offset or pointer,
+# their characters counted apart from the column chunk's size).
+WIDTHS = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8}
+
+
+def read_table(
+    data: Body,
+    columns: list[str] | None = None,
+    *,
+    check: Callable[[pq.FileMetaData], Any] | None = None,
+) -> pa.Table:
+    """Decode Parquet (bytes or a spooled file) to an Arrow table, after checking its footer
+    against LIMITS (413 over them) and the caller's `check`; a readable error if it is not
+    Parquet."""
+
+    def source() -> Any:
+        return data.path if isinstance(data, Spooled) else pa.BufferReader(data)
+
     try:
-        return pq.ParquetFile(source).read(use_threads=False)
+        parquet = pq.ParquetFile(source())
+        decoded, texts = check_footer(parquet.metadata, LIMITS)
+        if check is not None:
+            check(parquet.metadata)
+        if not texts:
+            return parquet.read(columns, use_threads=False)
+        declared = parquet.schema_arrow  # read again, keeping text as dictionaries until measured
+        parquet = pq.ParquetFile(source(), metadata=parquet.metadata, read_dictionary=texts)
+        return _expand(parquet.read(columns, use_threads=False), declared, decoded, LIMITS)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise BadRequest(f"the body is not a readable Parquet file ({exc})") from exc
 
 
 # what pyarrow raises on Parquet whose pandas metadata (any JSON) it cannot follow
 UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError, pa.ArrowException)
+
+
+def check_footer(meta: pq.FileMetaData, limits: Limits) -> tuple[int, list[str]]:
+    """Refuse a file whose footer declares more rows, columns or decoded bytes than `limits`
+    (nothing is decoded yet). Returns the decoded size it declares, and its dictionary-encoded
+    text columns, whose decoded size only their indices tell."""
+    rows, columns = meta.num_rows, meta.num_columns
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    if rows < 0 or sum(g.num_rows for g in groups) != rows:
+        raise BadRequest("the body is not a readable Parquet file (its footer is inconsistent)")
+    if rows > limits.rows:
+        raise TooLarge(
+            f"the Parquet file holds {rows:,} rows; the server reads at most {limits.rows:,} "
+            "(--max-rows): send fewer rows"
+        )
+    if columns > limits.columns:
+        raise TooLarge(
+            f"the Parquet file holds {columns:,} columns; the server reads at most "
+            f"{limits.columns:,} (--max-columns): send fewer columns"
+        )
+    decoded, worst = 0, dict[str, int]()
+    for group in groups:
+        for i in range(group.num_columns):
+            chunk, column = group.column(i), meta.schema.column(i)
+            values = max(group.num_rows, chunk.num_values)  # a list cell holds many
+            width = WIDTHS.get(chunk.physical_type, 8)
+            if chunk.physical_type == "FIXED_LEN_BYTE_ARRAY":
+                width = max(column.length or 0, 1)
+            decoded += values * width + max(chunk.total_uncompressed_size, 0)
+            if chunk.physical_type == "BYTE_ARRAY" and chunk.has_dictionary_page:
+                # each value may repeat the longest in the dictionary, at most its page's size
+                expands = values * max(chunk.total_uncompressed_size, 0)
+                worst[column.path] = worst.get(column.path, 0) + expands
+    _check_decoded(decoded, limits)
+    if decoded + sum(worst.values()) <= limits.decoded_bytes:
+        return decoded, []  # even the worst expansion fits: read as usual
+    top = set(meta.schema.to_arrow_schema().names)
+    decoded += sum(w for path, w in worst.items() if path not in top)  # nested: the bound
+    _check_decoded(decoded, limits)
+    return decoded, sorted(path for path in worst if path in top)
+
+
+def _check_decoded(decoded: int, limits: Limits) -> None:
+    """Refuse a file that would decode to more than the limit."""
+    if decoded > limits.decoded_bytes:
+        raise TooLarge(
+            f"the Parquet file would decode to about {decoded / 2**20:,.0f} MiB; the server "
+            f"decodes at most {limits.decoded_bytes / 2**20:,.0f} MiB (--max-decoded-mb): "
+            "send fewer rows or shorter values"
+        )
+
+
+def _expand(table: pa.Table, schema: pa.Schema, decoded: int, limits: Limits) -> pa.Table:
+    """Text columns read as dictionaries, measured (one repeated long value can stand for
+    gigabytes) and only then decoded to plain text, unless the file declares them so."""
+    texts = [
+        i
+        for i, field in enumerate(table.schema)
+        if pa.types.is_dictionary(field.type) and _is_text(field.type.value_type)
+    ]
+    for i in texts:
+        for chunk in table.column(i).chunks:
+            lengths = pc.binary_length(chunk.dictionary)
+            decoded += pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+    _check_decoded(decoded, limits)
+    for i in texts:
+        field = schema.field(table.schema.field(i).name)
+        if not pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(field.type))
+    return table
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    """Whether values of this type have lengths of their own (text or bytes)."""
+    return bool(
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    )
 
 
 def read_parquet(data: Body) -> pd.DataFrame:

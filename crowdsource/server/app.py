@@ -17,6 +17,7 @@ from tornado import netutil, process, web
 from traitlets import Bool, Enum, Float, Integer, List, Type, Unicode, default, validate
 from traitlets.config import Application
 
+from crowdsource import frames
 from crowdsource._version import __version__
 from crowdsource.server.connections import GuardedHTTPServer, default_max_connections
 from crowdsource.server.events import EventBus, PostgresEventBus, SocketEventBus, peers_folder
@@ -205,6 +206,25 @@ class CrowdsourceServer(Application):
             "Connection: close; 0: half the process's open-file limit (ulimit -n)."
         ),
     ).tag(config=True)
+    max_rows = Integer(
+        50_000_000,
+        help=(
+            "Most rows one Parquet body (dataset, answer, predictions) may declare; its footer "
+            "is checked before anything is decoded (413 above). Predictions may never hold "
+            "more rows than their competition's dataset."
+        ),
+    ).tag(config=True)
+    max_columns = Integer(
+        10_000, help="Most columns one Parquet body may declare (413 above)."
+    ).tag(config=True)
+    max_decoded_mb = Float(
+        2048.0,
+        help=(
+            "Most MiB one Parquet body may decode to, reckoned from its footer (rows times "
+            "value widths, plus page sizes) and from its text dictionaries before they are "
+            "expanded (413 above): a small file cannot make the server allocate gigabytes."
+        ),
+    ).tag(config=True)
     scoring = Enum(
         ["process", "thread", "dask"],
         "process",
@@ -279,6 +299,9 @@ class CrowdsourceServer(Application):
         "idle-timeout": "CrowdsourceServer.idle_timeout",
         "body-timeout": "CrowdsourceServer.body_timeout",
         "max-connections": "CrowdsourceServer.max_connections",
+        "max-rows": "CrowdsourceServer.max_rows",
+        "max-columns": "CrowdsourceServer.max_columns",
+        "max-decoded-mb": "CrowdsourceServer.max_decoded_mb",
         "scoring": "CrowdsourceServer.scoring",
         "scoring-processes": "CrowdsourceServer.scoring_processes",
         "processes": "CrowdsourceServer.processes",
@@ -394,6 +417,13 @@ class CrowdsourceServer(Application):
 
     async def _serve(self, *, index: int) -> None:
         """Open the database, listen, finish pending work, and wait."""
+        frames.set_limits(
+            frames.Limits(
+                rows=self.max_rows,
+                columns=self.max_columns,
+                decoded_bytes=int(self.max_decoded_mb * 2**20),
+            )
+        )
         store = Store(db=self.db, sqlite_synchronous=self.sqlite_synchronous)
         workers = self.workers_class(
             backend=self.scoring,

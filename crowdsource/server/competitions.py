@@ -21,19 +21,22 @@ from crowdsource import frames
 from crowdsource.errors import BadRequest, Forbidden, InvalidCompetition, NotFound
 from crowdsource.metrics import DEFAULT_METRIC, allowed_metrics, get_metric
 from crowdsource.server.events import RESYNC, Event, EventBus
-from crowdsource.server.scoring import score as scoring
+from crowdsource.server.scoring import workers as jobs
 from crowdsource.server.scoring.score import (
     Prepared,
     Spec,
     canonical_labels,
+    check_ids,
+    check_scalars,
     coerce_ids,
     prepare,
     prepare_truth,
 )
 from crowdsource.server.scoring.workers import Workers
+from crowdsource.server.storage import blobs
 from crowdsource.server.storage.engine import unavailable
 from crowdsource.server.storage.store import Store
-from crowdsource.server.storage.tables import COMPETITIONS, Blob, Competition, Participant
+from crowdsource.server.storage.tables import COMPETITIONS, Competition, Participant
 from crowdsource.server.tasks import Background
 from crowdsource.times import iso, parse_time, utcnow
 
@@ -76,6 +79,7 @@ def spec(comp: Competition) -> Spec:
         split_salt=comp.split_salt,
         dataset_blob_id=comp.dataset_blob_id,
         answer_blob_id=comp.answer_blob_id,
+        rows=comp.rows,
     )
 
 
@@ -256,6 +260,8 @@ def _check(body: Any, parts: dict[str, bytes]) -> Hosting:
     assert sent is not None
     dataset, answer = sent.df, None if answered is None else answered.df
     _check_dataset(dataset, id_column, targets)
+    if answer is not None:
+        _check_answer(answer, dataset, id_column, targets, partial=kind == "predict")
     fields = {
         "title": _text(body, "title", limit=200),
         "description": _text(body, "description", limit=20000, default=""),
@@ -273,7 +279,6 @@ def _check(body: Any, parts: dict[str, bytes]) -> Hosting:
     }
     answer_parquet = None
     if answered is not None:
-        _check_answer(answered.df, dataset, id_column, targets, partial=kind == "predict")
         answer_parquet = _answer_parquet(answered, [id_column, *targets])
     dataset_parquet = sent.sent or _storable(dataset, "the dataset")
     draft = spec(Competition(**fields, dataset_blob_id=0))  # the spec, before any id is known
@@ -319,6 +324,13 @@ def _check_dataset(dataset: pd.DataFrame, id_column: str, targets: list[str]) ->
     if not len(dataset):
         raise InvalidCompetition("the dataset has no rows")
     ids = dataset[id_column]
+    kind = pd.api.types.infer_dtype(ids, skipna=True)
+    wide = kind == "integer" and ids.dtype == object  # beyond 64 bits: Python ints
+    if not ids.isna().any() and (kind not in ("integer", "string") or wide):
+        raise InvalidCompetition(
+            f"the dataset's '{id_column}' values must be all integers (within 64 bits) or all "
+            f"strings, one plain value each; they are {'wide integers' if wide else kind}"
+        )
     if ids.isna().any() or ids.duplicated().any():
         raise InvalidCompetition(f"the dataset's '{id_column}' values must be unique and set")
     shown = [t for t in targets if t in dataset.columns]
@@ -338,9 +350,7 @@ def _check_answer(
     partial: bool,
 ) -> None:
     """The answer holds the id and targets, for the dataset's ids (all of them unless partial)."""
-    missing = [c for c in [id_column, *targets] if c not in answer.columns]
-    if missing:
-        raise InvalidCompetition(f"the answer lacks column(s) {', '.join(missing)}")
+    _check_rows(answer, id_column, targets, what="answer")
     if partial:
         return
     expected = np.sort(dataset[id_column].to_numpy())
@@ -350,6 +360,17 @@ def _check_answer(
             "the answer must have exactly one row per dataset id (only 'predict' "
             "competitions take answers later or in parts)"
         )
+
+
+def _check_rows(rows: pd.DataFrame, id_column: str, targets: list[str], *, what: str) -> None:
+    """Answer rows need the id and target columns, holding plain values, ids of one kind."""
+    missing = [c for c in [id_column, *targets] if c not in rows.columns]
+    if missing:
+        lack = "lack" if what.endswith("rows") else "lacks"
+        raise InvalidCompetition(f"the {what} {lack} column(s) {', '.join(missing)}")
+    check_ids(rows[id_column].to_numpy(), id_column, what=what, error=InvalidCompetition)
+    for target in targets:
+        check_scalars(rows[target].to_numpy(), target, what=what, error=InvalidCompetition)
 
 
 def _classes(answer: pd.DataFrame | None, targets: list[str], metric: str) -> list[Any]:
@@ -372,17 +393,16 @@ def _classes(answer: pd.DataFrame | None, targets: list[str], metric: str) -> li
 
 def create(session: Session, *, host: Participant, hosting: Hosting, now: datetime) -> Competition:
     """Store a checked competition: its frames' bytes as checked, then its row."""
-    dataset = Blob(data=hosting.dataset_parquet)
-    answer = None if hosting.answer_parquet is None else Blob(data=hosting.answer_parquet)
-    session.add_all([dataset] if answer is None else [dataset, answer])
-    session.flush()
+    dataset = blobs.insert_blob(session, hosting.dataset_parquet)
+    answer = hosting.answer_parquet
+    answer_id = None if answer is None else blobs.insert_blob(session, answer)
     comp = Competition(
         **{**hosting.fields, "opens_at": hosting.fields["opens_at"] or now},
         host_id=host.id,
-        dataset_blob_id=dataset.id,
-        answer_blob_id=None if answer is None else answer.id,
+        dataset_blob_id=dataset,
+        answer_blob_id=answer_id,
         answer_rows=hosting.answer_rows,
-        answer_version=0 if answer is None else 1,
+        answer_version=0 if answer_id is None else 1,
         created_at=now,
     )
     session.add(comp)
@@ -393,11 +413,8 @@ def create(session: Session, *, host: Participant, hosting: Hosting, now: dateti
 def _store_answer(session: Session, comp: Competition, answer: pd.DataFrame) -> None:
     """Check answer rows against the dataset's ids and store them as the newest version."""
     data = _storable(answer[[comp.id_column, *comp.targets]], "the answer")
-    prepare(spec(comp), session.get_one(Blob, comp.dataset_blob_id).data, data)  # checks ids
-    blob = Blob(data=data)
-    session.add(blob)
-    session.flush()
-    comp.answer_blob_id = blob.id
+    prepare(spec(comp), blobs.read(session, comp.dataset_blob_id), data)  # checks ids
+    comp.answer_blob_id = blobs.insert_blob(session, data)
     comp.answer_rows = len(answer)
     comp.answer_version += 1
 
@@ -408,14 +425,12 @@ def add_answer_rows(session: Session, comp: Competition, rows: pd.DataFrame) -> 
     are merged one after another, never over each other."""
     session.refresh(comp, with_for_update={"key_share": True})  # submissions still insert
     rows.columns = [str(c) for c in rows.columns]
-    missing = [c for c in [comp.id_column, *comp.targets] if c not in rows.columns]
-    if missing:
-        raise InvalidCompetition(f"answer rows lack column(s) {', '.join(missing)}")
+    _check_rows(rows, comp.id_column, comp.targets, what="answer rows")
     rows = rows[[comp.id_column, *comp.targets]]
     if rows[comp.id_column].duplicated().any():
         raise InvalidCompetition(f"answer rows repeat ids in '{comp.id_column}'")
     if comp.answer_blob_id is not None:
-        old = frames.read_parquet(session.get_one(Blob, comp.answer_blob_id).data)
+        old = frames.read_parquet(blobs.read(session, comp.answer_blob_id))
         keep = ~old[comp.id_column].astype(str).isin(rows[comp.id_column].astype(str))
         rows = pd.concat([old[keep], rows], ignore_index=True)
     if comp.type == "classify":
@@ -492,7 +507,7 @@ def blob(session: Session, blob_id: int | None) -> bytes:
     """A stored frame's Parquet bytes (an empty frame's if none)."""
     if blob_id is None:
         return frames.to_parquet(pd.DataFrame())
-    return session.get_one(Blob, blob_id).data
+    return blobs.read(session, blob_id)
 
 
 CLOSE_RETRY_SECONDS = 5.0  # a close that found the database away is tried again after this
@@ -608,7 +623,7 @@ class CompetitionManager(LoggingConfigurable):
         self._specs[data["id"]] = found
         self._keep_dataset(data["id"], hosting.dataset_parquet)
         if self.workers.in_process(data["rows"] * BODY_BYTES_PER_ROW):
-            scoring.CACHE.put(self.store.url, found, hosting.prepared)  # scored here
+            jobs.CACHE.put(self.store.url, found, hosting.prepared)  # scored here
         else:
             self.tasks.spawn(self.preload(data["id"], rows=data["rows"]))
         self.schedule_close(data["id"], data["closes_at"])
@@ -618,7 +633,7 @@ class CompetitionManager(LoggingConfigurable):
     async def preload(self, competition_id: int, *, rows: int) -> None:
         """Load the answer where its submissions will be scored, before the first arrives."""
         found = await self.spec(competition_id)
-        await self.workers.run(rows * BODY_BYTES_PER_ROW, scoring.preload, self.store.url, found)
+        await self.workers.run(rows * BODY_BYTES_PER_ROW, jobs.preload, self.store.url, found)
 
     async def add_rows(
         self, competition_id: int, viewer: Participant, body: frames.Body, content_type: str | None

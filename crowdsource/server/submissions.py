@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 from traitlets.config import LoggingConfigurable
 
@@ -16,7 +16,6 @@ from crowdsource.errors import (
     Closed,
     Conflict,
     Forbidden,
-    InvalidSubmission,
     NotFound,
     NotOpen,
     QuotaExceeded,
@@ -24,13 +23,14 @@ from crowdsource.errors import (
 from crowdsource.server import competitions, leaderboards
 from crowdsource.server.competitions import CompetitionManager, status
 from crowdsource.server.events import Event, EventBus
-from crowdsource.server.scoring import score as scoring
+from crowdsource.server.scoring import workers as jobs
 from crowdsource.server.scoring.score import Scored, Spec
 from crowdsource.server.scoring.workers import Workers
+from crowdsource.server.storage import blobs
 from crowdsource.server.storage import locks as advisory
+from crowdsource.server.storage.engine import unavailable
 from crowdsource.server.storage.store import Store
 from crowdsource.server.storage.tables import (
-    BLOBS,
     SCORES,
     SUBMISSIONS,
     Competition,
@@ -41,7 +41,6 @@ from crowdsource.server.storage.tables import (
 from crowdsource.server.tasks import Background
 from crowdsource.times import iso, next_midnight, utcnow
 
-INSERT_BLOB = insert(BLOBS).returning(BLOBS.c.id)
 INSERT_SUBMISSION = insert(SUBMISSIONS).returning(SUBMISSIONS.c.id)
 INSERT_SCORE = insert(SCORES)
 
@@ -155,9 +154,7 @@ def record(
     check_open(comp, participant, now)
     left = check_quota(session, comp, participant, now)
     blob_id = (
-        predictions
-        if isinstance(predictions, int)
-        else session.connection().execute(INSERT_BLOB, {"data": predictions}).scalar_one()
+        predictions if isinstance(predictions, int) else blobs.insert_blob(session, predictions)
     )
     public = None if scored is None else scored.public_score
     private = None if scored is None else scored.private_score
@@ -198,6 +195,9 @@ def record(
     ), True
 
 
+ANY_ANSWER = -1  # `rescoring` for a failure, which holds whatever the answer is now
+
+
 def rescoring(
     session: Session, competition_id: int, answer_blob_id: int | None
 ) -> Competition | None:
@@ -206,30 +206,9 @@ def rescoring(
     against (so that they are scored again on the newest, never written over newer ones)."""
     advisory.take(session, [advisory.competition(competition_id)])
     comp = session.get(Competition, competition_id, populate_existing=True)
-    if comp is None or comp.answer_blob_id != answer_blob_id:
+    if comp is None or answer_blob_id not in (comp.answer_blob_id, ANY_ANSWER):
         return None
     return comp
-
-
-def drop_blob(session: Session, blob_id: int) -> None:
-    """Delete predictions a scoring worker stored for a submission that was then refused."""
-    session.execute(delete(BLOBS).where(BLOBS.c.id == blob_id))
-
-
-def drop_orphans(session: Session) -> int:
-    """Delete predictions a scoring worker stored for a submission never recorded (a crash
-    came between the two). Only blobs newer than every competition's dataset and answer are
-    looked at, so superseded answers are kept. Returns how many were deleted."""
-    newest = select(func.max(Competition.dataset_blob_id)).scalar_subquery()
-    newest_answer = select(func.coalesce(func.max(Competition.answer_blob_id), 0))
-    found = session.execute(
-        delete(BLOBS).where(
-            BLOBS.c.id > func.coalesce(newest, 0),
-            BLOBS.c.id > newest_answer.scalar_subquery(),
-            BLOBS.c.id.not_in(select(SUBMISSIONS.c.predictions_blob_id)),
-        )
-    )
-    return int(getattr(found, "rowcount", 0) or 0)
 
 
 def _score(session: Session, submission_id: int, scored: Scored, now: datetime) -> dict[str, Any]:
@@ -274,7 +253,8 @@ def settle(
 
 
 def fail(session: Session, comp: Competition, sub: Submission, reason: str) -> None:
-    """Mark a pending submission failed; it no longer counts against the limit."""
+    """Mark a submission failed, with the reason its owner sees; it no longer counts against
+    the limit, nor on the boards."""
     advisory.take(session, [advisory.competition(comp.id)])
     sub.state, sub.reason = "failed", reason
     leaderboards.rebuild(session, comp)
@@ -469,17 +449,17 @@ class SubmissionManager(LoggingConfigurable):
         if big:
             shipped = body if self.workers.shares_files else frames.as_bytes(body)
             scored = await self.workers.run(
-                len(body), scoring.score_and_store, url, spec, shipped, content_type
+                len(body), jobs.score_and_store, url, spec, shipped, content_type
             )
             new = False
             try:
                 data, new, stale = await self.store.write(lambda: scored, write, locks=held)
             finally:
                 if not new and scored.blob_id is not None:  # refused, or made before: unstore
-                    await self.store.tx(drop_blob, scored.blob_id)
+                    await self.store.tx(blobs.delete_blob, scored.blob_id)
         else:
             data, new, stale = await self.store.write(
-                lambda: scoring.score_body(url, spec, body, content_type), write, locks=held
+                lambda: jobs.score_body(url, spec, body, content_type), write, locks=held
             )
         if new:
             self._announce(data)
@@ -529,18 +509,22 @@ class SubmissionManager(LoggingConfigurable):
             comp = competitions.get(session, sub.competition_id)
             return competitions.spec(comp), competitions.blob(session, sub.predictions_blob_id)
 
-        spec, data = await self.store.tx(load)
-        try:
+        spec: Spec | None = None
+        try:  # any fault fails this submission alone, with a reason; none stops a start
+            spec, data = await self.store.tx(load)
             scored: Scored | None = await self.workers.run(
-                len(data), scoring.rescore, self.store.url, spec, data
+                len(data), jobs.rescore, self.store.url, spec, data
             )
             reason = None
-        except InvalidSubmission as exc:
-            scored, reason = None, exc.message
+        except Exception as exc:
+            if unavailable(exc):  # the database is away: it stays pending, finished later
+                raise
+            scored, reason = None, jobs.failure(exc)
 
         def write(session: Session) -> dict[str, Any] | None:
             sub = get(session, submission_id)
-            comp = rescoring(session, sub.competition_id, spec.answer_blob_id)
+            against = spec.answer_blob_id if spec is not None else ANY_ANSWER
+            comp = rescoring(session, sub.competition_id, against)
             if comp is None:
                 return None  # the answer changed while it was scored
             if scored is None:
@@ -600,18 +584,29 @@ class SubmissionManager(LoggingConfigurable):
                 )
             ]
         )
-        results = []
+        results: list[tuple[int, Scored | str]] = []
         for submission_id, data in found:
-            scored = await self.workers.run(len(data), scoring.rescore, self.store.url, spec, data)
-            results.append((submission_id, scored))
+            try:
+                outcome: Scored | str = await self.workers.run(
+                    len(data), jobs.rescore, self.store.url, spec, data
+                )
+            except Exception as exc:  # this submission fails; the others are still scored
+                if unavailable(exc):
+                    raise
+                outcome = jobs.failure(exc)
+            results.append((submission_id, outcome))
 
         def write(session: Session) -> None:
             comp = rescoring(session, competition_id, against)
             if comp is None:
                 return  # a newer answer came meanwhile: its own re-score writes
             now = utcnow()
-            for submission_id, scored in results:
-                settle(session, comp, session.get_one(Submission, submission_id), scored, now=now)
+            for submission_id, outcome in results:
+                sub = session.get_one(Submission, submission_id)
+                if isinstance(outcome, str):
+                    fail(session, comp, sub, outcome)
+                else:
+                    settle(session, comp, sub, outcome, now=now)
             leaderboards.rebuild(session, comp)
 
         await self.store.tx(write)
@@ -620,7 +615,10 @@ class SubmissionManager(LoggingConfigurable):
     async def recover(self) -> None:
         """After a start: score what was acknowledged but not scored."""
         for submission_id in await self.store.tx(lambda s: [sub.id for sub in pending(s)]):
-            await self.finish(submission_id)
+            try:
+                await self.finish(submission_id)
+            except Exception:  # recording the outcome failed: it stays pending; go on
+                self.log.exception("could not finish pending submission %s", submission_id)
 
     # ------------------------------------------------------------ reading
 

@@ -25,6 +25,7 @@ from crowdsource.errors import (
     QuotaExceeded,
     RateLimited,
     Unauthorized,
+    Unavailable,
 )
 from crowdsource.server.competitions import CompetitionManager
 from crowdsource.server.leaderboards import LeaderboardManager
@@ -51,6 +52,7 @@ STATUS = {
     "rate_limited": 429,
     "body_too_large": 413,
     "database_unavailable": 503,
+    "unavailable": 503,
 }
 CODES = {
     400: "bad_request",
@@ -155,7 +157,7 @@ class JSONErrors(web.RequestHandler):
         if isinstance(exc, QuotaExceeded):
             retry = max(0, int((exc.resets_at - utcnow()).total_seconds()) + 1)
             self.set_header("Retry-After", str(retry))
-        if isinstance(exc, RateLimited | DatabaseUnavailable):
+        if isinstance(exc, RateLimited | DatabaseUnavailable | Unavailable):
             self.set_header("Retry-After", str(max(1, round(exc.retry_after))))
         self.set_header("Content-Type", "application/json; charset=utf-8")
         if self.closes_connection():  # say so, so that clients do not reuse it

@@ -1,29 +1,22 @@
 """Validate predictions, align them to the answer by id, and score them.
 
-Everything here is pure and picklable, so it runs the same inline, in a process pool or on a
-Dask worker. The answer is loaded once per answer version and cached in each process.
+Everything here is pure: bytes and a spec in, a result out; no engine, no database. It runs
+the same inline, in a process pool or on a Dask worker (scoring/workers.py loads the stored
+frames and caches prepared answers).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Engine, create_engine, insert, text
-from sqlalchemy.pool import NullPool
 
 from crowdsource import frames
-from crowdsource.errors import InvalidCompetition, InvalidSubmission
+from crowdsource.errors import CrowdsourceError, InvalidCompetition, InvalidSubmission
 from crowdsource.metrics import compute, get_metric
-from crowdsource.server.storage.engine import is_memory, make_engine
-from crowdsource.server.storage.tables import BLOBS
 
 LISTED = 5  # how many offending ids an error message names
 LARGEST = 1e100  # larger predictions would overflow the metrics
@@ -43,6 +36,7 @@ class Spec:
     split_salt: str
     dataset_blob_id: int
     answer_blob_id: int | None
+    rows: int | None = None  # the dataset's rows: a submission holding more is refused unread
 
     @property
     def needs(self) -> str:
@@ -108,9 +102,79 @@ def class_codes(values: np.ndarray, classes: tuple[Any, ...] | None) -> np.ndarr
     return index[codes]  # code -1 (a missing label) takes the trailing -1
 
 
+ID_KINDS = ("integer", "string", "floating", "mixed-integer-float", "empty")
+
+
+# what pandas.api.types.infer_dtype says of columns that hold only single values ("mixed" and
+# "mixed-integer" may hide lists or dicts among them: those are looked at value by value)
+SCALAR_KINDS = frozenset(
+    [
+        "string",
+        "bytes",
+        "floating",
+        "integer",
+        "mixed-integer-float",
+        "decimal",
+        "complex",
+        "categorical",
+        "boolean",
+        "datetime64",
+        "datetime",
+        "date",
+        "timedelta64",
+        "timedelta",
+        "time",
+        "period",
+        "empty",
+    ]
+)
+
+
+def check_scalars(
+    values: np.ndarray,
+    column: str,
+    *,
+    what: str = "predictions",
+    error: type[CrowdsourceError] = InvalidSubmission,
+) -> None:
+    """Refuse a column holding lists, objects or other values that are not single numbers,
+    strings or booleans (they cannot be compared, hashed or scored)."""
+    if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) in SCALAR_KINDS:
+        return
+    bad = np.flatnonzero([not pd.api.types.is_scalar(v) for v in values])
+    if len(bad):
+        kind = type(values[bad[0]]).__name__
+        raise error(
+            f"column '{column}' of the {what} holds {len(bad)} values that are not single "
+            f"numbers or strings (a {kind} in row {int(bad[0])}); send one plain value per cell"
+        )
+
+
+def check_ids(
+    ids: np.ndarray,
+    id_column: str,
+    *,
+    what: str = "predictions",
+    error: type[CrowdsourceError] = InvalidSubmission,
+) -> None:
+    """Ids must be all integers or all strings: one plain value each, of one kind."""
+    if ids.dtype.kind in "iufU" or _id_kind(ids) in ID_KINDS:
+        return
+    check_scalars(ids, id_column, what=what, error=error)
+    raise error(
+        f"column '{id_column}' of the {what} holds {_id_kind(ids)} values; ids must be all "
+        "integers or all strings"
+    )
+
+
+def _id_kind(ids: np.ndarray) -> str:
+    """What pandas infers a column of ids to hold."""
+    return str(pd.api.types.infer_dtype(ids, skipna=True))
+
+
 def coerce_ids(ids: np.ndarray, like: np.ndarray, id_column: str) -> np.ndarray:
     """Cast submitted ids to the dtype of the answer's ids, or say why not."""
-    if ids.dtype == like.dtype:
+    if ids.dtype == like.dtype and (ids.dtype != object or _id_kind(ids) in ("string", "empty")):
         return ids
     empty = pd.isna(ids)
     if empty.any():
@@ -118,13 +182,13 @@ def coerce_ids(ids: np.ndarray, like: np.ndarray, id_column: str) -> np.ndarray:
     try:
         if like.dtype.kind in "iu":
             as_float = pd.to_numeric(pd.Series(ids), errors="raise").to_numpy(dtype="float64")
-            if np.any(as_float % 1 != 0):
-                raise ValueError("not whole numbers")
+            if np.any(as_float % 1 != 0) or np.any(np.abs(as_float) >= 2.0**63):
+                raise ValueError("not whole numbers within 64 bits")
             return as_float.astype(like.dtype)
         if like.dtype.kind == "f":
             return pd.to_numeric(pd.Series(ids), errors="raise").to_numpy(dtype=like.dtype)
         return pd.Series(ids).astype(str).to_numpy(dtype=object)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         kind = "integers" if like.dtype.kind in "iu" else "numbers"
         raise InvalidSubmission(
             f"column '{id_column}' must hold {kind}, like the dataset's ids ({exc})"
@@ -198,18 +262,32 @@ def _encode_truth(spec: Spec, targets: pd.DataFrame) -> np.ndarray:
 Columns = dict[str, np.ndarray]
 
 
-def read_columns(body: frames.Body, content_type: str | None) -> Columns:
-    """A submission body as named numpy columns (Parquet read without a pandas detour)."""
+def read_columns(body: frames.Body, content_type: str | None, spec: Spec) -> Columns:
+    """A submission body as named numpy columns. Parquet is checked from its footer (columns,
+    rows) before anything is decoded, then read without a pandas detour."""
     if frames.is_parquet(content_type):
-        table = frames.read_table(body)
-        index = (table.schema.pandas_metadata or {}).get("index_columns", [])
+        table = frames.read_table(
+            body, [spec.id_column, *spec.prediction_columns], check=lambda m: _footer(spec, m)
+        )
         return {
             str(name): column.to_numpy(zero_copy_only=False)
             for name, column in zip(table.column_names, table.columns, strict=True)
-            if name not in index
         }
     df = frames.decode_body(body, content_type, key="predictions")
     return {str(c): df[c].to_numpy() for c in df.columns}
+
+
+def _footer(spec: Spec, meta: pq.FileMetaData) -> None:
+    """Refuse, unread, predictions with the wrong columns or more rows than the dataset."""
+    if sorted(meta.schema.names) != sorted([spec.id_column, *spec.prediction_columns]):
+        schema = meta.schema.to_arrow_schema()  # its top-level names, and pandas' index
+        index = (schema.pandas_metadata or {}).get("index_columns", [])
+        check_columns(spec, [str(n) for n in schema.names if n not in index])
+    if spec.rows is not None and meta.num_rows > spec.rows:
+        raise InvalidSubmission(
+            f"the predictions hold {meta.num_rows:,} rows; the dataset has {spec.rows:,} ids: "
+            "submit one row per id"
+        )
 
 
 def check_columns(spec: Spec, got: list[str]) -> None:
@@ -233,6 +311,9 @@ def check_columns(spec: Spec, got: list[str]) -> None:
 def align(spec: Spec, cols: Columns, expected: np.ndarray) -> tuple[np.ndarray, Columns]:
     """Sorted ids and the prediction columns in their order, once the ids match exactly."""
     check_columns(spec, list(cols))
+    check_ids(cols[spec.id_column], spec.id_column)
+    for column in spec.prediction_columns:
+        check_scalars(cols[column], column)
     ids = coerce_ids(cols[spec.id_column], expected, spec.id_column)
     order, ids = sorted_ids(ids, spec.id_column)
     if len(ids) != len(expected) or not np.array_equal(ids, expected):
@@ -348,70 +429,7 @@ def _part(spec: Spec, y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
     return value if np.isfinite(value) else None
 
 
-# ---------------------------------------------------------------- loading and caching
-
-
-class AnswerCache:
-    """Dataset ids and prepared answers, loaded from the database once per blob."""
-
-    def __init__(self, size: int = 16) -> None:
-        self._size = size
-        self._items: OrderedDict[tuple[str, int, int | None], Prepared]
-        self._items = OrderedDict()
-        self._engines: dict[str, Engine] = {}
-        self._writers: dict[str, Engine] = {}
-        self._lock = threading.Lock()
-
-    def get(self, db_url: str, spec: Spec) -> Prepared:
-        """The sorted dataset ids and the truth for this spec."""
-        key = (db_url, spec.dataset_blob_id, spec.answer_blob_id)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = self._load(db_url, spec)
-        self.put(db_url, spec, value)
-        return value
-
-    def _engine(self, db_url: str) -> Engine:
-        """One engine per database in this process (an in-memory one is the server's own)."""
-        if is_memory(db_url):
-            return make_engine(db_url)
-        with self._lock:
-            if db_url not in self._engines:
-                self._engines[db_url] = create_engine(db_url, poolclass=NullPool)
-            return self._engines[db_url]
-
-    def store(self, db_url: str, data: bytes) -> int:
-        """Store one frame's bytes in its own transaction; returns the blob's id."""
-        if is_memory(db_url):
-            self._writers.pop(db_url, None)
-            self._writers[db_url] = make_engine(db_url)
-        with self._lock:
-            if db_url not in self._writers:
-                self._writers[db_url] = make_engine(db_url)
-            engine = self._writers[db_url]
-        with engine.begin() as conn:
-            return int(conn.execute(insert(BLOBS).returning(BLOBS.c.id), {"data": data}).one()[0])
-
-    def _blob(self, db_url: str, blob_id: int) -> bytes:
-        """Read one stored frame's bytes."""
-        with self._engine(db_url).connect() as conn:
-            data = conn.execute(text("SELECT data FROM blobs WHERE id = :i"), {"i": blob_id})
-            return bytes(data.scalar_one())
-
-    def put(self, db_url: str, spec: Spec, value: Prepared) -> None:
-        """Keep a prepared answer (loaded here, or made by hosting from the stored bytes)."""
-        with self._lock:
-            self._items[(db_url, spec.dataset_blob_id, spec.answer_blob_id)] = value
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-    def _load(self, db_url: str, spec: Spec) -> Prepared:
-        """Load and prepare dataset ids and answer."""
-        dataset = self._blob(db_url, spec.dataset_blob_id)
-        answer = None if spec.answer_blob_id is None else self._blob(db_url, spec.answer_blob_id)
-        return prepare(spec, dataset, answer)
+# ---------------------------------------------------------------- the unit of scoring work
 
 
 Prepared = tuple[np.ndarray, Truth | None]  # the sorted dataset ids, and the answer if known
@@ -419,34 +437,18 @@ Prepared = tuple[np.ndarray, Truth | None]  # the sorted dataset ids, and the an
 
 def prepare(spec: Spec, dataset: bytes, answer: bytes | None) -> Prepared:
     """Sorted dataset ids and the prepared answer, from their stored Parquet bytes."""
-    ids = pq.ParquetFile(pa.BufferReader(dataset)).read([spec.id_column], use_threads=False)
-    expected = np.sort(ids.column(0).to_numpy(zero_copy_only=False))
+    ids = frames.read_table(dataset, [spec.id_column]).column(0)
+    expected = np.sort(ids.to_numpy(zero_copy_only=False))
     if answer is None:
         return expected, None
     return expected, prepare_truth(spec, frames.read_parquet(answer), expected)
 
 
-CACHE = AnswerCache()
-
-
-def preload(db_url: str, spec: Spec) -> None:
-    """Load a competition's dataset ids and answer into this process's cache."""
-    CACHE.get(db_url, spec)
-
-
-def score_body(db_url: str, spec: Spec, body: frames.Body, content_type: str | None) -> Scored:
-    """Decode, validate, align and score one submission body: the unit of scoring work."""
-    cols = read_columns(body, content_type)
-    expected, truth = CACHE.get(db_url, spec)
+def score(spec: Spec, prepared: Prepared, body: frames.Body, content_type: str | None) -> Scored:
+    """Decode, validate, align and score one submission body against a prepared answer."""
+    cols = read_columns(body, content_type, spec)
+    expected, truth = prepared
     return score_columns(spec, cols, expected, truth, keep=frames.is_parquet(content_type))
-
-
-def score_and_store(db_url: str, spec: Spec, body: frames.Body, content_type: str | None) -> Scored:
-    """Score a large body, then store its predictions from here, once the scoring arrays are
-    freed: the server process never holds them. The outcome carries the blob's id."""
-    scored = score_body(db_url, spec, body, content_type)
-    data = frames.as_bytes(body) if scored.predictions is None else scored.predictions
-    return dataclasses.replace(scored, predictions=None, blob_id=CACHE.store(db_url, data))
 
 
 def score_columns(
@@ -465,8 +467,3 @@ def score_columns(
     public, private, used = score_against(spec, truth, ids, pred)
     stored = None if keep else frames.to_parquet(pd.DataFrame({spec.id_column: ids, **values}))
     return Scored(public, private, used, stored)
-
-
-def rescore(db_url: str, spec: Spec, predictions: bytes) -> Scored:
-    """Score stored predictions again, against the newest answer."""
-    return score_body(db_url, spec, predictions, frames.PARQUET)

@@ -1,20 +1,151 @@
 """Where scoring runs: small jobs on a thread, large ones in a process pool or on Dask,
-so the server's event loop never waits on a metric."""
+so the server's event loop never waits on a metric; and the jobs themselves, which load the
+stored frames (through the blob store), keep prepared answers cached in each process, and
+contain every fault of scoring.
+
+Containment: scoring refuses what it cannot score with an InvalidSubmission, whatever the
+input. A refusal the scorer made keeps its message; any other exception is logged with its
+traceback here and the participant is told only that the server logged it. (A failure of
+the database itself is not a verdict on the submission: it propagates.) A dead pool worker
+costs at most its own job: the pool is rebuilt and the job retried once, else Unavailable.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
+import functools
+import logging
 import multiprocessing
 import os
 import signal
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, TypeVar
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, ParamSpec, TypeVar
 
+from crowdsource import frames
+from crowdsource.errors import CrowdsourceError, InvalidSubmission, Unavailable
+from crowdsource.server.scoring.score import Prepared, Scored, Spec, prepare, score
+from crowdsource.server.storage.blobs import BlobStore
+
+log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
 PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies
+UNSCORABLE = "could not be scored: the server logged the error"
+RETRY_AFTER = 2  # seconds: a fresh pool is already starting when a 503 is sent
+
+
+# ---------------------------------------------------------------- containment
+
+
+def failure(exc: BaseException) -> str:
+    """Why a scoring failed, for the participant: a refusal's own message; for anything else
+    a generic one, the traceback going to the server's log."""
+    if isinstance(exc, CrowdsourceError):
+        return exc.message
+    log.error("scoring failed", exc_info=exc)
+    return UNSCORABLE
+
+
+def contained(fn: Callable[P, T]) -> Callable[P, T]:
+    """A job whose unexpected exceptions become an InvalidSubmission with a generic reason
+    (logged here, in whichever process ran it); refusals pass as they are."""
+
+    @functools.wraps(fn)
+    def job(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except CrowdsourceError:
+            raise
+        except Exception as exc:
+            raise InvalidSubmission(failure(exc)) from None
+
+    return job
+
+
+# ---------------------------------------------------------------- prepared answers
+
+
+class AnswerCache:
+    """Dataset ids and prepared answers, loaded through the blob store once per version."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, int, int | None], Prepared] = OrderedDict()
+        self._stores: dict[str, BlobStore] = {}
+        self._lock = threading.Lock()
+
+    def store(self, db_url: str) -> BlobStore:
+        """This process's blob store for a database."""
+        with self._lock:
+            if db_url not in self._stores:
+                self._stores[db_url] = BlobStore(db_url)
+            return self._stores[db_url]
+
+    def get(self, db_url: str, spec: Spec) -> Prepared:
+        """The sorted dataset ids and the truth for this spec."""
+        key = (db_url, spec.dataset_blob_id, spec.answer_blob_id)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        blobs = self.store(db_url)
+        answer = None if spec.answer_blob_id is None else blobs.get(spec.answer_blob_id)
+        value = _prepare(spec, blobs.get(spec.dataset_blob_id), answer)
+        self.put(db_url, spec, value)
+        return value
+
+    def put(self, db_url: str, spec: Spec, value: Prepared) -> None:
+        """Keep a prepared answer (loaded here, or made by hosting from the stored bytes)."""
+        with self._lock:
+            self._items[(db_url, spec.dataset_blob_id, spec.answer_blob_id)] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+CACHE = AnswerCache()
+_prepare = contained(prepare)
+
+
+# ---------------------------------------------------------------- the jobs
+
+
+def preload(db_url: str, spec: Spec) -> None:
+    """Load a competition's dataset ids and answer into this process's cache."""
+    CACHE.get(db_url, spec)
+
+
+@contained
+def _score(spec: Spec, prepared: Prepared, body: frames.Body, content_type: str | None) -> Scored:
+    """Scoring proper, contained."""
+    return score(spec, prepared, body, content_type)
+
+
+def score_body(db_url: str, spec: Spec, body: frames.Body, content_type: str | None) -> Scored:
+    """Decode, validate, align and score one submission body: the unit of scoring work."""
+    return _score(spec, CACHE.get(db_url, spec), body, content_type)
+
+
+def score_and_store(db_url: str, spec: Spec, body: frames.Body, content_type: str | None) -> Scored:
+    """Score a large body, then store its predictions from here, once the scoring arrays are
+    freed: the server process never holds them. The outcome carries the blob's id."""
+    scored = _score(spec, CACHE.get(db_url, spec), body, content_type)
+    data = frames.as_bytes(body) if scored.predictions is None else scored.predictions
+    return dataclasses.replace(scored, predictions=None, blob_id=CACHE.store(db_url).put(data))
+
+
+def rescore(db_url: str, spec: Spec, predictions: bytes) -> Scored:
+    """Score stored predictions again, against the newest answer."""
+    return _score(spec, CACHE.get(db_url, spec), predictions, frames.PARQUET)
+
+
+# ---------------------------------------------------------------- where jobs run
 
 
 def _warm() -> bool:
@@ -31,10 +162,12 @@ def end_with_parent(parent: int, sig: int) -> None:
         os._exit(0)
 
 
-def _die_with(parent: int) -> None:
-    """Set up a pool worker: end with the server process, even when it is SIGKILLed."""
+def _die_with(parent: int, limits: frames.Limits) -> None:
+    """Set up a pool worker: end with the server process, even when it is SIGKILLed; read
+    Parquet within the server's limits; log as the server does."""
     end_with_parent(parent, signal.SIGKILL)
-    import crowdsource.server.scoring.score  # noqa: F401  (imported once, before the first job)
+    frames.set_limits(limits)
+    logging.basicConfig(format="%(asctime)s scoring worker %(process)d %(levelname)s: %(message)s")
 
 
 class Workers:
@@ -49,18 +182,15 @@ class Workers:
         dask_scheduler: str = "",
     ) -> None:
         self.backend = backend
+        self.processes = processes
         self.inline_bytes = inline_bytes
         self.shares_files = not dask_scheduler  # a remote cluster cannot read our spooled files
         self._threads = ThreadPoolExecutor(4, thread_name_prefix="crowdsource-score")
         self._pool: Executor | None = None
+        self._renewing = threading.Lock()
         self._dask: Any = None
         if backend == "process":
-            self._pool = ProcessPoolExecutor(
-                processes,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_die_with,
-                initargs=(os.getpid(),),
-            )
+            self._pool = self._new_pool()
         elif backend == "dask":
             from distributed import Client, LocalCluster
 
@@ -71,11 +201,32 @@ class Workers:
         elif backend != "thread":
             raise ValueError(f"scoring backend must be process, thread or dask; got {backend!r}")
 
+    def _new_pool(self) -> ProcessPoolExecutor:
+        """A process pool whose workers end with this process and share its limits."""
+        return ProcessPoolExecutor(
+            self.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_die_with,
+            initargs=(os.getpid(), frames.LIMITS),
+        )
+
+    def _renew(self, broken: Executor) -> None:
+        """Replace a broken pool (once, however many of its jobs noticed)."""
+        with self._renewing:
+            if self._pool is broken:
+                log.warning("a scoring worker died; starting a fresh scoring pool")
+                broken.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+
     def warm(self) -> None:
         """Start pool workers now rather than on the first big submission."""
-        if self._pool is not None:
-            for future in [self._pool.submit(_warm) for _ in range(2)]:
-                future.result()
+        pool = self._pool
+        if pool is not None:
+            try:
+                for future in [pool.submit(_warm) for _ in range(2)]:
+                    future.result()
+            except BrokenProcessPool:  # a worker was killed as it started: start afresh
+                self._renew(pool)
 
     def in_process(self, size: int) -> bool:
         """Whether a job of `size` bytes runs on a thread of this process."""
@@ -89,8 +240,18 @@ class Workers:
         if self._dask is not None:
             future = self._dask.submit(fn, *args, pure=False)
             return await loop.run_in_executor(self._threads, future.result)
-        assert self._pool is not None
-        return await loop.run_in_executor(self._pool, fn, *args)
+        for _ in range(2):  # a worker that died costs its job one retry on a fresh pool
+            pool = self._pool
+            assert pool is not None
+            try:
+                return await loop.run_in_executor(pool, fn, *args)
+            except BrokenProcessPool:
+                self._renew(pool)
+        raise Unavailable(
+            "the scoring worker for this submission stopped twice; nothing was recorded and no "
+            f"quota was used: send it again in {RETRY_AFTER} seconds",
+            retry_after=RETRY_AFTER,
+        )
 
     def close(self) -> None:
         """Shut the pools down."""

@@ -79,7 +79,7 @@ def prepare_database(db: str) -> None:
     """Before any server process serves: create or upgrade the schema and, on SQLite, delete
     predictions stored for submissions a crash kept from being recorded (not on PostgreSQL,
     where a server elsewhere may be between storing and recording)."""
-    from crowdsource.server.submissions import drop_orphans
+    from crowdsource.server.storage.blobs import drop_orphans
 
     engine = make_engine(database_url(db))
     try:
