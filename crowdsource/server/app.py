@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import importlib
 import logging
 import os
@@ -13,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
-from tornado import netutil, process, web
+from tornado import netutil, web
 from tornado.httpserver import HTTPServer
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Application
@@ -23,6 +25,8 @@ from crowdsource.server.ratelimit import RateLimiter
 from crowdsource.server.scoring.workers import Workers, end_with_parent
 from crowdsource.server.service import Service, prepare_database
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+MAX_RESTARTS = 100  # crashes of serving processes before the server gives up
 HANDLER_MODULES = (
     "participants",
     "competitions",
@@ -172,7 +176,8 @@ class CrowdsourceServer(Application):
             "Server processes sharing the port (Linux): each answers requests and has its own "
             "scoring pool; events and leaderboards stay live across them (Unix sockets in a "
             "private folder of the temporary directory on SQLite, LISTEN/NOTIFY on PostgreSQL). "
-            "A crashed one is restarted."
+            "A crashed one is restarted; SIGTERM or Ctrl-C stops them all, and the server exits "
+            "once they have, so it can start again on the same port at once."
         ),
     ).tag(config=True)
     scoring_processes = Integer(
@@ -271,28 +276,102 @@ class CrowdsourceServer(Application):
         if self.processes == 1:
             asyncio.run(self._serve(index=0))
             return
-        self.port = self._claim_port()
-        asyncio.run(self._serve(index=self._fork()))
+        probe = self._claim_port()  # held, not listening: nobody else takes the port meanwhile
+        self.port = int(probe.getsockname()[1])
+        index = self._fork()
+        probe.close()  # the serving processes bind their own
+        asyncio.run(self._serve(index=index))
 
-    def _claim_port(self) -> int:
-        """Check the port is free for the processes to share (SO_REUSEPORT: the kernel spreads
-        connections evenly over them); with port 0, pick a free one."""
+    def _claim_port(self) -> socket.socket:
+        """A socket bound to the port the processes will share, with their options:
+        SO_REUSEPORT (the kernel spreads connections evenly over them) and SO_REUSEADDR (the
+        connections a stopped server left in TIME_WAIT do not block a restart); with port 0,
+        a free one."""
         family = socket.AF_INET6 if ":" in self.ip else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe = socket.socket(family, socket.SOCK_STREAM)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
             probe.bind((self.ip, self.port))
-            return int(probe.getsockname()[1])
+        except OSError as exc:
+            probe.close()
+            self._refuse_port(exc)
+        return probe
+
+    def _bind(self) -> list[socket.socket]:
+        """Listening sockets on --ip and --port, as Tornado binds them (SO_REUSEADDR, and
+        SO_REUSEPORT when several processes share the port)."""
+        try:
+            return netutil.bind_sockets(self.port, self.ip, reuse_port=self.processes > 1)
+        except OSError as exc:
+            self._refuse_port(exc)
+            raise  # not reached
+
+    def _refuse_port(self, exc: OSError) -> None:
+        """Exit with one line when the port is taken; re-raise any other failure."""
+        if exc.errno != errno.EADDRINUSE:
+            raise exc
+        self.log.critical(
+            "port %d on %s is in use by another program: stop it or choose another --port",
+            self.port,
+            self.ip,
+        )
+        self.exit(1)
 
     def _fork(self) -> int:
-        """Fork the serving processes; this one stays to restart any that crash, and they end
-        with it. Returns the serving process's index."""
+        """Fork the serving processes and stay to watch them: one that crashes is started
+        again; on SIGTERM or SIGINT they are stopped and waited for, so that the port and the
+        database are free once this process is gone. Returns the serving process's index."""
         parent = os.getpid()
-        try:
-            index = process.fork_processes(self.processes)
-        except KeyboardInterrupt:  # Ctrl-C reached every process; the children stop too
-            sys.exit(0)
-        end_with_parent(parent, signal.SIGTERM)
-        return index
+        children: dict[int, int] = {}  # pid: index
+        stopping = False
+
+        def stop(_signum: int, _frame: Any) -> None:
+            """Pass the stop on to every serving process."""
+            nonlocal stopping
+            stopping = True
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+
+        def spawn(index: int) -> bool:
+            """Fork one serving process; True in it."""
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # none lands mid-fork
+            pid = os.fork()
+            if pid == 0:
+                for sig, handler in before.items():
+                    signal.signal(sig, handler)
+            else:
+                children[pid] = index
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            return pid == 0
+
+        before = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+        restarts = 0
+        pending = list(range(self.processes))
+        while pending or children:
+            for index in pending:
+                if spawn(index):
+                    end_with_parent(parent, signal.SIGTERM)
+                    return index
+            pending = []
+            pid, status = os.wait()
+            index = children.pop(pid, -1)
+            if index < 0 or stopping or os.waitstatus_to_exitcode(status) == 0:
+                continue
+            restarts += 1
+            self.log.warning(
+                "server process %d (pid %d) ended with %s; starting it again",
+                index + 1,
+                pid,
+                os.waitstatus_to_exitcode(status),
+            )
+            if restarts > MAX_RESTARTS:
+                self.log.critical("server processes keep failing; see the log above")
+                stop(signal.SIGTERM, None)
+                continue
+            pending = [index]
+        sys.exit(1 if restarts > MAX_RESTARTS else 0)
 
     async def _serve(self, *, index: int) -> None:
         """Open the database, listen, finish pending work, and wait."""
@@ -315,7 +394,7 @@ class CrowdsourceServer(Application):
             service, allow_origins=list(self.allow_origins), max_body_size=max_body, limiter=limiter
         )
         server = HTTPServer(app, max_body_size=max_body * 4 + 1024, xheaders=self.trust_xheaders)
-        sockets = netutil.bind_sockets(self.port, self.ip, reuse_port=self.processes > 1)
+        sockets = self._bind()
         server.add_sockets(sockets)
         self.port = int(sockets[0].getsockname()[1])
         if self.port_file:
