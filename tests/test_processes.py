@@ -3,15 +3,24 @@ every event to each other, bursts included."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+import websocket
 
-from tests.support import ServerProcess
+from tests.api import Api, events_url, read_event
+from tests.support import ServerProcess, bearer
+
+SUBMISSIONS = 2000
 
 
 def keep_alive_clients(server: ServerProcess, count: int = 8) -> list[requests.Session]:
@@ -72,3 +81,88 @@ def test_a_port_in_use_is_refused_in_one_line(tmp_path: Path) -> None:
             assert done.returncode == 1
             assert f"port {port} on 127.0.0.1 is in use" in done.stderr
             assert "Traceback" not in done.stderr
+
+
+def watchers_on_every_process(server: ServerProcess, processes: int, each: int = 2) -> list[Any]:
+    """Event streams, `each` on every serving process (the kernel picks the process of each
+    new connection; its handshake answer names it)."""
+    found: dict[str, list[Any]] = {}
+    for _ in range(200):
+        if len(found) == processes and all(len(ws) >= each for ws in found.values()):
+            break
+        ws = websocket.create_connection(events_url(server), timeout=30)
+        process = ws.getheaders()["x-crowdsource-process"]
+        if len(found.setdefault(process, [])) < each:
+            read_event(ws, "hello")
+            found[process].append(ws)
+        else:
+            ws.close()
+    assert sorted(found) == [str(i + 1) for i in range(processes)]
+    return [ws for streams in found.values() for ws in streams]
+
+
+def scored_ids(ws: Any, expected: int, seen: set[int], quiet: float = 60.0) -> None:
+    """Collect the submission ids of `submission.scored` events until `expected` are seen or
+    none has come for `quiet` seconds (the server's pings keep the socket itself busy)."""
+    ws.settimeout(2)
+    last = time.monotonic()
+    while len(seen) < expected and time.monotonic() - last < quiet:
+        try:
+            event = json.loads(ws.recv())
+        except websocket.WebSocketTimeoutException:
+            continue
+        if event["type"] == "submission.scored":
+            seen.add(event["data"]["submission_id"])
+            last = time.monotonic()
+
+
+@pytest.mark.timeout(600)
+def test_every_event_reaches_every_process_in_a_burst(tmp_path: Path, new_server) -> None:
+    """2,000 small submissions at once, to four competitions from eight participants, on a
+    --processes 2 server: every watcher, on either process, is told of every score."""
+    server = new_server(str(tmp_path / "burst.db"), "--processes=2", "--write-rate=0")
+    host = Api(server)
+    rows = {"columns": ["id", "y"], "data": [[i, float(i)] for i in range(5)]}
+    comps = [
+        host.host(
+            type="regress",
+            targets=["y"],
+            dataset={"columns": ["id"], "data": [[i] for i in range(5)]},
+            answer=rows,
+            daily_limit=100_000,
+        )["id"]
+        for _ in range(4)
+    ]
+    people = [Api(server) for _ in range(8)]
+    streams = watchers_on_every_process(server, 2)
+    seen: list[set[int]] = [set() for _ in streams]
+    readers = [
+        threading.Thread(target=scored_ids, args=(ws, SUBMISSIONS, ids))
+        for ws, ids in zip(streams, seen, strict=True)
+    ]
+    for reader in readers:
+        reader.start()
+
+    def submit(n: int) -> int:
+        """One submission, on this thread's own connection."""
+        person = people[n % len(people)]
+        session = sessions.setdefault(threading.get_ident(), requests.Session())
+        r = session.post(
+            f"{server.url}/api/v1/competitions/{comps[n % len(comps)]}/submissions",
+            json={"predictions": rows},
+            headers=bearer(person.token),
+            timeout=120,
+        )
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    sessions: dict[int, requests.Session] = {}
+    with ThreadPoolExecutor(16) as pool:
+        made = set(pool.map(submit, range(SUBMISSIONS)))
+    for reader in readers:
+        reader.join(300)
+    for ws in streams:
+        ws.close()
+    assert len(made) == SUBMISSIONS
+    assert [len(made - ids) for ids in seen] == [0] * len(streams)
+    assert "not sent" not in server.log.read_text()

@@ -64,9 +64,14 @@ def log_request(handler: web.RequestHandler) -> None:
 
 
 def make_app(
-    service: Service, *, allow_origins: list[str], max_body_size: int, limiter: RateLimiter
+    service: Service,
+    *,
+    allow_origins: list[str],
+    max_body_size: int,
+    limiter: RateLimiter,
+    process: int = 1,
 ) -> web.Application:
-    """The Tornado application over a service."""
+    """The Tornado application over a service, in serving process number `process`."""
     from crowdsource.server.handlers.base import NotFoundHandler
 
     return web.Application(
@@ -75,6 +80,7 @@ def make_app(
         rate_limiter=limiter,
         allow_origins=allow_origins,
         max_body_size=max_body_size,
+        process=process,
         default_handler_class=NotFoundHandler,
         log_function=log_request,
         debug=False,
@@ -391,7 +397,11 @@ class CrowdsourceServer(Application):
         max_body = int(self.max_body_mb * 2**20)
         limiter = RateLimiter(rate=self.write_rate, burst=self.write_burst)
         app = make_app(
-            service, allow_origins=list(self.allow_origins), max_body_size=max_body, limiter=limiter
+            service,
+            allow_origins=list(self.allow_origins),
+            max_body_size=max_body,
+            limiter=limiter,
+            process=index + 1,
         )
         server = HTTPServer(app, max_body_size=max_body * 4 + 1024, xheaders=self.trust_xheaders)
         sockets = self._bind()
