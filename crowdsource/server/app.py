@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
+from sqlalchemy.engine import make_url
 from tornado import netutil, web
 from tornado.httpserver import HTTPServer
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, validate
@@ -24,6 +25,7 @@ from crowdsource._version import __version__
 from crowdsource.server.ratelimit import RateLimiter
 from crowdsource.server.scoring.workers import Workers, end_with_parent
 from crowdsource.server.service import Service, prepare_database
+from crowdsource.server.storage.engine import database_url
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 MAX_RESTARTS = 100  # crashes of serving processes before the server gives up
@@ -92,7 +94,7 @@ def make_app(
 def load_secret(path: Path) -> bytes:
     """The server's secret key: read it, or create it (mode 600) on first start."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -100,6 +102,14 @@ def load_secret(path: Path) -> bytes:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
     return path.read_bytes().strip()
+
+
+def sqlite_files(db: str) -> list[Path]:
+    """The files of a SQLite database (none for another database or one in memory)."""
+    url = make_url(database_url(db))
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return []
+    return [Path(url.database + suffix) for suffix in ("", "-wal", "-shm")]
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -277,7 +287,9 @@ class CrowdsourceServer(Application):
 
     def start(self) -> None:
         """Run until stopped: one process, or `--processes` of them sharing the port."""
+        os.umask(0o077)  # every file and folder the server makes is for its user alone
         prepare_database(self.db)
+        self._warn_if_open(Path(self.secret_file), *sqlite_files(self.db))
         load_secret(Path(self.secret_file))  # made once, before any process reads it
         if self.processes == 1:
             asyncio.run(self._serve(index=0))
@@ -287,6 +299,17 @@ class CrowdsourceServer(Application):
         index = self._fork()
         probe.close()  # the serving processes bind their own
         asyncio.run(self._serve(index=index))
+
+    def _warn_if_open(self, *paths: Path) -> None:
+        """Say so when a file made before (or by hand) lets other users read it."""
+        for path in paths:
+            if path.exists() and path.stat().st_mode & 0o077:
+                self.log.warning(
+                    "%s can be read by other users (mode %o): it holds answers, predictions "
+                    "or token keys; run chmod 600 on it",
+                    path,
+                    path.stat().st_mode & 0o777,
+                )
 
     def _claim_port(self) -> socket.socket:
         """A socket bound to the port the processes will share, with their options:

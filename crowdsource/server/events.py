@@ -207,6 +207,7 @@ class SocketEventBus(EventBus):
         self._path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.sock"
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(str(self._path))
+        self._path.chmod(0o600)  # as the server's umask makes it: its user's alone
         self._sock.setblocking(False)
         self._loop.add_handler(self._sock.fileno(), self._receive, IOLoop.READ)
         self._peers: dict[str, _Peer] = {}
