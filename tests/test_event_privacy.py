@@ -11,7 +11,12 @@ from typing import Any
 import pandas as pd
 import pytest
 import websocket
+from hypothesis import given
+from hypothesis import strategies as st
 
+from crowdsource.server.events import TYPES, Event
+from crowdsource.server.handlers.events import PUBLIC, seen_by
+from crowdsource.server.storage.tables import Participant
 from tests.api import Api, classify_data, events_url, split
 from tests.support import ServerProcess
 
@@ -109,3 +114,28 @@ def test_a_bad_token_on_the_stream_is_refused(
     assert refused.value.status_code == 401
     body = json.loads(refused.value.resp_body)
     assert body["error"] == "unauthorized" and body["message"]
+
+
+def test_every_event_type_has_a_decision() -> None:
+    """Each event type the server publishes says which of its fields everyone may see."""
+    assert set(PUBLIC) == set(TYPES)
+
+
+@given(
+    kind=st.sampled_from(sorted(TYPES)),
+    extra=st.dictionaries(st.text(min_size=1), st.text(), max_size=5),
+    viewer=st.sampled_from([None, 1, 2]),
+)
+def test_a_listener_sees_the_public_fields_or_its_own_event(
+    kind: str, extra: dict[str, str], viewer: int | None
+) -> None:
+    """Participant 1's event: whole for participant 1; for anyone else, only the fields
+    public for its type (any field added later stays hidden until it is declared)."""
+    data = {**extra, "participant": {"id": 1, "name": "alice"}}
+    event = Event(kind, 5, data)
+    seen = seen_by(event, None if viewer is None else Participant(id=viewer, name="x"))
+    public = PUBLIC[kind]
+    if viewer == 1 or public is None:
+        assert seen == event
+    else:
+        assert set(seen.data) <= public and seen.data.items() <= event.data.items()
