@@ -379,7 +379,7 @@ class CrowdsourceServer(Application):
         restarts = 0
         pending = list(range(self.processes))
         while pending or children:
-            for index in pending:
+            for index in [] if stopping else pending:
                 if spawn(index):
                     end_with_parent(parent, signal.SIGTERM)
                     return index
@@ -389,11 +389,12 @@ class CrowdsourceServer(Application):
             if index < 0 or stopping or os.waitstatus_to_exitcode(status) == 0:
                 continue
             restarts += 1
+            code = os.waitstatus_to_exitcode(status)
             self.log.warning(
-                "server process %d (pid %d) ended with %s; starting it again",
+                "server process %d (pid %d) %s; starting it again",
                 index + 1,
                 pid,
-                os.waitstatus_to_exitcode(status),
+                f"was killed by signal {-code}" if code < 0 else f"exited with status {code}",
             )
             if restarts > MAX_RESTARTS:
                 self.log.critical("server processes keep failing; see the log above")
