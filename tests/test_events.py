@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crowdsource.server import events
 from crowdsource.server.events import DATAGRAM_LIMIT, Event, SocketEventBus
 from tests.support import run
 
@@ -172,3 +174,28 @@ def test_events_published_from_another_thread_cross_too(tmp_path: Path) -> None:
         return got
 
     assert [e.data["submission_id"] for e in run(scenario())] == list(range(300))
+
+
+def test_what_waits_for_a_stuck_process_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process that never reads: events wait for it up to QUEUE_LIMIT bytes, then are
+    counted and logged once, not kept without end."""
+    monkeypatch.setattr(events, "QUEUE_LIMIT", 50_000)
+    folder = tmp_path / "peers"
+    folder.mkdir(mode=0o700)
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stuck.bind(str(folder / "1-stuck.sock"))
+
+    async def scenario() -> int:
+        bus = SocketEventBus(folder)
+        for i in range(5000):
+            bus.publish(Event("submission.scored", 1, {"submission_id": i}))
+        await asyncio.sleep(0.2)
+        waiting = sum(p.waiting_bytes for p in bus._peers.values())
+        bus.close()
+        return waiting
+
+    assert 0 < run(scenario()) <= 50_000
+    assert len([r for r in caplog.records if "not sent" in r.getMessage()]) == 1
+    stuck.close()

@@ -176,6 +176,7 @@ class _Peer:
             raise
         self.waiting: deque[bytearray] = deque()
         self.waiting_bytes = 0
+        self.dropped = 0  # events not kept while too much waited
 
     def queue(self, payload: bytes) -> None:
         """Keep a datagram's payload for later, joined to the last one while they fit in one
@@ -253,11 +254,13 @@ class SocketEventBus(EventBus):
     def _queue(self, peer: _Peer, payload: bytes) -> None:
         """Keep a payload for a process, up to QUEUE_LIMIT bytes (past that it is stuck)."""
         if peer.waiting_bytes + len(payload) > QUEUE_LIMIT:
-            log.warning(
-                "event not sent to %s: %d bytes already wait for it (is that process stuck?)",
-                Path(peer.path).name,
-                peer.waiting_bytes,
-            )
+            peer.dropped += 1
+            if peer.dropped == 1:  # once; the count is logged when it takes events again
+                log.warning(
+                    "events not sent to %s: %d bytes already wait for it (is it stuck?)",
+                    Path(peer.path).name,
+                    peer.waiting_bytes,
+                )
             return
         peer.queue(payload)
 
@@ -273,6 +276,9 @@ class SocketEventBus(EventBus):
                 return
             peer.waiting_bytes -= len(peer.waiting.popleft())
         self._loop.remove_handler(peer.sock.fileno())
+        if peer.dropped:
+            log.warning("%d events were not sent to %s", peer.dropped, Path(peer.path).name)
+            peer.dropped = 0
 
     def _forget(self, peer: _Peer, *, unlink: bool = False) -> None:
         """Stop sending to a process (and remove its socket file when it is gone)."""
