@@ -370,7 +370,8 @@ def _describe(event: Event) -> str | None:
             return f"{who} submitted ({data.get('state')})"
         return f"{who} scored {score:.6g}"
     if event.type == "submission.failed":
-        return f"{who}'s submission failed: {data.get('reason')}"
+        reason = data.get("reason")  # its owner's streams only
+        return f"{who}'s submission failed" + (f": {reason}" if reason else "")
     if event.type == "competition.resolved":
         known, rescored = data.get("answer_rows"), data.get("rescored")
         return f"answer rows arrived ({known} known); {rescored} re-scored"

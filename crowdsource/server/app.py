@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import importlib
 import logging
 import os
@@ -13,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
-from tornado import netutil, process, web
+from sqlalchemy.engine import make_url
+from tornado import netutil, web
 from traitlets import Bool, Enum, Float, Integer, List, Type, Unicode, default, validate
 from traitlets.config import Application
 
@@ -24,8 +27,11 @@ from crowdsource.server.events import EventBus, PostgresEventBus, SocketEventBus
 from crowdsource.server.managers import MANAGER_CLASSES, Managers
 from crowdsource.server.ratelimit import RateLimiter
 from crowdsource.server.scoring.workers import Workers, end_with_parent
+from crowdsource.server.storage.engine import database_url
 from crowdsource.server.storage.store import Store, prepare_database
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+MAX_RESTARTS = 100  # crashes of serving processes before the server gives up
 HANDLER_MODULES = (
     "participants",
     "competitions",
@@ -70,8 +76,9 @@ def make_app(
     limiter: RateLimiter,
     max_json_size: int = 64 * 1024,
     small_body_timeout: float = 60.0,
+    process: int = 1,
 ) -> web.Application:
-    """The Tornado application over the managers."""
+    """The Tornado application over the managers, in serving process number `process`."""
     from crowdsource.server.handlers.base import NotFoundHandler
 
     return web.Application(
@@ -82,6 +89,7 @@ def make_app(
         max_body_size=max_body_size,
         max_json_size=max_json_size,
         small_body_timeout=small_body_timeout,
+        process=process,
         default_handler_class=NotFoundHandler,
         log_function=log_request,
         debug=False,
@@ -93,7 +101,7 @@ def make_app(
 def load_secret(path: Path) -> bytes:
     """The server's secret key: read it, or create it (mode 600) on first start."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -101,6 +109,14 @@ def load_secret(path: Path) -> bytes:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
     return path.read_bytes().strip()
+
+
+def sqlite_files(db: str) -> list[Path]:
+    """The files of a SQLite database (none for another database or one in memory)."""
+    url = make_url(database_url(db))
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return []
+    return [Path(url.database + suffix) for suffix in ("", "-wal", "-shm")]
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -236,7 +252,8 @@ class CrowdsourceServer(Application):
             "Server processes sharing the port (Linux): each answers requests and has its own "
             "scoring pool; events and leaderboards stay live across them (Unix sockets in a "
             "private folder of the temporary directory on SQLite, LISTEN/NOTIFY on PostgreSQL). "
-            "A crashed one is restarted."
+            "A crashed one is restarted; SIGTERM or Ctrl-C stops them all, and the server exits "
+            "once they have, so it can start again on the same port at once."
         ),
     ).tag(config=True)
     scoring_processes = Integer(
@@ -373,33 +390,121 @@ class CrowdsourceServer(Application):
 
     def start(self) -> None:
         """Run until stopped: one process, or `--processes` of them sharing the port."""
+        os.umask(0o077)  # every file and folder the server makes is for its user alone
         prepare_database(self.db)
+        self._warn_if_open(Path(self.secret_file), *sqlite_files(self.db))
         load_secret(Path(self.secret_file))  # made once, before any process reads it
         if self.processes == 1:
             asyncio.run(self._serve(index=0))
             return
-        self.port = self._claim_port()
-        asyncio.run(self._serve(index=self._fork()))
+        probe = self._claim_port()  # held, not listening: nobody else takes the port meanwhile
+        self.port = int(probe.getsockname()[1])
+        index = self._fork()
+        probe.close()  # the serving processes bind their own
+        asyncio.run(self._serve(index=index))
 
-    def _claim_port(self) -> int:
-        """Check the port is free for the processes to share (SO_REUSEPORT: the kernel spreads
-        connections evenly over them); with port 0, pick a free one."""
+    def _warn_if_open(self, *paths: Path) -> None:
+        """Say so when a file made before (or by hand) lets other users read it."""
+        for path in paths:
+            if path.exists() and path.stat().st_mode & 0o077:
+                self.log.warning(
+                    "%s can be read by other users (mode %o): it holds answers, predictions "
+                    "or token keys; run chmod 600 on it",
+                    path,
+                    path.stat().st_mode & 0o777,
+                )
+
+    def _claim_port(self) -> socket.socket:
+        """A socket bound to the port the processes will share, with their options:
+        SO_REUSEPORT (the kernel spreads connections evenly over them) and SO_REUSEADDR (the
+        connections a stopped server left in TIME_WAIT do not block a restart); with port 0,
+        a free one."""
         family = socket.AF_INET6 if ":" in self.ip else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe = socket.socket(family, socket.SOCK_STREAM)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
             probe.bind((self.ip, self.port))
-            return int(probe.getsockname()[1])
+        except OSError as exc:
+            probe.close()
+            self._refuse_port(exc)
+        return probe
+
+    def _bind(self) -> list[socket.socket]:
+        """Listening sockets on --ip and --port, as Tornado binds them (SO_REUSEADDR, and
+        SO_REUSEPORT when several processes share the port)."""
+        try:
+            return netutil.bind_sockets(self.port, self.ip, reuse_port=self.processes > 1)
+        except OSError as exc:
+            self._refuse_port(exc)
+            raise  # not reached
+
+    def _refuse_port(self, exc: OSError) -> None:
+        """Exit with one line when the port is taken; re-raise any other failure."""
+        if exc.errno != errno.EADDRINUSE:
+            raise exc
+        self.log.critical(
+            "port %d on %s is in use by another program: stop it or choose another --port",
+            self.port,
+            self.ip,
+        )
+        self.exit(1)
 
     def _fork(self) -> int:
-        """Fork the serving processes; this one stays to restart any that crash, and they end
-        with it. Returns the serving process's index."""
+        """Fork the serving processes and stay to watch them: one that crashes is started
+        again; on SIGTERM or SIGINT they are stopped and waited for, so that the port and the
+        database are free once this process is gone. Returns the serving process's index."""
         parent = os.getpid()
-        try:
-            index = process.fork_processes(self.processes)
-        except KeyboardInterrupt:  # Ctrl-C reached every process; the children stop too
-            sys.exit(0)
-        end_with_parent(parent, signal.SIGTERM)
-        return index
+        children: dict[int, int] = {}  # pid: index
+        stopping = False
+
+        def stop(_signum: int, _frame: Any) -> None:
+            """Pass the stop on to every serving process."""
+            nonlocal stopping
+            stopping = True
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+
+        def spawn(index: int) -> bool:
+            """Fork one serving process; True in it."""
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # none lands mid-fork
+            pid = os.fork()
+            if pid == 0:
+                for sig, handler in before.items():
+                    signal.signal(sig, handler)
+            else:
+                children[pid] = index
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            return pid == 0
+
+        before = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+        restarts = 0
+        pending = list(range(self.processes))
+        while pending or children:
+            for index in [] if stopping else pending:
+                if spawn(index):
+                    end_with_parent(parent, signal.SIGTERM)
+                    return index
+            pending = []
+            pid, status = os.wait()
+            index = children.pop(pid, -1)
+            if index < 0 or stopping or os.waitstatus_to_exitcode(status) == 0:
+                continue
+            restarts += 1
+            code = os.waitstatus_to_exitcode(status)
+            self.log.warning(
+                "server process %d (pid %d) %s; starting it again",
+                index + 1,
+                pid,
+                f"was killed by signal {-code}" if code < 0 else f"exited with status {code}",
+            )
+            if restarts > MAX_RESTARTS:
+                self.log.critical("server processes keep failing; see the log above")
+                stop(signal.SIGTERM, None)
+                continue
+            pending = [index]
+        sys.exit(1 if restarts > MAX_RESTARTS else 0)
 
     def _bus(self, store: Store) -> EventBus:
         """The event bus: the configured class, or the one the database and processes need."""
@@ -447,6 +552,7 @@ class CrowdsourceServer(Application):
             max_json_size=self.max_json_kb * 1024,
             small_body_timeout=self.idle_timeout,
             limiter=limiter,
+            process=index + 1,
         )
         server = GuardedHTTPServer(
             app,
@@ -456,7 +562,7 @@ class CrowdsourceServer(Application):
             body_timeout=self.body_timeout,
         )
         server.max_connections = self.max_connections or default_max_connections()
-        sockets = netutil.bind_sockets(self.port, self.ip, reuse_port=self.processes > 1)
+        sockets = self._bind()
         server.add_sockets(sockets)
         self.port = int(sockets[0].getsockname()[1])
         if self.port_file:

@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 CHANNEL = "crowdsource_events"
 NOTIFY_LIMIT = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes and more
 DATAGRAM_LIMIT = 64 * 1024  # larger events cross processes without their data
-JOINED = b""  # the datagram a starting process sends to the others
+JOINED = b""  # what a starting process sends to the others
+SEPARATOR = b"\n"  # between the events of one datagram (their JSON has no newline)
+QUEUE_LIMIT = 64 * 2**20  # bytes waiting for one process, past which it is taken for stuck
+RECEIVE_BATCH = 256  # datagrams taken at once before their events are delivered
 RESYNC = "hello"  # delivered here when events may have been missed: listeners resync on it
 TYPES = (
     "competition.created",
@@ -276,9 +279,39 @@ def peers_folder(db_url: str) -> Path:
     return Path(tempfile.gettempdir()) / f"crowdsource-{digest}"
 
 
+class _Peer:
+    """Another server process: a datagram socket connected to its own (so the IOLoop can tell
+    when its queue has room), and the datagrams waiting for that room."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        try:
+            self.sock.connect(path)
+        except OSError:
+            self.sock.close()
+            raise
+        self.waiting: deque[bytearray] = deque()
+        self.waiting_bytes = 0
+        self.dropped = 0  # events not kept while too much waited
+
+    def queue(self, payload: bytes) -> None:
+        """Keep a datagram's payload for later, joined to the last one while they fit in one
+        datagram (a receiver's queue holds few datagrams: fewer, fuller ones drain faster)."""
+        last = self.waiting[-1] if self.waiting else None
+        if last is not None and len(last) + 1 + len(payload) <= DATAGRAM_LIMIT:
+            last += SEPARATOR + payload
+            self.waiting_bytes += 1 + len(payload)
+        else:
+            self.waiting.append(bytearray(payload))
+            self.waiting_bytes += len(payload)
+
+
 class SocketEventBus(EventBus):
     """Events among the server processes of one machine: each binds a Unix datagram socket in
-    a shared folder, delivers its own events here and sends them to every other socket."""
+    a shared folder, delivers its own events here and sends them to every other socket. A
+    datagram that a full receiver cannot take now waits, in order, until it can."""
 
     def __init__(self, folder: Path) -> None:
         super().__init__()
@@ -293,49 +326,109 @@ class SocketEventBus(EventBus):
         self._path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.sock"
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(str(self._path))
+        self._path.chmod(0o600)  # as the server's umask makes it: its user's alone
         self._sock.setblocking(False)
         self._loop.add_handler(self._sock.fileno(), self._receive, IOLoop.READ)
-        self._peers: list[str] = []
+        self._peers: dict[str, _Peer] = {}
         self._rescan()
-        for peer in self._peers:
-            self._send(peer, JOINED, "joined")  # they rescan too, and send to this one from now
+        for peer in list(self._peers.values()):
+            self._send(peer, JOINED)  # they rescan too, and send to this one from now
 
     def _rescan(self) -> None:
-        """The other processes' sockets, as the folder holds them now."""
-        self._peers = [str(p) for p in self._folder.glob("*.sock") if p != self._path]
+        """Connect to the other processes' sockets as the folder holds them now; a socket
+        nobody listens on any more (its process is gone) is removed."""
+        found = {str(p) for p in self._folder.glob("*.sock") if p != self._path}
+        for path in set(self._peers) - found:
+            self._forget(self._peers[path])
+        for path in found - set(self._peers):
+            try:
+                self._peers[path] = _Peer(path)
+            except (ConnectionRefusedError, FileNotFoundError):
+                Path(path).unlink(missing_ok=True)
 
     def publish(self, event: Event) -> None:
-        """Deliver here, and send to every other process."""
+        """Deliver here, and send to every other process (from the IOLoop, in order)."""
         super().publish(event)
-        payload = _trimmed(event, DATAGRAM_LIMIT)
-        for peer in list(self._peers):
-            self._send(peer, payload, event.type)
+        self._loop.add_callback(self._send_all, _trimmed(event, DATAGRAM_LIMIT))
 
-    def _send(self, peer: str, payload: bytes, kind: str) -> None:
-        """One datagram to one process; a socket nobody listens on any more is removed."""
+    def _send_all(self, payload: bytes) -> None:
+        """One event to every other process."""
+        for peer in list(self._peers.values()):
+            self._send(peer, payload)
+
+    def _send(self, peer: _Peer, payload: bytes) -> None:
+        """One payload to one process: now, or once its queue has room."""
+        if peer.waiting:  # behind what already waits, to keep the order
+            self._queue(peer, payload)
+            return
         try:
-            self._sock.sendto(payload, peer)
+            peer.sock.send(payload)
+        except BlockingIOError:  # its queue is full: wait until the socket is writable
+            self._queue(peer, payload)
+            self._loop.add_handler(peer.sock.fileno(), lambda *_: self._flush(peer), IOLoop.WRITE)
         except (ConnectionRefusedError, FileNotFoundError):
-            Path(peer).unlink(missing_ok=True)
-            self._peers = [p for p in self._peers if p != peer]
-        except OSError as exc:  # its queue is full: that process is stuck
-            log.warning("event %s not sent to %s: %s", kind, Path(peer).name, exc)
+            self._forget(peer, unlink=True)
 
-    def _receive(self, fd: int, events: int) -> None:
-        """Deliver every datagram waiting (an empty one: a process joined)."""
-        while True:
+    def _queue(self, peer: _Peer, payload: bytes) -> None:
+        """Keep a payload for a process, up to QUEUE_LIMIT bytes (past that it is stuck)."""
+        if peer.waiting_bytes + len(payload) > QUEUE_LIMIT:
+            peer.dropped += 1
+            if peer.dropped == 1:  # once; the count is logged when it takes events again
+                log.warning(
+                    "events not sent to %s: %d bytes already wait for it (is it stuck?)",
+                    Path(peer.path).name,
+                    peer.waiting_bytes,
+                )
+            return
+        peer.queue(payload)
+
+    def _flush(self, peer: _Peer) -> None:
+        """Send what waits for a process while its queue has room."""
+        while peer.waiting:
             try:
-                payload = self._sock.recv(DATAGRAM_LIMIT + 1024)
+                peer.sock.send(peer.waiting[0])
             except BlockingIOError:
                 return
-            if payload == JOINED:
-                self._rescan()
-            else:
-                self._deliver(Event.from_json(payload.decode()))
+            except (ConnectionRefusedError, FileNotFoundError):
+                self._forget(peer, unlink=True)
+                return
+            peer.waiting_bytes -= len(peer.waiting.popleft())
+        self._loop.remove_handler(peer.sock.fileno())
+        if peer.dropped:
+            log.warning("%d events were not sent to %s", peer.dropped, Path(peer.path).name)
+            peer.dropped = 0
+
+    def _forget(self, peer: _Peer, *, unlink: bool = False) -> None:
+        """Stop sending to a process (and remove its socket file when it is gone)."""
+        self._peers.pop(peer.path, None)
+        if peer.waiting:
+            self._loop.remove_handler(peer.sock.fileno())
+        peer.sock.close()
+        if unlink:
+            Path(peer.path).unlink(missing_ok=True)
+
+    def _receive(self, fd: int, events: int) -> None:
+        """Take the datagrams waiting (up to a batch), then deliver their events: the queue is
+        emptied first, so senders wait as little as possible; an empty payload says that a
+        process joined."""
+        payloads = []
+        for _ in range(RECEIVE_BATCH):
+            try:
+                payloads.append(self._sock.recv(DATAGRAM_LIMIT + 1024))
+            except BlockingIOError:
+                break
+        for payload in payloads:
+            for line in payload.split(SEPARATOR):
+                if line == JOINED:
+                    self._rescan()
+                else:
+                    self._deliver(Event.from_json(line.decode()))
 
     def close(self) -> None:
-        """Stop receiving and remove this process's socket."""
+        """Stop receiving and sending, and remove this process's socket."""
         self._loop.remove_handler(self._sock.fileno())
         self._sock.close()
+        for peer in list(self._peers.values()):
+            self._forget(peer)
         self._path.unlink(missing_ok=True)
         super().close()

@@ -295,7 +295,8 @@ class APIHandler(JSONErrors):
             self._spool.write(chunk)
         elif self._size > self.settings["inline_bytes"]:
             self._spool = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in finish)
-                prefix="crowdsource-body-", delete=False
+                prefix="crowdsource-body-",
+                delete=False,  # mode 600, as mkstemp makes files
             )
             self._spool.writelines([*self._chunks, chunk])
             self._chunks.clear()

@@ -1,4 +1,5 @@
-"""The live event stream: a WebSocket that pushes every event, optionally for one competition."""
+"""The live event stream: a WebSocket that pushes every event, optionally for one competition,
+each as much of it as the listener may see."""
 
 from __future__ import annotations
 
@@ -7,25 +8,62 @@ from typing import Any
 
 from tornado import websocket
 
-from crowdsource.errors import BadRequest, Forbidden
-from crowdsource.server.events import Event
+from crowdsource.errors import BadRequest, Forbidden, Unauthorized
+from crowdsource.server.events import RESYNC, Event
 from crowdsource.server.handlers.base import JSONErrors, query_id
 from crowdsource.server.leaderboards import LeaderboardManager
 from crowdsource.server.participants import ParticipantManager
+from crowdsource.server.storage.tables import Participant
+
+# What of each event everyone may see: None for all of it (the host's public text, public
+# boards), else the fields named. What a participant sent (a failed submission's reason
+# quotes their predicted values) goes to that participant only; an event type not listed
+# here shows nobody but its owner any data.
+PUBLIC: dict[str, frozenset[str] | None] = {
+    "competition.created": None,
+    "competition.closed": None,
+    "competition.resolved": None,
+    "leaderboard.changed": None,
+    "submission.scored": frozenset({"submission_id", "participant", "state", "public_score"}),
+    "submission.failed": frozenset({"submission_id", "participant", "state", "public_score"}),
+}
+
+
+def owner_id(event: Event) -> int | None:
+    """The participant an event is about, if it is about one participant's submission."""
+    who = event.data.get("participant")
+    return who.get("id") if isinstance(who, dict) else None
+
+
+def seen_by(event: Event, viewer: Participant | None) -> Event:
+    """The event as `viewer` (None: anonymous) may see it: whole for the participant it is
+    about, else only its public fields."""
+    public = PUBLIC.get(event.type, frozenset())
+    if public is None or (viewer is not None and owner_id(event) == viewer.id):
+        return event
+    data = {k: v for k, v in event.data.items() if k in public}
+    return Event(event.type, event.competition_id, data, event.at)
 
 
 class EventsHandler(JSONErrors, websocket.WebSocketHandler):
-    """`/api/v1/events?competition=ID&token=...`."""
+    """`/api/v1/events?competition=ID`, with the token as `Authorization: Bearer` or
+    `?token=` (browsers cannot set headers on a WebSocket)."""
 
     _unsubscribe: Callable[[], None] | None = None
+    viewer: Participant | None = None
 
     def check_origin(self, origin: str) -> bool:
-        """Accept the configured origins (events carry only public data)."""
+        """Accept the configured origins (a token travels in the query, never a cookie)."""
         allowed = self.settings.get("allow_origins", [])
         return "*" in allowed or origin in allowed or super().check_origin(origin)
 
+    def set_default_headers(self) -> None:
+        """Name the serving process (of `--processes N`), for operators and tests."""
+        self.set_header("X-Crowdsource-Process", str(self.settings.get("process", 1)))
+
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Check the handshake and query before upgrading, so mistakes get a JSON error."""
+        """Check the handshake, query and token before upgrading, so mistakes get a JSON
+        error."""
         problem = self._handshake_problem()
         if problem is not None:
             raise BadRequest(f"{problem}; this is a WebSocket endpoint: use a WebSocket client")
@@ -33,10 +71,10 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
         if origin is not None and not self.check_origin(origin):
             raise Forbidden(f"pages from {origin} may not open the event stream (--allow-origin)")
         self.competition = query_id(self.get_argument("competition", None), "competition")
-        token = self.get_argument("token", None)
-        if token:
+        token = self._token()
+        if token is not None:
             participants: ParticipantManager = self.settings["participant_manager"]
-            await participants.authenticate(token)
+            self.viewer = await participants.authenticate(token)
         await super().get(*args, **kwargs)
 
     def _handshake_problem(self) -> str | None:
@@ -51,19 +89,32 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
             return "send Sec-WebSocket-Version: 13"
         return None
 
+    def _token(self) -> str | None:
+        """The token from the Authorization header or the query; None if neither has one."""
+        auth = self.request.headers.get("Authorization")
+        if auth is None:
+            return self.get_argument("token", None) or None
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized(
+                "send the token as 'Authorization: Bearer <token>', or as ?token=<token>"
+            )
+        return token.strip()
+
     def open(self, *args: str, **kwargs: str) -> None:
         """Subscribe, then greet so the client knows to resync."""
         leaderboards: LeaderboardManager = self.settings["leaderboard_manager"]
         self._unsubscribe = leaderboards.listen(self._on_event)
-        self.write_message(Event("hello", self.competition or 0, {}).to_json())
+        self.write_message(Event(RESYNC, self.competition or 0, {}).to_json())
 
     def _on_event(self, event: Event) -> None:
-        """Forward one event if it matches the filter."""
-        mine = event.competition_id == self.competition or event.type == "hello"  # a resync
+        """Forward one event, as this listener may see it, if it matches the filter (a resync
+        always: it may stand for events of this competition that were missed)."""
+        mine = event.competition_id == self.competition or event.type == RESYNC
         if self.competition is not None and not mine:
             return
         try:
-            self.write_message(event.to_json())
+            self.write_message(seen_by(event, self.viewer).to_json())
         except websocket.WebSocketClosedError:
             self.on_close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,15 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _create_private(path: str | None) -> None:
+    """Create a SQLite file readable by its owner only, before SQLite creates it with mode
+    644 (SQLite gives the -wal and -shm files the database file's mode)."""
+    if path in (None, "", ":memory:"):
+        return
+    with contextlib.suppress(OSError):  # there already, or not possible: SQLite says why
+        os.close(os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def make_engine(db: str, *, synchronous: str = "NORMAL") -> Engine:
     """Create the engine for `db`. On SQLite, `synchronous` NORMAL (WAL) keeps every commit
     through a process crash; FULL also through a power cut, at an fsync per commit."""
@@ -90,6 +101,7 @@ def make_engine(db: str, *, synchronous: str = "NORMAL") -> Engine:
             )
             _MEMORY[str(url)] = engine
         else:
+            _create_private(url.database)
             engine = create_engine(url, pool_size=8, max_overflow=8)
         event.listen(engine, "connect", _sqlite_pragmas(synchronous))
         event.listen(engine, "begin", _sqlite_begin)
