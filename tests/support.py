@@ -129,6 +129,21 @@ def postgres_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextmanager
+def private_server(kind: str, workdir: Path, *args: str) -> Iterator[ServerProcess]:
+    """A started server of its own, on a SQLite file in `workdir` or on a throwaway PostgreSQL
+    database; stopped after."""
+    if kind == "sqlite":
+        server = ServerProcess(str(workdir / "crowdsource.db"), workdir, *args).start()
+        yield server
+        server.stop()
+        return
+    with postgres_database() as url:
+        server = ServerProcess(url, workdir, *args).start()
+        yield server
+        server.stop()
+
+
 def run(coro: Any) -> Any:
     """Run a coroutine to its end on a loop of its own (a test may already be in a loop)."""
     with ThreadPoolExecutor(1) as pool:

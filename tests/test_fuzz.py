@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from tests.support import ServerProcess, postgres_database
+from tests.support import ServerProcess, private_server
 
 EXAMPLES = int(os.environ.get("CROWDSOURCE_FUZZ_EXAMPLES", "11"))
 AUTH_MODES = ("anonymous", "participant", "host")
@@ -94,15 +94,8 @@ def world(
     """A private server per database (fuzzing creates rows others should not see)."""
     workdir = tmp_path_factory.mktemp(f"fuzz-{request.param}")
     args = ("--write-rate=100000", "--write-burst=100000", "--scoring=thread")
-    if request.param == "sqlite":
-        server = ServerProcess(str(workdir / "crowdsource.db"), workdir, *args).start()
+    with private_server(request.param, workdir, *args) as server:
         yield populate(server)
-        server.stop()
-        return
-    with postgres_database() as url:
-        server = ServerProcess(url, workdir, *args).start()
-        yield populate(server)
-        server.stop()
 
 
 def error_shape_problem(status: int, content_type: str, body: bytes) -> str | None:

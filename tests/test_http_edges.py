@@ -36,7 +36,7 @@ from crowdsource.client.errors import (
 from crowdsource.client.errors import Unauthorized as ClientUnauthorized
 from crowdsource.errors import BadRequest
 from crowdsource.times import from_now, parse_duration, parse_time
-from tests.support import ServerProcess, bearer, postgres_database
+from tests.support import ServerProcess, bearer, private_server
 
 API = "/api/v1"
 ROWS = range(1, 11)
@@ -92,15 +92,8 @@ def world(
     """A private server per database: PostgreSQL's ids are 32-bit, SQLite's 64-bit."""
     workdir = tmp_path_factory.mktemp(f"edges-{request.param}")
     args = ("--write-rate=100000", "--write-burst=100000", "--scoring=thread")
-    if request.param == "sqlite":
-        server = ServerProcess(str(workdir / "crowdsource.db"), workdir, *args).start()
+    with private_server(request.param, workdir, *args) as server:
         yield populate(server)
-        server.stop()
-        return
-    with postgres_database() as url:
-        server = ServerProcess(url, workdir, *args).start()
-        yield populate(server)
-        server.stop()
 
 
 @pytest.fixture(scope="module")
