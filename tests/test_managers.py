@@ -432,3 +432,23 @@ async def test_a_close_that_finds_the_database_away_is_tried_again(w: World) -> 
     finally:
         competitions.CLOSE_RETRY_SECONDS = retry
     assert not failures
+
+
+@scenario
+async def test_answer_rows_added_at_once_are_all_kept(w: World) -> None:
+    """Rows are merged outside any transaction and stored only if no other answer came
+    meanwhile (else merged again): eight additions at once keep every row."""
+    host = await w.person("host")
+    body = {"title": "future", "type": "predict", "targets": ["value"]}
+    body["dataset"] = split(pd.DataFrame({"id": range(1, 41), "day": range(40)}))
+    comp = await w.m.competitions.host(host, request(body), "application/json")
+
+    async def add(k: int) -> None:
+        rows = pd.DataFrame({"id": range(5 * k + 1, 5 * k + 6), "value": [float(k)] * 5})
+        await w.m.competitions.add_rows(comp["id"], host, to_parquet(rows), PARQUET)
+
+    await asyncio.gather(*(add(k) for k in range(8)))
+    answer = pd.read_parquet(
+        __import__("io").BytesIO(await w.m.competitions.answer(comp["id"], host))
+    )
+    assert sorted(answer["id"]) == list(range(1, 41))

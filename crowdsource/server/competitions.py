@@ -410,27 +410,28 @@ def create(session: Session, *, host: Participant, hosting: Hosting, now: dateti
     return comp
 
 
-def _store_answer(session: Session, comp: Competition, answer: pd.DataFrame) -> None:
-    """Check answer rows against the dataset's ids and store them as the newest version."""
-    data = _storable(answer[[comp.id_column, *comp.targets]], "the answer")
-    prepare(spec(comp), blobs.read(session, comp.dataset_blob_id), data)  # checks ids
-    comp.answer_blob_id = blobs.insert_blob(session, data)
-    comp.answer_rows = len(answer)
-    comp.answer_version += 1
+@dataclass(frozen=True)
+class MergedAnswer:
+    """Answer rows merged with the stored ones, checked and encoded: ready to store in a
+    short transaction, if the answer is still the one they were merged with."""
+
+    based_on: int | None  # the stored answer merged with
+    data: bytes
+    rows: int
 
 
-def add_answer_rows(session: Session, comp: Competition, rows: pd.DataFrame) -> int:
-    """Add or replace answer rows by id; returns how many rows are now known. The
-    competition's row is locked and read again first, so that rows added at the same time
-    are merged one after another, never over each other."""
-    session.refresh(comp, with_for_update={"key_share": True})  # submissions still insert
-    rows.columns = [str(c) for c in rows.columns]
+def merge_answer_rows(
+    comp: Competition, stored: bytes | None, dataset: bytes, rows: pd.DataFrame
+) -> MergedAnswer:
+    """Add or replace answer rows by id in the stored answer (CPU work, no transaction);
+    check them against the dataset's ids and the competition's classes."""
+    rows = rows.rename(columns=str)
     _check_rows(rows, comp.id_column, comp.targets, what="answer rows")
     rows = rows[[comp.id_column, *comp.targets]]
     if rows[comp.id_column].duplicated().any():
         raise InvalidCompetition(f"answer rows repeat ids in '{comp.id_column}'")
-    if comp.answer_blob_id is not None:
-        old = frames.read_parquet(blobs.read(session, comp.answer_blob_id))
+    if stored is not None:
+        old = frames.read_parquet(stored)
         keep = ~old[comp.id_column].astype(str).isin(rows[comp.id_column].astype(str))
         rows = pd.concat([old[keep], rows], ignore_index=True)
     if comp.type == "classify":
@@ -439,8 +440,22 @@ def add_answer_rows(session: Session, comp: Competition, rows: pd.DataFrame) -> 
         )
         if unknown:
             raise InvalidCompetition(f"answer rows hold unknown classes: {', '.join(unknown)}")
-    _store_answer(session, comp, rows)
-    return comp.answer_rows
+    data = _storable(rows, "the answer")
+    prepare(spec(comp), dataset, data)  # checks the ids against the dataset's
+    return MergedAnswer(comp.answer_blob_id, data, len(rows))
+
+
+def store_answer(session: Session, comp: Competition, merged: MergedAnswer) -> bool:
+    """Store merged answer rows as the newest version, unless another answer was stored
+    since they were merged (False: merge again). The competition's row is locked and read
+    again first, so rows added at the same time are merged one after another."""
+    session.refresh(comp, with_for_update={"key_share": True})  # submissions still insert
+    if comp.answer_blob_id != merged.based_on:
+        return False
+    comp.answer_blob_id = blobs.insert_blob(session, merged.data)
+    comp.answer_rows = merged.rows
+    comp.answer_version += 1
+    return True
 
 
 def get(session: Session, competition_id: int) -> Competition:
@@ -643,13 +658,24 @@ class CompetitionManager(LoggingConfigurable):
             lambda: frames.decode_body(body, content_type, key="rows")
         )
 
-        def run(session: Session) -> tuple[int, Spec]:
+        def read(session: Session) -> tuple[Competition, bytes | None, bytes]:
             comp = hosted(session, competition_id, viewer)
-            return add_answer_rows(session, comp, rows), spec(comp)
+            stored = (
+                None if comp.answer_blob_id is None else blobs.read(session, comp.answer_blob_id)
+            )
+            return comp, stored, blobs.read(session, comp.dataset_blob_id)
 
-        count, found = await self.store.tx(run)
-        self.forget_spec(competition_id)
-        return count, found
+        def write(session: Session, merged: MergedAnswer) -> tuple[int, Spec] | None:
+            comp = hosted(session, competition_id, viewer)
+            return (comp.answer_rows, spec(comp)) if store_answer(session, comp, merged) else None
+
+        while True:  # merged outside any transaction; stored if no other answer came meanwhile
+            comp, stored, dataset = await self.store.tx(read)
+            merged = await self.store.in_thread(merge_answer_rows, comp, stored, dataset, rows)
+            done = await self.store.tx(write, merged)
+            if done is not None:
+                self.forget_spec(competition_id)
+                return done
 
     # ------------------------------------------------------------ closing
 
