@@ -754,3 +754,13 @@ def test_scoring_is_pure() -> None:
     code = "import sys, crowdsource.server.scoring.score; print('sqlalchemy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("ids", [["k1", "k2", None], [1, 2, None]], ids=["strings", "integers"])
+def test_answer_rows_without_an_id_are_refused(ids: list[Any]) -> None:
+    """An answer row whose id is empty is named, never sorted among the others (a 500)."""
+    body = hosting("regress")
+    body["dataset"] = [{"id": i, "x": 1.0} for i in ids[:2]]
+    body["answer"] = [{"id": i, "label": 0.5} for i in ids]
+    with pytest.raises(CrowdsourceError, match=r"1 rows of the answer have no 'id'"):
+        check(body)

@@ -368,6 +368,11 @@ def _check_rows(rows: pd.DataFrame, id_column: str, targets: list[str], *, what:
     if missing:
         lack = "lack" if what.endswith("rows") else "lacks"
         raise InvalidCompetition(f"the {what} {lack} column(s) {', '.join(missing)}")
+    empty = int(rows[id_column].isna().sum())
+    if empty:
+        raise InvalidCompetition(
+            f"{empty} rows of the {what} have no '{id_column}': give every row its id"
+        )
     check_ids(rows[id_column].to_numpy(), id_column, what=what, error=InvalidCompetition)
     for target in targets:
         check_scalars(rows[target].to_numpy(), target, what=what, error=InvalidCompetition)
