@@ -590,8 +590,6 @@ class CrowdsourceServer(Application):
 
 def libpq_dsn(url: str) -> str:
     """A SQLAlchemy PostgreSQL URL as a libpq connection string."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 

@@ -65,6 +65,7 @@ class BlobStore:
 
     def __init__(self, db_url: str) -> None:
         self.db_url = db_url
+        self._memory = is_memory(db_url)  # the server's own engine holds that database
         self._lock = threading.Lock()
         self._reader: Engine | None = None
         self._writer: Engine | None = None
@@ -85,7 +86,7 @@ class BlobStore:
     def _engines(self) -> tuple[Engine, Engine]:
         """A pool-less reader (workers are many and mostly idle) and a writer (its pragmas);
         an in-memory database's own engine, which holds it (in-process tests)."""
-        if is_memory(self.db_url):
+        if self._memory:
             engine = make_engine(self.db_url)
             return engine, engine
         with self._lock:
