@@ -36,6 +36,7 @@ HANDLER_MODULES = (
     "participants",
     "competitions",
     "submissions",
+    "teams",
     "leaderboards",
     "events",
     "meta",

@@ -24,6 +24,8 @@ from crowdsource.server.storage.tables import (
     Entry,
     Participant,
     Submission,
+    Team,
+    TeamMember,
     UTCDateTime,
 )
 from crowdsource.server.tasks import Background
@@ -89,11 +91,23 @@ def _upsert(wins: str) -> TextClause:
 UPSERT = {True: _upsert(">"), False: _upsert("<")}  # by higher_is_better
 
 
+def captains(session: Session, competition_id: int) -> dict[int, int]:
+    """Each team member of a competition, and the captain whose id keys their team's entry."""
+    rows = session.execute(
+        select(TeamMember.participant_id, Team.captain_id)
+        .join(Team, Team.id == TeamMember.team_id)
+        .where(TeamMember.competition_id == competition_id)
+    )
+    return {member: captain for member, captain in rows.tuples()}
+
+
 def rebuild(session: Session, comp: Competition) -> None:
-    """Recompute a competition's boards from its submissions (after a re-score)."""
+    """Recompute a competition's boards from its submissions (after a re-score, or a join
+    that merges a participant's entry into their team's)."""
     locks.take(session, [locks.competition(comp.id)])  # no submission writes an entry meanwhile
     session.execute(delete(Entry).where(Entry.competition_id == comp.id))
     session.flush()
+    captain = captains(session, comp.id)
     subs = session.scalars(
         select(Submission)
         .where(Submission.competition_id == comp.id, Submission.state != "failed")
@@ -103,7 +117,7 @@ def rebuild(session: Session, comp: Competition) -> None:
         apply(
             session,
             comp,
-            participant_id=sub.participant_id,
+            participant_id=captain.get(sub.participant_id, sub.participant_id),
             submission_id=sub.id,
             public=sub.public_score,
             private=sub.private_score,
@@ -137,8 +151,25 @@ def _rank(wins: str) -> TextClause:
 RANK = {True: _rank(">"), False: _rank("<")}  # by higher_is_better
 
 
+def team_views(session: Session, competition_id: int) -> dict[int, dict[str, Any]]:
+    """The public view of a competition's teams (no join codes), by captain."""
+    rows = session.execute(
+        select(Team.id, Team.name, Team.captain_id, Participant.id, Participant.name)
+        .join(TeamMember, TeamMember.team_id == Team.id)
+        .join(Participant, Participant.id == TeamMember.participant_id)
+        .where(Team.competition_id == competition_id)
+        .order_by(Team.id, TeamMember.joined_at, Participant.id)
+    ).tuples()
+    views: dict[int, dict[str, Any]] = {}
+    for team_id, team_name, captain_id, member_id, member_name in rows:
+        view = views.setdefault(captain_id, {"id": team_id, "name": team_name, "members": []})
+        view["members"].append({"id": member_id, "name": member_name})
+    return views
+
+
 def load_board(session: Session, comp: Competition, *, name: str) -> dict[str, Any]:
-    """One board, ranked (ties share a rank; participants with no score yet come last)."""
+    """One board, ranked (ties share a rank; participants with no score yet come last); a
+    team's entry is named by the team and lists its members."""
     metric = get_metric(comp.metric)
     order = Entry.score.desc() if metric.higher_is_better else Entry.score.asc()
     rows = session.execute(
@@ -147,14 +178,18 @@ def load_board(session: Session, comp: Competition, *, name: str) -> dict[str, A
         .where(Entry.competition_id == comp.id, Entry.board == name)
         .order_by(Entry.score.is_(None), order, Entry.last_submission_at)
     ).all()
+    teams = team_views(session, comp.id)
     entries: list[dict[str, Any]] = []
     for i, (entry, pname) in enumerate(rows):
+        team = teams.get(entry.participant_id)
         tied = entries and entries[-1]["score"] == entry.score
         rank = None if entry.score is None else (entries[-1]["rank"] if tied else i + 1)
         entries.append(
             {
                 "rank": rank,
+                "name": pname if team is None else team["name"],
                 "participant": {"id": entry.participant_id, "name": pname},
+                "team": team,
                 "score": entry.score,
                 "submissions": entry.submissions,
                 "last_submission_at": iso(entry.last_submission_at),

@@ -14,8 +14,15 @@ from crowdsource.server.participants import ParticipantManager
 from crowdsource.server.scoring.workers import Workers
 from crowdsource.server.storage.store import Store
 from crowdsource.server.submissions import SubmissionManager
+from crowdsource.server.teams import TeamManager
 
-MANAGER_CLASSES = [ParticipantManager, CompetitionManager, SubmissionManager, LeaderboardManager]
+MANAGER_CLASSES = [
+    ParticipantManager,
+    CompetitionManager,
+    SubmissionManager,
+    LeaderboardManager,
+    TeamManager,
+]
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,7 @@ class Managers:
     competitions: CompetitionManager
     submissions: SubmissionManager
     leaderboards: LeaderboardManager
+    teams: TeamManager
 
     @classmethod
     def build(
@@ -54,6 +62,7 @@ class Managers:
             leaderboards=LeaderboardManager(
                 parent=parent, store=store, bus=bus, competitions=competitions
             ),
+            teams=TeamManager(parent=parent, store=store, competitions=competitions),
         )
 
     def settings(self) -> dict[str, Any]:
@@ -63,6 +72,7 @@ class Managers:
             "competition_manager": self.competitions,
             "submission_manager": self.submissions,
             "leaderboard_manager": self.leaderboards,
+            "team_manager": self.teams,
             "inline_bytes": self.workers.inline_bytes,
         }
 

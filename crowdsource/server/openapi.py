@@ -51,6 +51,7 @@ COMPETITION_SPEC = {
         "opens_at": {"type": ["string", "null"], "format": "date-time"},
         "closes_at": {"type": ["string", "null"], "format": "date-time"},
         "daily_limit": {"type": ["integer", "null"], "minimum": 1},
+        "max_team_size": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 5},
         "public_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
     },
 }
@@ -192,6 +193,31 @@ PATHS: dict[str, dict[str, Any]] = {
                 },
             ],
         ),
+    },
+    "/api/v1/competitions/{cid}/teams": {
+        "post": _op(
+            "Make a team; you are its first member, and the answer holds its join code",
+            auth=True,
+            ok=201,
+            params=[CID],
+            body=_json(
+                {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+            ),
+        )
+    },
+    "/api/v1/competitions/{cid}/teams/join": {
+        "post": _op(
+            "Join a team with the code a member shared (201; 200 if you are in it already)",
+            auth=True,
+            ok=201,
+            params=[CID],
+            body=_json(
+                {"type": "object", "required": ["code"], "properties": {"code": {"type": "string"}}}
+            ),
+        )
+    },
+    "/api/v1/competitions/{cid}/teams/mine": {
+        "get": _op("Your team in a competition, with its join code", auth=True, params=[CID])
     },
     "/api/v1/submissions": {"get": _op("Your submissions", auth=True)},
     "/api/v1/submissions/{sid}": {

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 from traitlets.config import LoggingConfigurable
 
@@ -20,7 +20,7 @@ from crowdsource.errors import (
     NotOpen,
     QuotaExceeded,
 )
-from crowdsource.server import competitions, leaderboards
+from crowdsource.server import competitions, leaderboards, teams
 from crowdsource.server.competitions import CompetitionManager, status
 from crowdsource.server.events import Event, EventBus
 from crowdsource.server.scoring import workers as jobs
@@ -73,31 +73,24 @@ def check_open(comp: Competition, participant: Participant, now: datetime) -> No
         )
 
 
-def quota(session: Session, comp: Competition, participant: Participant, now: datetime) -> Quota:
-    """Submissions left today (None without a limit); failed ones do not count."""
+def quota(session: Session, comp: Competition, who: teams.Entrant, now: datetime) -> Quota:
+    """Submissions left today to a participant, or their whole team (None without a limit);
+    failed ones do not count."""
     resets = next_midnight(now)
     if comp.daily_limit is None:
         return Quota(None, resets)
-    used = session.scalar(
-        select(func.count()).where(
-            Submission.competition_id == comp.id,
-            Submission.participant_id == participant.id,
-            Submission.created_at >= resets - timedelta(days=1),
-            Submission.state != "failed",
-        )
-    )
-    return Quota(max(comp.daily_limit - int(used or 0), 0), resets)
+    used = teams.used_today(session, comp.id, who.members, now)
+    return Quota(max(comp.daily_limit - used, 0), resets)
 
 
-def check_quota(
-    session: Session, comp: Competition, participant: Participant, now: datetime
-) -> Quota:
+def check_quota(session: Session, comp: Competition, who: teams.Entrant, now: datetime) -> Quota:
     """Refuse a submission over the daily limit, saying when it resets; else what is left."""
-    left = quota(session, comp, participant, now)
+    left = quota(session, comp, who, now)
     if left.remaining == 0:
+        whose = "you" if who.team_id is None else "your team"
         raise QuotaExceeded(
-            f"you used all {comp.daily_limit} submissions for today in competition {comp.id}; "
-            f"the limit resets at {iso(left.resets_at)}",
+            f"{whose} used all {comp.daily_limit} submissions for today in competition "
+            f"{comp.id}; the limit resets at {iso(left.resets_at)}",
             resets_at=left.resets_at,
         )
     return left
@@ -152,7 +145,10 @@ def record(
     if existing is not None:
         return as_json(session, existing, comp, participant, now), False
     check_open(comp, participant, now)
-    left = check_quota(session, comp, participant, now)
+    who = teams.entrant(session, comp.id, participant.id)
+    if who.team_id is not None:  # members share one quota: check and write it in turn
+        advisory.take(session, [advisory.team(who.team_id)])
+    left = check_quota(session, comp, who, now)
     blob_id = (
         predictions if isinstance(predictions, int) else blobs.insert_blob(session, predictions)
     )
@@ -177,7 +173,7 @@ def record(
     leaderboards.apply(
         session,
         comp,
-        participant_id=participant.id,
+        participant_id=who.participant_id,
         submission_id=row["id"],
         public=public,
         private=private,
@@ -189,7 +185,7 @@ def record(
         comp,
         participant,
         now,
-        rank=leaderboards.rank(session, comp, participant_id=participant.id),
+        rank=leaderboards.rank(session, comp, participant_id=who.participant_id),
         left=Quota(remaining, left.resets_at),
         history=history,
     ), True
@@ -243,7 +239,7 @@ def settle(
     leaderboards.apply(
         session,
         comp,
-        participant_id=sub.participant_id,
+        participant_id=teams.entrant(session, comp.id, sub.participant_id).participant_id,
         submission_id=sub.id,
         public=sub.public_score,
         private=sub.private_score,
@@ -321,13 +317,14 @@ def as_json(
             "scored_at",
         )
     }
+    who = teams.entrant(session, comp.id, owner.id)
     return view(
         row,
         comp,
         owner,
         now,
-        rank=leaderboards.rank(session, comp, participant_id=owner.id),
-        left=quota(session, comp, owner, now),
+        rank=leaderboards.rank(session, comp, participant_id=who.participant_id),
+        left=quota(session, comp, who, now),
         history=history(session, sub),
     )
 
@@ -404,7 +401,7 @@ class SubmissionManager(LoggingConfigurable):
         if existing is not None:
             return self._view(session, existing)
         check_open(comp, participant, utcnow())
-        check_quota(session, comp, participant, utcnow())
+        check_quota(session, comp, teams.entrant(session, comp.id, participant.id), utcnow())
         return None
 
     # ------------------------------------------------------------ accepting

@@ -34,6 +34,7 @@ from crowdsource.server.participants import ParticipantManager
 from crowdsource.server.storage.engine import unavailable
 from crowdsource.server.storage.tables import Participant
 from crowdsource.server.submissions import SubmissionManager
+from crowdsource.server.teams import TeamManager
 from crowdsource.times import utcnow
 
 log = logging.getLogger("crowdsource.server")
@@ -206,6 +207,11 @@ class APIHandler(JSONErrors):
     def leaderboards(self) -> LeaderboardManager:
         """Leaderboards and the live push."""
         return self.settings["leaderboard_manager"]
+
+    @property
+    def teams(self) -> TeamManager:
+        """Teams."""
+        return self.settings["team_manager"]
 
     def set_default_headers(self) -> None:
         """JSON by default; CORS for the configured origins."""

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 # first in the one order; the odd values keep clear of other applications' small numbers.
 COMPETITION = 0x63730001
 PARTICIPANT = 0x63730002
+TEAM = 0x63730003  # last in the order: a writer takes it after the others (see `team`)
 
 TAKE = {
     False: text("SELECT pg_advisory_xact_lock(:space, :id)"),
@@ -39,6 +40,14 @@ def competition(competition_id: int, *, shared: bool = False) -> Lock:
 def participant(participant_id: int) -> Lock:
     """A participant's submissions: their keys and daily limits are checked, then written."""
     return Lock(PARTICIPANT, participant_id)
+
+
+def team(team_id: int) -> Lock:
+    """A team's submissions: their shared daily limit is checked, then written. A submission
+    learns its team only once it holds its participant's lock, so it takes this one after
+    the others (last in the one order); a group commit holding two teams' locks may then
+    meet another in a circle, which PostgreSQL breaks, and the group is written job by job."""
+    return Lock(TEAM, team_id)
 
 
 def take(session: Session, locks: Iterable[Lock]) -> None:

@@ -57,6 +57,33 @@ class Participant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Team(Base):
+    """Participants who compete in one competition as one: one board entry, one quota."""
+
+    __tablename__ = "teams"
+    __table_args__ = (
+        UniqueConstraint("competition_id", "name"),
+        UniqueConstraint("competition_id", "captain_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    # whose participant id keys the team's board entries: the creator, who cannot leave
+    captain_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TeamMember(Base):
+    """A participant's team in one competition (at most one: the primary key)."""
+
+    __tablename__ = "team_members"
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Blob(Base):
     """A DataFrame stored as Parquet bytes."""
 
@@ -81,6 +108,7 @@ class Competition(Base):
     opens_at: Mapped[datetime] = mapped_column(UTCDateTime)
     closes_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     daily_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_team_size: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
     public_fraction: Mapped[float] = mapped_column(Float, default=1.0)
     split_salt: Mapped[str] = mapped_column(String(16))
     rows: Mapped[int] = mapped_column(Integer)

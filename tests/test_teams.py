@@ -1,0 +1,250 @@
+"""Teams over HTTP, on real servers (SQLite and PostgreSQL): one board entry and one daily
+quota per team, merges that keep every submission, and join codes that stay secret."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from tests.api import Api, classify_data, probabilities, split
+from tests.support import ServerProcess
+
+CLASSES = ("a", "b", "c")
+
+
+@pytest.fixture
+def contest(server: ServerProcess) -> dict[str, Any]:
+    """A fresh classify competition on the session's server, its host and its answer."""
+    dataset, answer = classify_data(60)
+    host = Api(server)
+    comp = host.host(type="classify", targets=["label"], dataset=dataset, answer=answer)
+    return {"server": server, "host": host, "id": comp["id"], "answer": answer}
+
+
+def host_with(server: ServerProcess, **spec: Any) -> tuple[Api, int, pd.DataFrame]:
+    """A host and a classify competition with extra settings."""
+    dataset, answer = classify_data(60)
+    host = Api(server)
+    comp = host.host(type="classify", targets=["label"], dataset=dataset, answer=answer, **spec)
+    return host, comp["id"], answer
+
+
+def guess(answer: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Random class probabilities: a poor score."""
+    return probabilities(answer["id"].to_numpy(), CLASSES, seed)
+
+
+def perfect(answer: pd.DataFrame) -> pd.DataFrame:
+    """The answer itself, as probabilities: the best score."""
+    onehot = pd.get_dummies(answer.set_index("id")["label"]).astype(float)
+    return onehot.reindex(columns=list(CLASSES), fill_value=0.0).reset_index()
+
+
+def make_team(api: Api, cid: int, name: str) -> dict[str, Any]:
+    """Make a team; fails the test if refused."""
+    r = api.post(f"/competitions/{cid}/teams", json={"name": name})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def join(api: Api, cid: int, code: str) -> Any:
+    """Ask to join a team by its code."""
+    return api.post(f"/competitions/{cid}/teams/join", json={"code": code})
+
+
+def scored(api: Api, cid: int, frame: pd.DataFrame) -> dict[str, Any]:
+    """Submit; fails the test unless it is scored."""
+    r = api.submit(cid, frame)
+    assert r.status_code == 201 and r.json()["state"] == "scored", r.text
+    return dict(r.json())
+
+
+def test_a_team_has_one_board_entry_with_its_members_best_score(contest) -> None:
+    """Two members submit; the board shows the team once, named, with the better score."""
+    server, cid, answer = contest["server"], contest["id"], contest["answer"]
+    alice, bob, carol = Api(server), Api(server), Api(server)
+    team = make_team(alice, cid, "Owls")
+    assert join(bob, cid, team["code"]).status_code == 201
+    worse = scored(alice, cid, guess(answer, 1))
+    best = scored(bob, cid, perfect(answer))
+    scored(carol, cid, guess(answer, 2))
+
+    entries = alice.board(cid)["entries"]
+    assert len(entries) == 2
+    owls = next(e for e in entries if e["team"])
+    assert owls["name"] == "Owls" and owls["score"] == best["public_score"]
+    assert owls["score"] < worse["public_score"] and owls["submissions"] == 2 and owls["rank"] == 1
+    assert [m["name"] for m in owls["team"]["members"]] == [alice.name, bob.name]
+    solo = next(e for e in entries if not e["team"])
+    assert solo["name"] == carol.name and solo["participant"]["id"] == carol.id
+    assert best["rank"] == 1 and scored(alice, cid, guess(answer, 3))["rank"] == 1
+
+
+def test_members_share_one_daily_quota(server: ServerProcess) -> None:
+    """The limit counts the whole team's submissions; the refusal says it is the team's."""
+    _, cid, answer = host_with(server, daily_limit=2)
+    alice, bob = Api(server), Api(server)
+    join(bob, cid, make_team(alice, cid, "Quota")["code"])
+    assert scored(alice, cid, guess(answer, 1))["remaining_today"] == 1
+    assert scored(bob, cid, guess(answer, 2))["remaining_today"] == 0
+    refused = alice.submit(cid, guess(answer, 3))
+    assert refused.status_code == 429
+    assert "your team used all 2 submissions" in refused.json()["message"]
+    assert "resets at" in refused.json()["message"]
+
+
+def test_joining_keeps_every_submission_and_merges_the_entries(contest) -> None:
+    """Submissions made alone before joining count for the team: one entry, all counted."""
+    server, cid, answer = contest["server"], contest["id"], contest["answer"]
+    alice, bob = Api(server), Api(server)
+    scored(alice, cid, guess(answer, 1))
+    scored(alice, cid, guess(answer, 2))
+    best = scored(bob, cid, perfect(answer))
+    assert len(alice.board(cid)["entries"]) == 2
+
+    code = make_team(alice, cid, "Merged")["code"]
+    joined = join(bob, cid, code)
+    assert joined.status_code == 201
+    assert [m["name"] for m in joined.json()["members"]] == [alice.name, bob.name]
+
+    (entry,) = alice.board(cid)["entries"]
+    assert entry["name"] == "Merged" and entry["submissions"] == 3
+    assert entry["score"] == best["public_score"]
+    mine = bob.get(f"/competitions/{cid}/submissions").json()["submissions"]
+    assert [s["id"] for s in mine] == [best["id"]] and mine[0]["rank"] == 1
+    assert join(bob, cid, code).status_code == 200  # joining again changes nothing
+
+
+def test_a_merge_over_the_daily_limit_is_refused(server: ServerProcess) -> None:
+    """Two who used 4 of a limit of 3 between them today cannot merge until it resets."""
+    _, cid, answer = host_with(server, daily_limit=3)
+    alice, bob = Api(server), Api(server)
+    for seed in (1, 2):
+        scored(alice, cid, guess(answer, seed))
+        scored(bob, cid, guess(answer, seed + 10))
+    r = join(bob, cid, make_team(alice, cid, "Too many")["code"])
+    assert r.status_code == 409
+    message = r.json()["message"]
+    assert "4 submissions today" in message and "daily limit of 3" in message
+    assert "join after" in message
+    assert bob.get(f"/competitions/{cid}/teams/mine").status_code == 404
+    assert len(alice.board(cid)["entries"]) == 2
+
+
+def test_a_merge_within_the_daily_limit_is_allowed(server: ServerProcess) -> None:
+    """Exactly the limit between them is fine; the team then has none left today."""
+    _, cid, answer = host_with(server, daily_limit=2)
+    alice, bob = Api(server), Api(server)
+    scored(alice, cid, guess(answer, 1))
+    scored(bob, cid, guess(answer, 2))
+    assert join(bob, cid, make_team(alice, cid, "Exactly")["code"]).status_code == 201
+    assert alice.submit(cid, guess(answer, 3)).status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"code": "not-a-code"}, 404, "ask a member of the team"),
+        ({"code": "x" * 5000}, 404, "ask a member of the team"),
+        ({"code": ""}, 400, "'code' must be the join code"),
+        ({"code": 7}, 400, "'code' must be the join code"),
+        ({}, 400, "'code' must be the join code"),
+        ([1, 2], 400, "'code' must be the join code"),
+    ],
+)
+def test_a_wrong_code_says_what_to_do(contest, body: Any, status: int, says: str) -> None:
+    """A wrong or missing code is a 4xx whose message says what to do, never a 500."""
+    api = Api(contest["server"])
+    r = api.post(f"/competitions/{contest['id']}/teams/join", json=body)
+    assert r.status_code == status and says in r.json()["message"], r.text
+
+
+def test_a_code_opens_its_own_competitions_team_only(server: ServerProcess) -> None:
+    """A code from another competition does not open a team here."""
+    _, first, _ = host_with(server)
+    _, second, _ = host_with(server)
+    alice, bob = Api(server), Api(server)
+    code = make_team(alice, first, "Elsewhere")["code"]
+    r = join(bob, second, code)
+    assert r.status_code == 404 and f"no team of competition {second}" in r.json()["message"]
+
+
+def test_teams_close_with_the_competition(contest) -> None:
+    """After close, nobody makes or joins a team."""
+    server, cid, host = contest["server"], contest["id"], contest["host"]
+    alice, bob = Api(server), Api(server)
+    code = make_team(alice, cid, "Late")["code"]
+    assert host.post(f"/competitions/{cid}/close").status_code == 200
+    r = join(bob, cid, code)
+    assert r.status_code == 409 and "teams can no longer be made or joined" in r.json()["message"]
+    assert bob.post(f"/competitions/{cid}/teams", json={"name": "Later"}).status_code == 409
+
+
+def test_join_codes_are_random_and_shown_to_members_only(contest) -> None:
+    """Codes are long and distinct; boards and strangers never see them; members do."""
+    server, cid, answer = contest["server"], contest["id"], contest["answer"]
+    teams = [make_team(Api(server), cid, f"Team {i}") for i in range(4)]
+    codes = {t["code"] for t in teams}
+    assert len(codes) == 4 and all(len(c) >= 20 for c in codes)
+    member, stranger = Api(server), Api(server)
+    join(member, cid, teams[0]["code"])
+    scored(member, cid, guess(answer, 1))
+    seen = [
+        member.get(f"/competitions/{cid}/leaderboard").text,
+        member.get("/leaderboards").text,
+        member.get(f"/competitions/{cid}").text,
+        stranger.get(f"/competitions/{cid}/teams/mine").text,
+    ]
+    assert not any(code in text for code in codes for text in seen)
+    assert member.get(f"/competitions/{cid}/teams/mine").json()["code"] == teams[0]["code"]
+    r = stranger.get(f"/competitions/{cid}/teams/mine")
+    assert r.status_code == 404 and "team join" in r.json()["message"]
+
+
+def test_one_team_per_competition_within_the_hosts_size_limit(server: ServerProcess) -> None:
+    """A member cannot make or join another team; a full team refuses; the host stays out."""
+    host, cid, _ = host_with(server, max_team_size=2)
+    alice, bob, carol = Api(server), Api(server), Api(server)
+    code = make_team(alice, cid, "Pair")["code"]
+    other = make_team(carol, cid, "Other")["code"]
+    assert join(bob, cid, code).status_code == 201
+    full = join(Api(server), cid, code)
+    assert full.status_code == 409 and "max_team_size" in full.json()["message"]
+    again = bob.post(f"/competitions/{cid}/teams", json={"name": "Mine"})
+    assert again.status_code == 409 and "in team 'Pair'" in again.json()["message"]
+    assert join(bob, cid, other).status_code == 409
+    taken = Api(server).post(f"/competitions/{cid}/teams", json={"name": "Pair"})
+    assert taken.status_code == 409 and "choose another name" in taken.json()["message"]
+    assert host.post(f"/competitions/{cid}/teams", json={"name": "H"}).status_code == 403
+    assert host.get(f"/competitions/{cid}").json()["max_team_size"] == 2
+
+
+@pytest.mark.parametrize("size", [0, -1, 1001, "5", 2.5, True])
+def test_a_bad_team_size_is_refused(server: ServerProcess, size: Any) -> None:
+    """max_team_size is a whole number from 1 to 1000."""
+    dataset, answer = classify_data(20)
+    r = Api(server).post(
+        "/competitions",
+        json={
+            "title": "t",
+            "type": "classify",
+            "targets": ["label"],
+            "dataset": split(dataset),
+            "answer": split(answer),
+            "max_team_size": size,
+        },
+    )
+    assert r.status_code == 400 and "'max_team_size' must be a whole number" in r.json()["message"]
+
+
+def test_a_team_needs_a_token_and_a_name(contest) -> None:
+    """Anonymous callers and empty names are told what to send."""
+    server, cid = contest["server"], contest["id"]
+    anonymous = Api(server)
+    anonymous.session.headers.pop("Authorization")
+    assert anonymous.post(f"/competitions/{cid}/teams", json={"name": "x"}).status_code == 401
+    r = Api(server).post(f"/competitions/{cid}/teams", json={"name": " "})
+    assert r.status_code == 400 and "'name' must be a non-empty string" in r.json()["message"]
+    assert Api(server).post("/competitions/99999/teams", json={"name": "x"}).status_code == 404
