@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from crowdsource.client import Client, Competition, CrowdsourceError
+from crowdsource.client import Client, Competition, CrowdsourceError, Team
 from crowdsource.client.config import glue_option_values
 from crowdsource.client.models import competitions_frame
 from crowdsource.frames import read_frame_file, write_frame_file
@@ -160,6 +160,7 @@ def cmd_host(args: argparse.Namespace, client: Client) -> int:
         closes_at=_when(args.closes_at),
         daily_limit=args.daily_limit,
         public_fraction=args.public_fraction,
+        max_team_size=args.max_team_size,
     )
     text = f"created competition {competition.id}: {competition.title} ({competition.status})"
     _emit(args, competition.to_dict(), text)
@@ -193,6 +194,37 @@ def cmd_download(args: argparse.Namespace, client: Client) -> int:
     write_frame_file(frame, out)
     data = {"competition_id": args.id, "what": what, "rows": len(frame), "path": str(out)}
     _emit(args, data, f"wrote {len(frame)} rows of competition {args.id}'s {what} to {out}")
+    return 0
+
+
+def _team_text(team: Team) -> str:
+    """A team for people: name, members, and the code to share."""
+    lines = [f"team {team.name!r} (id {team.id}) in competition {team.competition_id}"]
+    size = f" of at most {team.max_team_size}" if team.max_team_size else ""
+    lines.append(f"members ({len(team.members)}{size}): {', '.join(team.member_names)}")
+    lines.append(f"join code: {team.code}")
+    lines.append(f"others join with: crowdsource team join {team.competition_id} {team.code}")
+    return "\n".join(lines)
+
+
+def cmd_team_create(args: argparse.Namespace, client: Client) -> int:
+    """Make a team in a competition and print the code to share."""
+    team = client.create_team(competition=args.id, name=args.name)
+    _emit(args, team.to_dict(), _team_text(team))
+    return 0
+
+
+def cmd_team_join(args: argparse.Namespace, client: Client) -> int:
+    """Join a team with the code a member shared."""
+    team = client.join_team(competition=args.id, code=args.code)
+    _emit(args, team.to_dict(), _team_text(team))
+    return 0
+
+
+def cmd_team_show(args: argparse.Namespace, client: Client) -> int:
+    """Show your team in a competition, with its code."""
+    team = client.team(competition=args.id)
+    _emit(args, team.to_dict(), _team_text(team))
     return 0
 
 
@@ -238,6 +270,25 @@ def _add_host(subs: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--closes-at", help="ISO time or duration from now, e.g. +2h, 7d")
     p.add_argument("--daily-limit", type=int, help="submissions per participant per UTC day")
     p.add_argument("--public-fraction", type=float, default=1.0, help="share of public rows")
+    p.add_argument("--max-team-size", type=int, default=5, help="members per team (default 5)")
+
+
+def _add_team(subs: Any, parent: argparse.ArgumentParser) -> None:
+    """The `team` subcommand and its own subcommands: create, join, show."""
+    team = subs.add_parser(
+        "team",
+        help="make, join or show your team in a competition",
+        description="Teams: one board entry and one daily quota for their members.",
+    )
+    actions = team.add_subparsers(dest="team_command", metavar="ACTION", required=True)
+    p = _command(actions, "create", cmd_team_create, "make a team; prints its join code", parent)
+    p.add_argument("id", type=int, help="competition id")
+    p.add_argument("name", help="the team's name, shown on the leaderboard")
+    p = _command(actions, "join", cmd_team_join, "join a team with its code", parent)
+    p.add_argument("id", type=int, help="competition id")
+    p.add_argument("code", help="the join code a team member shared")
+    p = _command(actions, "show", cmd_team_show, "show your team and its join code", parent)
+    p.add_argument("id", type=int, help="competition id")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="CSV or Parquet file with the id column and predictions")
     p.add_argument("--no-wait", action="store_true", help="do not wait for the score")
     _add_host(subs, parent)
+    _add_team(subs, parent)
     p = _command(subs, "resolve", cmd_resolve, "add or replace answer rows from a file", parent)
     p.add_argument("id", type=int, help="competition id")
     p.add_argument("file", help="CSV or Parquet file with the id column and targets")

@@ -3,13 +3,18 @@ quota per team, merges that keep every submission, and join codes that stay secr
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 
 import pandas as pd
 import pytest
 
+import crowdsource.client as CC
+from tests import test_cli as cli
 from tests.api import Api, classify_data, probabilities, split
 from tests.support import ServerProcess
+from tests.test_cli import env  # noqa: F401 - the fixture: a CLI environment for a server
 
 CLASSES = ("a", "b", "c")
 
@@ -248,3 +253,60 @@ def test_a_team_needs_a_token_and_a_name(contest) -> None:
     r = Api(server).post(f"/competitions/{cid}/teams", json={"name": " "})
     assert r.status_code == 400 and "'name' must be a non-empty string" in r.json()["message"]
     assert Api(server).post("/competitions/99999/teams", json={"name": "x"}).status_code == 404
+
+
+# -- the Python client --------------------------------------------------------------------------
+
+
+def client_for(server: ServerProcess) -> CC.Client:
+    """A client registered as a fresh participant (token kept in memory)."""
+    client = CC.Client(server.url, progress=False)
+    client.register(f"c-{uuid.uuid4().hex[:12]}", save=False)
+    return client
+
+
+def test_the_client_makes_joins_and_shows_a_team(server: ServerProcess) -> None:
+    """create_team, join_team and team, keyword-only; the leaderboard frame names the team."""
+    host = client_for(server)
+    dataset, answer = classify_data(40)
+    comp = host.host(dataset, answer, type="classify", title="teams", max_team_size=3)
+    assert comp.max_team_size == 3
+    alice, bob = client_for(server), client_for(server)
+    team = alice.create_team(competition=comp.id, name="Client team")
+    assert isinstance(team, CC.Team) and team.code in str(team)
+    joined = bob.join_team(competition=comp.id, code=team.code)
+    assert joined.member_names == [alice.participant["name"], bob.participant["name"]]
+    assert bob.team(competition=comp.id).code == team.code
+    bob.submit(comp.id, perfect(answer))
+    board = alice.leaderboard(comp.id)
+    assert board["participant"].tolist() == ["Client team"]
+    assert board["members"].tolist() == [", ".join(joined.member_names)]
+    with pytest.raises(TypeError):
+        alice.team(comp.id)  # type: ignore[misc]
+    with pytest.raises(CC.NotFound, match="ask a member of the team"):
+        client_for(server).join_team(competition=comp.id, code="wrong")
+    with pytest.raises(CC.NotFound, match="team create"):
+        client_for(server).team(competition=comp.id)
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_the_command_line_makes_joins_and_shows_a_team(env, tmp_path) -> None:  # noqa: F811
+    """`crowdsource team create/join/show`: the creator shares the printed command."""
+    cid = cli.hosted(env, tmp_path)
+    alice = {**env, "CROWDSOURCE_CONFIG_DIR": str(tmp_path / "alice")}
+    bob = {**env, "CROWDSOURCE_CONFIG_DIR": str(tmp_path / "bob")}
+    cli.ok(alice, "register", f"alice-{uuid.uuid4().hex[:8]}")
+    cli.ok(bob, "register", f"bob-{uuid.uuid4().hex[:8]}")
+    made = cli.ok(alice, "team", "create", str(cid), "Command line")
+    assert "team 'Command line'" in made and "join code: " in made
+    code = json.loads(cli.ok(alice, "team", "show", str(cid), "--json"))["code"]
+    assert f"crowdsource team join {cid} {code}" in made
+    joined = json.loads(cli.ok(bob, "team", "join", str(cid), code.upper(), "--json"))
+    assert len(joined["members"]) == 2 and joined["code"] == code
+    assert "members (2 of at most 5)" in cli.ok(bob, "team", "show", str(cid))
+    assert "ask a member of the team" in cli.fails(bob, "team", "join", str(cid), "nope")
+    stranger = {**env, "CROWDSOURCE_CONFIG_DIR": str(tmp_path / "carol")}
+    cli.ok(stranger, "register", f"carol-{uuid.uuid4().hex[:8]}")
+    assert "team create" in cli.fails(stranger, "team", "show", str(cid))

@@ -28,7 +28,7 @@ from crowdsource.client.errors import (
     UnsupportedMediaType,
 )
 from crowdsource.client.events import EventStream
-from crowdsource.client.models import Competition, Event, Submission
+from crowdsource.client.models import Competition, Event, Submission, Team
 
 __all__ = [
     "BadRequest",
@@ -53,6 +53,7 @@ __all__ = [
     "RunResult",
     "ServerError",
     "Submission",
+    "Team",
     "Timeout",
     "Unauthorized",
     "UnexpectedResponse",

@@ -40,6 +40,7 @@ from crowdsource.client.models import (
     LEADERBOARD_COLUMNS,
     Competition,
     Submission,
+    Team,
     leaderboard_frame,
 )
 from crowdsource.client.progress import (
@@ -313,6 +314,7 @@ class Client:
         closes_at: datetime | timedelta | str | None = None,
         daily_limit: int | None = None,
         public_fraction: float = 1.0,
+        max_team_size: int = 5,
     ) -> Competition:
         """Create a competition from DataFrames; `answer` may be None for a later `resolve`."""
         dataset = with_id_column(dataset, id_column)
@@ -331,6 +333,7 @@ class Client:
             "closes_at": _iso(closes_at),
             "daily_limit": daily_limit,
             "public_fraction": public_fraction,
+            "max_team_size": max_team_size,
         }
         if metric is None:
             del spec["metric"]
@@ -408,6 +411,22 @@ class Client:
         """The predictions of one of your submissions."""
         path = f"/submissions/{int(submission_id)}/predictions"
         return self._frame(path, f"predictions {submission_id}")
+
+    # -- teams ----------------------------------------------------------------------------------
+
+    def create_team(self, *, competition: int, name: str) -> Team:
+        """Make a team in a competition; share its `code` with those who should join."""
+        path = f"/competitions/{int(competition)}/teams"
+        return Team.from_json(self._json("POST", path, json={"name": name}))
+
+    def join_team(self, *, competition: int, code: str) -> Team:
+        """Join a team with the code a member shared; your submissions count for it."""
+        path = f"/competitions/{int(competition)}/teams/join"
+        return Team.from_json(self._json("POST", path, json={"code": code}))
+
+    def team(self, *, competition: int) -> Team:
+        """Your team in a competition, with its join code (NotFound if you are in none)."""
+        return Team.from_json(self._json("GET", f"/competitions/{int(competition)}/teams/mine"))
 
     # -- leaderboards -----------------------------------------------------------------------------
 

@@ -12,12 +12,20 @@ import pandas as pd
 if TYPE_CHECKING:
     from crowdsource.client.client import Client
 
-__all__ = ["LEADERBOARD_COLUMNS", "Competition", "Event", "Submission", "leaderboard_frame"]
+__all__ = [
+    "LEADERBOARD_COLUMNS",
+    "Competition",
+    "Event",
+    "Submission",
+    "Team",
+    "leaderboard_frame",
+]
 
 LEADERBOARD_COLUMNS = [
     "rank",
     "participant",
     "participant_id",
+    "members",
     "score",
     "submissions",
     "last_submission_at",
@@ -42,6 +50,7 @@ class Competition:
     opens_at: str | None = None
     closes_at: str | None = None
     daily_limit: int | None = None
+    max_team_size: int | None = None
     public_fraction: float = 1.0
     rows: int | None = None
     answer_rows: int | None = None
@@ -164,6 +173,44 @@ class Submission:
         return dict(self.raw)
 
 
+@dataclass(eq=False)
+class Team:
+    """Your team in a competition: its members and the join code to share with others."""
+
+    id: int
+    competition_id: int
+    name: str
+    code: str
+    members: list[dict[str, Any]] = field(default_factory=list)
+    captain: dict[str, Any] | None = None
+    max_team_size: int | None = None
+    created_at: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Team:
+        """Build from the server's team object."""
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "raw"}
+        return cls(**known, raw=dict(data))
+
+    @property
+    def member_names(self) -> list[str]:
+        """The members' names, in the order they joined."""
+        return [str(m.get("name")) for m in self.members]
+
+    def __str__(self) -> str:
+        """Name, members and the code to share, on one line."""
+        size = f"{len(self.members)}/{self.max_team_size}" if self.max_team_size else ""
+        return (
+            f"team {self.name!r} in competition {self.competition_id}: "
+            f"{', '.join(self.member_names)} ({size} members); join code: {self.code}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The server's JSON for this team."""
+        return dict(self.raw)
+
+
 @dataclass(frozen=True)
 class Event:
     """One message of the server's event stream."""
@@ -186,12 +233,14 @@ class Event:
 
 
 def leaderboard_frame(board: dict[str, Any]) -> pd.DataFrame:
-    """A leaderboard JSON object as a frame, with its metric and board in `.attrs`."""
+    """A leaderboard JSON object as a frame, with its metric and board in `.attrs`; a team's
+    row is named by the team, its members listed (`participant_id` is its captain's)."""
     rows = [
         {
             "rank": entry.get("rank"),
-            "participant": (entry.get("participant") or {}).get("name"),
+            "participant": entry.get("name") or (entry.get("participant") or {}).get("name"),
             "participant_id": (entry.get("participant") or {}).get("id"),
+            "members": _members(entry.get("team")),
             "score": entry.get("score"),
             "submissions": entry.get("submissions"),
             "last_submission_at": entry.get("last_submission_at"),
@@ -206,6 +255,13 @@ def leaderboard_frame(board: dict[str, Any]) -> pd.DataFrame:
         higher_is_better=board.get("higher_is_better"),
     )
     return frame
+
+
+def _members(team: dict[str, Any] | None) -> str | None:
+    """A team's member names, comma-separated (None outside a team)."""
+    if not team:
+        return None
+    return ", ".join(str(m.get("name")) for m in team.get("members", []))
 
 
 def competitions_frame(items: Sequence[Competition], columns: Sequence[str]) -> pd.DataFrame:

@@ -98,7 +98,7 @@ def captains(session: Session, competition_id: int) -> dict[int, int]:
         .join(Team, Team.id == TeamMember.team_id)
         .where(TeamMember.competition_id == competition_id)
     )
-    return {member: captain for member, captain in rows.tuples()}
+    return {member: captain for member, captain in rows}
 
 
 def rebuild(session: Session, comp: Competition) -> None:
@@ -159,7 +159,7 @@ def team_views(session: Session, competition_id: int) -> dict[int, dict[str, Any
         .join(Participant, Participant.id == TeamMember.participant_id)
         .where(Team.competition_id == competition_id)
         .order_by(Team.id, TeamMember.joined_at, Participant.id)
-    ).tuples()
+    )
     views: dict[int, dict[str, Any]] = {}
     for team_id, team_name, captain_id, member_id, member_name in rows:
         view = views.setdefault(captain_id, {"id": team_id, "name": team_name, "members": []})

@@ -30,7 +30,16 @@ from crowdsource.server.storage.tables import (
 )
 from crowdsource.times import iso, next_midnight, utcnow
 
-CODE_BYTES = 15  # 120 random bits: a code cannot be guessed, only shared
+# Join codes: 24 characters drawn by `secrets` from 31 that are hard to misread (no 0/o,
+# 1/l/i) and never start an option ("-"): about 119 random bits, so they cannot be guessed,
+# only shared, and they survive being typed on a command line or read out.
+CODE_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
+CODE_LENGTH = 24
+
+
+def new_code() -> str:
+    """A fresh join code."""
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
 
 
 @dataclass(frozen=True)
@@ -130,7 +139,7 @@ def create(
         competition_id=comp.id,
         name=name,
         captain_id=participant.id,
-        code=secrets.token_urlsafe(CODE_BYTES),
+        code=new_code(),
         created_at=now,
     )
     session.add(team)
@@ -156,7 +165,7 @@ def by_code(session: Session, comp: Competition, code: Any) -> Team:
         raise BadRequest(
             '\'code\' must be the join code a team member shared, e.g. {"code": "Xb3..."}'
         )
-    code = code.strip()
+    code = code.strip().lower()  # codes are lowercase; one read out may come back in capitals
     team = session.scalar(select(Team).where(Team.code == code)) if len(code) <= 64 else None
     if team is None or team.competition_id != comp.id or not hmac.compare_digest(team.code, code):
         raise NotFound(
