@@ -114,6 +114,9 @@ def cmd_show(args: argparse.Namespace, client: Client) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace, client: Client) -> int:
     """Show one competition's leaderboard."""
+    if args.csv:  # the server's own export, for spreadsheets and `> board.csv`
+        sys.stdout.write(client.leaderboard_csv(args.id, board=args.board))
+        return 0
     frame = client.leaderboard(args.id, board=args.board)
     title = f"competition {args.id}, {args.board} board ({frame.attrs.get('metric')})"
     data = {**frame.attrs, "entries": frame.to_dict("records")}
@@ -161,6 +164,7 @@ def cmd_host(args: argparse.Namespace, client: Client) -> int:
         daily_limit=args.daily_limit,
         public_fraction=args.public_fraction,
         max_team_size=args.max_team_size,
+        final_submissions=args.final_submissions,
     )
     text = f"created competition {competition.id}: {competition.title} ({competition.status})"
     _emit(args, competition.to_dict(), text)
@@ -228,6 +232,120 @@ def cmd_team_show(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+# -- final submissions and the host's tools ----------------------------------------------------
+
+
+def cmd_final(args: argparse.Namespace, client: Client) -> int:
+    """Show or select your final submissions to a competition."""
+    if args.clear or args.submissions:
+        data = client.select_final(args.id, submissions=args.submissions)
+    else:
+        data = client.final_submissions(args.id)
+    how = "selected" if data["selected"] else "your best public ones, by default"
+    ids = ", ".join(map(str, data["submissions"])) or "none yet"
+    text = f"competition {args.id}: final submissions {ids} ({how}; at most {data['limit']})"
+    _emit(args, data, text)
+    return 0
+
+
+def cmd_received(args: argparse.Namespace, client: Client) -> int:
+    """List every submission to a competition you host."""
+    items = client.submissions(args.id)
+    columns = ["id", "state", "public_score", "private_score", "final", "created_at"]
+    frame = pd.DataFrame(
+        [
+            {"participant": s.participant.get("name"), **{k: getattr(s, k) for k in columns}}
+            for s in items
+        ]
+    )
+    _emit(args, [s.to_dict() for s in items], _table(frame, "no submissions"))
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace, client: Client) -> int:
+    """Edit a competition you host."""
+    changes: dict[str, Any] = {}
+    for key in ("title", "description", "daily_limit"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
+    if args.closes_at is not None:
+        changes["closes_at"] = _when(args.closes_at)
+    if args.no_close:
+        changes["closes_at"] = None
+    if args.no_daily_limit:
+        changes["daily_limit"] = None
+    if not changes:
+        return _fail("say what to change: --title, --description, --closes-at or --daily-limit")
+    competition = client.edit_competition(args.id, **changes)
+    text = f"competition {competition.id}: {competition.title} ({competition.status})"
+    _emit(args, competition.to_dict(), text + f", closes {competition.closes_at or 'never'}")
+    return 0
+
+
+def cmd_reopen(args: argparse.Namespace, client: Client) -> int:
+    """Reopen a competition you host until a later close time."""
+    competition = client.reopen(args.id, closes_at=_when(args.until))
+    text = f"competition {competition.id}: {competition.status} until "
+    _emit(args, competition.to_dict(), text + (competition.closes_at or "no close time"))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace, client: Client) -> int:
+    """Delete a competition you host (archive it if anyone submitted)."""
+    data = client.delete_competition(args.id)
+    done = "deleted" if data["deleted"] else "archived (it has submissions; readable by id)"
+    _emit(args, data, f"competition {args.id}: {done}")
+    return 0
+
+
+def cmd_disqualify(args: argparse.Namespace, client: Client) -> int:
+    """Disqualify a participant from a competition you host."""
+    who: int | str = int(args.participant) if args.participant.isdigit() else args.participant
+    data = client.disqualify(args.id, participant=who, reason=args.reason)
+    name = data["participant"]["name"]
+    _emit(args, data, f"disqualified {name} from competition {args.id}: {data['reason']}")
+    return 0
+
+
+def cmd_disqualified(args: argparse.Namespace, client: Client) -> int:
+    """List who is disqualified from a competition you host."""
+    items = client.disqualified(args.id)
+    frame = pd.DataFrame(
+        [{"participant": d["participant"]["name"], "reason": d["reason"]} for d in items]
+    )
+    _emit(args, items, _table(frame, "nobody is disqualified"))
+    return 0
+
+
+def _add_host_tools(subs: Any, parent: argparse.ArgumentParser) -> None:
+    """The subcommands for final submissions and the host's tools."""
+    p = _command(subs, "final", cmd_final, "show or select your final submissions", parent)
+    p.add_argument("id", type=int, help="competition id")
+    p.add_argument("submissions", type=int, nargs="*", help="submission ids to select")
+    p.add_argument("--clear", action="store_true", help="go back to your best public ones")
+    p = _command(subs, "received", cmd_received, "every submission to one you host", parent)
+    p.add_argument("id", type=int, help="competition id")
+    p = _command(subs, "edit", cmd_edit, "edit a competition you host", parent)
+    p.add_argument("id", type=int, help="competition id")
+    p.add_argument("--title", help="new title")
+    p.add_argument("--description", help="new description")
+    p.add_argument("--closes-at", help="ISO time or duration from now, e.g. +2h (reopens)")
+    p.add_argument("--no-close", action="store_true", help="never close")
+    p.add_argument("--daily-limit", type=int, help="submissions per participant per UTC day")
+    p.add_argument("--no-daily-limit", action="store_true", help="no daily limit")
+    p = _command(subs, "reopen", cmd_reopen, "reopen a competition you host", parent)
+    p.add_argument("id", type=int, help="competition id")
+    p.add_argument("--until", required=True, help="new close: ISO time or duration, e.g. 2d")
+    p = _command(subs, "delete", cmd_delete, "delete (or archive) one you host", parent)
+    p.add_argument("id", type=int, help="competition id")
+    p = _command(subs, "disqualify", cmd_disqualify, "disqualify a participant", parent)
+    p.add_argument("id", type=int, help="competition id")
+    p.add_argument("participant", help="participant id or name")
+    p.add_argument("--reason", required=True, help="why (they see it when they submit)")
+    p = _command(subs, "disqualified", cmd_disqualified, "who is disqualified, why", parent)
+    p.add_argument("id", type=int, help="competition id")
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -270,6 +388,9 @@ def _add_host(subs: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--closes-at", help="ISO time or duration from now, e.g. +2h, 7d")
     p.add_argument("--daily-limit", type=int, help="submissions per participant per UTC day")
     p.add_argument("--public-fraction", type=float, default=1.0, help="share of public rows")
+    p.add_argument(
+        "--final-submissions", type=int, default=2, help="final submissions each (default 2)"
+    )
     p.add_argument("--max-team-size", type=int, default=5, help="members per team (default 5)")
 
 
@@ -316,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(subs, "leaderboard", cmd_leaderboard, "show a competition's leaderboard", parent)
     p.add_argument("id", type=int, help="competition id")
     p.add_argument("--board", default="public", choices=["public", "private"], help="which board")
+    p.add_argument("--csv", action="store_true", help="print the board as CSV")
     _command(subs, "leaderboards", cmd_leaderboards, "show every leaderboard", parent)
     p = _command(subs, "submissions", cmd_submissions, "list your submissions", parent)
     p.add_argument("--competition", type=int, help="only to this competition")
@@ -336,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--template", action="store_true", help="ids with empty target columns")
     group.add_argument("--answer", action="store_true", help="the answer rows (host only)")
+    _add_host_tools(subs, parent)
     return parser
 
 

@@ -255,6 +255,41 @@ def test_a_team_needs_a_token_and_a_name(contest) -> None:
     assert Api(server).post("/competitions/99999/teams", json={"name": "x"}).status_code == 404
 
 
+def put_finals(api: Api, cid: int, ids: list[int]) -> dict[str, Any]:
+    """Select final submissions; fails the test if refused."""
+    r = api.session.put(f"{api.url}/api/v1/competitions/{cid}/final", json={"submissions": ids})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_a_team_selects_its_final_submissions_together(server: ServerProcess) -> None:
+    """Finals are chosen among all members' submissions; any member's selection is the
+    team's; the private board ranks the team once, by its finals."""
+    host, cid, answer = host_with(server, public_fraction=0.5, final_submissions=1)
+    alice, bob = Api(server), Api(server)
+    scored(bob, cid, guess(answer, 7))
+    put_finals(bob, cid, [])  # a joiner's own selection is dropped on joining
+    join(bob, cid, make_team(alice, cid, "Finalists")["code"])
+    best = scored(alice, cid, perfect(answer))
+    poor = scored(bob, cid, guess(answer, 8))
+    default = alice.get(f"/competitions/{cid}/final").json()
+    assert default == {**default, "selected": False, "submissions": [best["id"]]}
+
+    chosen = put_finals(bob, cid, [poor["id"]])
+    assert chosen["selected"] and chosen["submissions"] == [poor["id"]]
+    assert alice.get(f"/competitions/{cid}/final").json()["submissions"] == [poor["id"]]
+    assert host.post(f"/competitions/{cid}/close").status_code == 200
+
+    (entry,) = alice.board(cid, "private")["entries"]
+    mine = bob.get(f"/submissions/{poor['id']}").json()
+    assert entry["name"] == "Finalists" and entry["score"] == mine["private_score"]
+    received = {
+        s["id"]: s["final"]
+        for s in host.get(f"/competitions/{cid}/submissions").json()["submissions"]
+    }
+    assert received[poor["id"]] and not received[best["id"]]
+
+
 # -- the Python client --------------------------------------------------------------------------
 
 

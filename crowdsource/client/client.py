@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import getpass
 import json
 import os
@@ -65,6 +66,15 @@ if TYPE_CHECKING:
 __all__ = ["Client"]
 
 API = "/api/v1"
+
+
+class Keep(enum.Enum):
+    """The default of an edit's arguments: leave that field as it is."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 
 def _network_reason(exc: BaseException) -> str:
@@ -315,8 +325,11 @@ class Client:
         daily_limit: int | None = None,
         public_fraction: float = 1.0,
         max_team_size: int = 5,
+        final_submissions: int = 2,
     ) -> Competition:
-        """Create a competition from DataFrames; `answer` may be None for a later `resolve`."""
+        """Create a competition from DataFrames; `answer` may be None for a later `resolve`.
+        Each participant's `final_submissions` best (or selected) ones count on the private
+        board."""
         dataset = with_id_column(dataset, id_column)
         _require_column(dataset, id_column, "dataset", InvalidCompetition)
         if answer is not None:
@@ -334,6 +347,7 @@ class Client:
             "daily_limit": daily_limit,
             "public_fraction": public_fraction,
             "max_team_size": max_team_size,
+            "final_submissions": final_submissions,
         }
         if metric is None:
             del spec["metric"]
@@ -368,6 +382,49 @@ class Client:
         """Close a competition you host, now."""
         return self._competition(self._json("POST", f"/competitions/{int(id)}/close"))
 
+    # -- the host's tools ------------------------------------------------------------------------
+
+    def edit_competition(
+        self,
+        id: int,
+        *,
+        title: str | Keep = KEEP,
+        description: str | Keep = KEEP,
+        closes_at: datetime | timedelta | str | Keep | None = KEEP,
+        daily_limit: int | Keep | None = KEEP,
+    ) -> Competition:
+        """Change what you host: a later `closes_at` reopens a closed competition; None
+        means never closing, or no daily limit. Arguments left out stay as they are."""
+        fields = {"title": title, "description": description, "daily_limit": daily_limit}
+        body = {k: v for k, v in fields.items() if v is not KEEP}
+        if closes_at is not KEEP:
+            body["closes_at"] = _iso(closes_at)
+        return self._competition(self._json("PATCH", f"/competitions/{int(id)}", json=body))
+
+    def reopen(self, id: int, *, closes_at: datetime | timedelta | str | None) -> Competition:
+        """Reopen a competition you host until `closes_at` (None: no close time)."""
+        return self.edit_competition(id, closes_at=closes_at)
+
+    def delete_competition(self, id: int) -> dict[str, Any]:
+        """Delete a competition you host if nobody submitted, else archive it (hidden from
+        lists, still readable by id): `{"id", "deleted", "archived"}`."""
+        return dict(self._json("DELETE", f"/competitions/{int(id)}"))
+
+    def disqualify(self, id: int, *, participant: int | str, reason: str) -> dict[str, Any]:
+        """Disqualify a participant (id or name) from a competition you host: they leave its
+        boards and their submissions are refused with `reason`."""
+        body = {"participant": participant, "reason": reason}
+        return dict(self._json("POST", f"/competitions/{int(id)}/disqualified", json=body))
+
+    def requalify(self, id: int, *, participant: int) -> dict[str, Any]:
+        """Lift a participant's disqualification from a competition you host."""
+        path = f"/competitions/{int(id)}/disqualified/{int(participant)}"
+        return dict(self._json("DELETE", path))
+
+    def disqualified(self, id: int) -> list[dict[str, Any]]:
+        """Who you disqualified from a competition you host, and why."""
+        return list(self._json("GET", f"/competitions/{int(id)}/disqualified")["disqualified"])
+
     # -- submissions ----------------------------------------------------------------------------
 
     def submit(
@@ -393,7 +450,8 @@ class Client:
         return Submission.from_json(data)
 
     def submissions(self, competition_id: int | None = None) -> list[Submission]:
-        """Your own submissions, newest first (to one competition if given)."""
+        """Your own submissions, newest first (to one competition if given; to one you host:
+        everyone's)."""
         path = (
             "/submissions"
             if competition_id is None
@@ -402,6 +460,17 @@ class Client:
         data = self._json("GET", path)
         items = data.get("submissions", []) if isinstance(data, dict) else data
         return [Submission.from_json(item) for item in items]
+
+    def final_submissions(self, competition_id: int) -> dict[str, Any]:
+        """Your final submissions to a competition, the ones its private board ranks:
+        `{"limit", "selected", "submissions": [ids]}` (not `selected`: your best public)."""
+        return dict(self._json("GET", f"/competitions/{int(competition_id)}/final"))
+
+    def select_final(self, competition_id: int, *, submissions: Sequence[int]) -> dict[str, Any]:
+        """Select your final submissions (up to the competition's limit; an empty list goes
+        back to your best public ones); possible until the competition closes."""
+        body = {"submissions": [int(s) for s in submissions]}
+        return dict(self._json("PUT", f"/competitions/{int(competition_id)}/final", json=body))
 
     def submission(self, id: int) -> Submission:
         """One submission by id."""
@@ -434,6 +503,16 @@ class Client:
         """One competition's leaderboard: rank, participant, score, submissions, last time."""
         data = self._json("GET", f"/competitions/{int(id)}/leaderboard", params={"board": board})
         return leaderboard_frame(data)
+
+    def leaderboard_csv(self, id: int, *, board: str = "public") -> str:
+        """One competition's leaderboard as CSV text, as the server exports it."""
+        response = self.request(
+            "GET",
+            f"/competitions/{int(id)}/leaderboard",
+            params={"board": board},
+            headers={"Accept": "text/csv"},
+        )
+        return response.text
 
     def leaderboards(self) -> pd.DataFrame:
         """Every competition's boards in one frame, keyed by competition_id and board."""

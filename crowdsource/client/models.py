@@ -54,6 +54,8 @@ class Competition:
     public_fraction: float = 1.0
     rows: int | None = None
     answer_rows: int | None = None
+    final_submissions: int = 2
+    archived: bool = False
     created_at: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     client: Client | None = field(default=None, repr=False)
@@ -105,6 +107,14 @@ class Competition:
         """This competition's leaderboard as a frame."""
         return self._require_client().leaderboard(self.id, board=board)
 
+    def select_final(self, *, submissions: Sequence[int]) -> dict[str, Any]:
+        """Select your final submissions to this competition (until it closes)."""
+        return self._require_client().select_final(self.id, submissions=submissions)
+
+    def submissions(self) -> list[Submission]:
+        """Your submissions to it (everyone's, if you host it)."""
+        return self._require_client().submissions(self.id)
+
     def refresh(self) -> Competition:
         """Fetch the current state of this competition from the server."""
         return self._require_client().competition(self.id)
@@ -130,6 +140,7 @@ class Submission:
     scored_at: str | None = None
     remaining_today: int | None = None
     quota_resets_at: str | None = None
+    final: bool | None = None  # in a host's list: whether it counts on the private board
     history: list[dict[str, Any]] = field(default_factory=list, repr=False)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 

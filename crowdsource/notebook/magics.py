@@ -229,6 +229,7 @@ def cmd_stop(self: CrowdsourceMagics, args: Any) -> Text:
 @argument("--closes-at", help="closing time, ISO 8601 UTC (default: never)")
 @argument("--daily-limit", type=int, help="submissions per participant per day")
 @argument("--public-fraction", type=float, default=1.0, help="share of rows on the public board")
+@argument("--final-submissions", type=int, default=2, help="final submissions each (default 2)")
 def cmd_host(self: CrowdsourceMagics, args: Any) -> session.NotebookCompetition:
     """Create a competition from DataFrame variables; returns it."""
     client = session.identified_client()
@@ -254,6 +255,7 @@ def cmd_host(self: CrowdsourceMagics, args: Any) -> session.NotebookCompetition:
             closes_at=args.closes_at,
             daily_limit=args.daily_limit,
             public_fraction=args.public_fraction,
+            final_submissions=args.final_submissions,
         )
     return session.NotebookCompetition.wrap(created)
 
@@ -285,6 +287,117 @@ def cmd_close(self: CrowdsourceMagics, args: Any) -> session.NotebookCompetition
         return session.NotebookCompetition.wrap(client.close_competition(args.id))
 
 
+# -- subcommands: final submissions and the host's tools ----------------------------------------
+
+
+@magic_arguments(name="crowdsource final")
+@HELP
+@argument("id", type=int, help="competition id")
+@argument("submissions", type=int, nargs="*", help="submission ids to select as final")
+@argument("--clear", action="store_true", help="go back to your best public submissions")
+def cmd_final(self: CrowdsourceMagics, args: Any) -> Text:
+    """Show or select your final submissions (the ones the private board ranks)."""
+    client = session.identified_client()
+    with session.usage_errors(competition=args.id):
+        if args.clear or args.submissions:
+            data = client.select_final(args.id, submissions=args.submissions)
+        else:
+            data = client.final_submissions(args.id)
+    how = "selected" if data["selected"] else "your best public ones, by default"
+    ids = ", ".join(map(str, data["submissions"])) or "none yet"
+    return Text(f"competition {args.id}: final submissions {ids} ({how}; at most {data['limit']})")
+
+
+@magic_arguments(name="crowdsource received")
+@HELP
+@argument("id", type=int, help="competition id (one you host)")
+def cmd_received(self: CrowdsourceMagics, args: Any) -> Any:
+    """Every submission to a competition you host, as a DataFrame."""
+    import pandas as pd
+
+    client = session.identified_client()
+    with session.usage_errors(competition=args.id):
+        items = client.submissions(args.id)
+    columns = ["id", "state", "public_score", "private_score", "final", "created_at"]
+    return pd.DataFrame(
+        [
+            {"participant": s.participant.get("name"), **{k: getattr(s, k) for k in columns}}
+            for s in items
+        ],
+        columns=["participant", *columns],
+    )
+
+
+@magic_arguments(name="crowdsource board")
+@HELP
+@argument("id", type=int, help="competition id")
+@argument("--board", default="public", choices=("public", "private"), help="which board")
+@argument("--csv", help="also write the board to this CSV file")
+def cmd_board(self: CrowdsourceMagics, args: Any) -> Any:
+    """A leaderboard as a DataFrame (and, with --csv, a file)."""
+    client = session.client()
+    with session.usage_errors(competition=args.id):
+        frame = client.leaderboard(args.id, board=args.board)
+        if args.csv:
+            with open(args.csv, "w", encoding="utf-8") as out:
+                out.write(client.leaderboard_csv(args.id, board=args.board))
+    return frame
+
+
+@magic_arguments(name="crowdsource edit")
+@HELP
+@argument("id", type=int, help="competition id (one you host)")
+@argument("--title", help="new title")
+@argument("--description", help="new description")
+@argument("--closes-at", help="new closing time, ISO 8601 UTC (a later one reopens)")
+@argument("--daily-limit", type=int, help="submissions per participant per day")
+def cmd_edit(self: CrowdsourceMagics, args: Any) -> session.NotebookCompetition:
+    """Edit a competition you host; a later close time reopens it."""
+    client = session.identified_client()
+    fields = ("title", "description", "closes_at", "daily_limit")
+    changes = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
+    if not changes:
+        raise UsageError("say what to change: --title, --description, --closes-at, --daily-limit")
+    with session.usage_errors(competition=args.id):
+        return session.NotebookCompetition.wrap(client.edit_competition(args.id, **changes))
+
+
+@magic_arguments(name="crowdsource delete")
+@HELP
+@argument("id", type=int, help="competition id (one you host)")
+def cmd_delete(self: CrowdsourceMagics, args: Any) -> Text:
+    """Delete a competition you host (archived instead if anyone submitted)."""
+    client = session.identified_client()
+    with session.usage_errors(competition=args.id):
+        data = client.delete_competition(args.id)
+    done = "deleted" if data["deleted"] else "archived (it has submissions; readable by id)"
+    return Text(f"competition {args.id}: {done}")
+
+
+@magic_arguments(name="crowdsource disqualify")
+@HELP
+@argument("id", type=int, help="competition id (one you host)")
+@argument("participant", help="participant id or name")
+@argument("--reason", required=True, help="why (they see it when they submit)")
+def cmd_disqualify(self: CrowdsourceMagics, args: Any) -> Text:
+    """Disqualify a participant from a competition you host."""
+    client = session.identified_client()
+    who: int | str = int(args.participant) if args.participant.isdigit() else args.participant
+    with session.usage_errors():  # a NotFound may name the participant
+        data = client.disqualify(args.id, participant=who, reason=args.reason)
+    return Text(f"disqualified {data['participant']['name']} from competition {args.id}")
+
+
+HOST_TOOLS: dict[str, Handler] = {
+    "final": cmd_final,
+    "board": cmd_board,
+    "received": cmd_received,
+    "edit": cmd_edit,
+    "delete": cmd_delete,
+    "disqualify": cmd_disqualify,
+}
+
+
 SUBCOMMANDS: dict[str, Handler] = {
     "connect": cmd_connect,
     "register": cmd_register,
@@ -299,6 +412,7 @@ SUBCOMMANDS: dict[str, Handler] = {
     "close": cmd_close,
     "runs": cmd_runs,
     "stop": cmd_stop,
+    **HOST_TOOLS,
 }
 
 

@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
 from crowdsource import frames
-from crowdsource.errors import BadRequest, Forbidden, InvalidCompetition, NotFound
+from crowdsource.errors import BadRequest, Conflict, Forbidden, InvalidCompetition, NotFound
 from crowdsource.metrics import DEFAULT_METRIC, allowed_metrics, get_metric
 from crowdsource.server.events import RESYNC, Event, EventBus
 from crowdsource.server.scoring import workers as jobs
@@ -33,14 +33,22 @@ from crowdsource.server.scoring.score import (
     prepare_truth,
 )
 from crowdsource.server.scoring.workers import Workers
-from crowdsource.server.storage import blobs
+from crowdsource.server.storage import blobs, locks
 from crowdsource.server.storage.engine import unavailable
 from crowdsource.server.storage.store import Store
-from crowdsource.server.storage.tables import COMPETITIONS, Competition, Participant
+from crowdsource.server.storage.tables import (
+    COMPETITIONS,
+    Competition,
+    Entry,
+    Participant,
+    Submission,
+)
 from crowdsource.server.tasks import Background
 from crowdsource.times import iso, parse_time, utcnow
 
 TYPES = ("classify", "regress", "predict", "cluster")
+MAX_FINALS = 100  # the most final submissions a host may let each participant select
+EDITABLE = ("title", "description", "closes_at", "daily_limit")
 STATUSES = ("upcoming", "open", "closed")
 LABEL_KINDS = ("string", "integer", "floating", "boolean", "mixed-integer-float")
 
@@ -106,6 +114,8 @@ def as_json(comp: Competition, host: Participant, now: datetime) -> dict[str, An
         "status": status(comp, now),
         "rows": comp.rows,
         "answer_rows": comp.answer_rows,
+        "final_submissions": comp.final_submissions,
+        "archived": comp.archived,
         "created_at": iso(comp.created_at),
     }
 
@@ -275,6 +285,9 @@ def _check(body: Any, parts: dict[str, bytes]) -> Hosting:
         "daily_limit": _number(body, "daily_limit", default=None, low=1, high=1e6, integer=True),
         "max_team_size": _number(body, "max_team_size", default=5, low=1, high=1000, integer=True),
         "public_fraction": _number(body, "public_fraction", default=1.0, low=0.01, high=1.0),
+        "final_submissions": _number(
+            body, "final_submissions", default=2, low=1, high=MAX_FINALS, integer=True
+        ),
         "classes": _classes(answer, targets, metric) if kind == "classify" else None,
         "rows": len(dataset),
         "split_salt": secrets.token_hex(8),
@@ -473,13 +486,14 @@ def get(session: Session, competition_id: int) -> Competition:
     return comp
 
 
-STAMP = select(COMPETITIONS.c.answer_blob_id, COMPETITIONS.c.closes_at).where(
-    COMPETITIONS.c.id == bindparam("id")
-)
+STAMP = select(
+    COMPETITIONS.c.answer_blob_id, COMPETITIONS.c.closes_at, COMPETITIONS.c.revision
+).where(COMPETITIONS.c.id == bindparam("id"))
 
 
 def current(session: Session, competition_id: int, cache: dict[int, Competition]) -> Competition:
-    """A competition from `cache`, after one light query shows it unchanged (answer, close);
+    """A competition from `cache`, after one light query shows it unchanged (answer, close,
+    the host's edits);
     the query runs once per transaction (a group commit holds many submissions)."""
     checked: dict[int, Competition] = session.info.setdefault("competitions", {})
     if competition_id in checked:
@@ -492,7 +506,7 @@ def current(session: Session, competition_id: int, cache: dict[int, Competition]
     if stamp is None:
         raise NotFound(f"no competition {competition_id}; list them at /api/v1/competitions")
     comp = cache.get(competition_id)
-    if comp is None or (comp.answer_blob_id, comp.closes_at) != tuple(stamp):
+    if comp is None or (comp.answer_blob_id, comp.closes_at, comp.revision) != tuple(stamp):
         comp = get(session, competition_id)
         session.expunge(comp)  # detached, so a rollback of this transaction cannot expire it
         cache[competition_id] = comp
@@ -508,15 +522,135 @@ def hosted(session: Session, competition_id: int, participant: Participant) -> C
     return comp
 
 
+# ---------------------------------------------------------------- the host's tools
+
+
+def check_edit(body: Any, comp: Competition, now: datetime) -> dict[str, Any]:
+    """The fields a host's edit changes, checked, or a BadRequest saying what to fix."""
+    if not isinstance(body, dict) or not body:
+        raise BadRequest(f"send a JSON object with any of {', '.join(EDITABLE)}")
+    unknown = [str(k) for k in body if k not in EDITABLE]
+    if unknown:
+        raise BadRequest(
+            f"{', '.join(unknown)} cannot be edited; send any of {', '.join(EDITABLE)}"
+        )
+    changes: dict[str, Any] = {}
+    if "title" in body:
+        changes["title"] = _text(body, "title", limit=200)
+    if "description" in body:
+        changes["description"] = _text(body, "description", limit=20000, default="")
+    if "daily_limit" in body:
+        changes["daily_limit"] = _number(
+            body, "daily_limit", default=None, low=1, high=1e6, integer=True
+        )
+    if "closes_at" in body:
+        closes = parse_time(body["closes_at"], field="closes_at")
+        if closes is not None and closes <= max(now, comp.opens_at):
+            raise BadRequest(
+                "'closes_at' must be in the future and after 'opens_at' (null: never closes); "
+                f"POST /api/v1/competitions/{comp.id}/close closes it now"
+            )
+        changes["closes_at"] = closes
+    return changes
+
+
+def not_archived(comp: Competition) -> Competition:
+    """Refuse to change an archived competition."""
+    if comp.archived:
+        raise Conflict(f"competition {comp.id} is archived; it can be read but not changed")
+    return comp
+
+
+def edit(session: Session, comp: Competition, changes: dict[str, Any], now: datetime) -> bool:
+    """Apply a host's checked edit; returns whether it reopened a closed competition (a
+    later close time: its close is announced again when that time comes)."""
+    was_closed = status(comp, now) == "closed"
+    for key, value in changes.items():
+        setattr(comp, key, value)
+    comp.revision += 1  # writers holding a cached copy read it again
+    if "closes_at" in changes:
+        comp.closed_announced = False
+    return was_closed and status(comp, now) != "closed"
+
+
+def remove(session: Session, comp: Competition, now: datetime) -> bool:
+    """Delete a competition that has no submissions (True), else archive it (False): hidden
+    from lists, readable by id, closed now if still open."""
+    locks.take(session, [locks.competition(comp.id)])  # no submission is recorded meanwhile
+    if session.scalar(select(Submission.id).where(Submission.competition_id == comp.id).limit(1)):
+        comp.archived = True
+        comp.revision += 1
+        if status(comp, now) != "closed":
+            comp.closes_at = now
+        return False
+    blob_ids = [comp.dataset_blob_id, comp.answer_blob_id]
+    session.delete(comp)
+    session.flush()
+    for blob_id in blob_ids:
+        if blob_id is not None:
+            blobs.delete_blob(session, blob_id)
+    return True
+
+
+def participant_named(session: Session, who: Any) -> Participant:
+    """A participant by id (a number) or by name (a string), or a NotFound."""
+    if isinstance(who, int) and not isinstance(who, bool) and 0 < who < 2**31:
+        found = session.get(Participant, who)
+    elif isinstance(who, str) and who.strip():
+        found = session.scalar(select(Participant).where(Participant.name == who.strip()))
+    else:
+        raise BadRequest("'participant' must be a participant's id or name")
+    if found is None:
+        raise NotFound(f"no participant {who!r}; list them at /api/v1/participants")
+    return found
+
+
+def disqualify(session: Session, comp: Competition, body: Any) -> Participant:
+    """Disqualify a participant with a reason: their entries leave the boards and their
+    submissions are refused with that reason."""
+    if not isinstance(body, dict):
+        raise BadRequest('send {"participant": id or name, "reason": "..."}')
+    who = participant_named(session, body.get("participant"))
+    reason = _text(body, "reason", limit=1000)
+    if who.id == comp.host_id:
+        raise BadRequest("the host cannot be disqualified from their own competition")
+    locks.take(session, [locks.competition(comp.id)])
+    comp.disqualified = {**comp.disqualified, str(who.id): reason}
+    comp.revision += 1
+    session.execute(
+        delete(Entry).where(Entry.competition_id == comp.id, Entry.participant_id == who.id)
+    )
+    return who
+
+
+def requalify(session: Session, comp: Competition, participant_id: int) -> None:
+    """Lift a disqualification (the participant's entries are rebuilt by the caller)."""
+    if str(participant_id) not in comp.disqualified:
+        raise NotFound(
+            f"participant {participant_id} is not disqualified from competition {comp.id}"
+        )
+    comp.disqualified = {k: v for k, v in comp.disqualified.items() if k != str(participant_id)}
+    comp.revision += 1
+
+
+def disqualified(session: Session, comp: Competition) -> list[dict[str, Any]]:
+    """Who is disqualified from a competition, and why."""
+    out = []
+    for key, reason in comp.disqualified.items():
+        who = session.get_one(Participant, int(key))
+        out.append({"participant": {"id": who.id, "name": who.name}, "reason": reason})
+    return out
+
+
 def listing(
     session: Session, *, kind: str | None, state: str | None, now: datetime
 ) -> list[Competition]:
-    """Competitions, newest first, filtered by type and status."""
+    """Competitions, newest first, filtered by type and status (archived ones are hidden)."""
     if kind is not None and kind not in TYPES:
         raise BadRequest(f"'type' must be one of {', '.join(TYPES)}")
     if state not in (None, "all", *STATUSES):
         raise BadRequest(f"'status' must be one of all, {', '.join(STATUSES)}")
-    query = select(Competition).order_by(Competition.id.desc())
+    query = select(Competition).where(~Competition.archived).order_by(Competition.id.desc())
     if kind:
         query = query.where(Competition.type == kind)
     comps = list(session.scalars(query))
@@ -561,11 +695,14 @@ class CompetitionManager(LoggingConfigurable):
 
     def _on_event(self, event: Event) -> None:
         """A competition resolved in any process has a new answer: forget its spec (all of
-        them after a resync: the bus may have missed events)."""
+        them after a resync: the bus may have missed events); a deleted one, its dataset."""
         if event.type == RESYNC:
             self._specs.clear()
         if event.type == "competition.resolved":
             self._specs.pop(event.competition_id, None)
+        if event.type == "competition.deleted":  # its id may not serve a stale dataset
+            self._specs.pop(event.competition_id, None)
+            self._datasets.pop(event.competition_id, None)
 
     def publish(self, kind: str, competition_id: int, **data: Any) -> None:
         """Announce a committed change to every process."""
@@ -683,6 +820,88 @@ class CompetitionManager(LoggingConfigurable):
             if done is not None:
                 self.forget_spec(competition_id)
                 return done
+
+    # ------------------------------------------------------------ the host's tools
+
+    async def edit(self, competition_id: int, viewer: Participant, body: Any) -> dict[str, Any]:
+        """Edit title, description, close time or daily limit (host only); a later close
+        time reopens a closed competition, and its close timer follows."""
+
+        def run(session: Session) -> tuple[dict[str, Any], bool]:
+            comp = not_archived(hosted(session, competition_id, viewer))
+            now = utcnow()
+            reopened = edit(session, comp, check_edit(body, comp, now), now)
+            return self.view(session, comp), reopened
+
+        data, reopened = await self.store.tx(run)
+        self._cancel_close(competition_id)
+        self.schedule_close(competition_id, data["closes_at"])
+        self.publish("competition.updated", competition_id, **data, reopened=reopened)
+        self.publish("leaderboard.changed", competition_id)
+        return data
+
+    async def remove(self, competition_id: int, viewer: Participant) -> dict[str, Any]:
+        """Delete a competition with no submissions, else archive it (host only)."""
+
+        def run(session: Session) -> tuple[bool, str | None]:
+            comp = hosted(session, competition_id, viewer)
+            if comp.archived:
+                return False, None
+            deleted = remove(session, comp, utcnow())
+            return deleted, None if deleted else iso(comp.closes_at)
+
+        deleted, closes_at = await self.store.tx(run)
+        self._cancel_close(competition_id)
+        if closes_at is not None:
+            self.schedule_close(competition_id, closes_at)
+        data = {"id": competition_id, "deleted": deleted, "archived": not deleted}
+        self.publish("competition.deleted", competition_id, **data)
+        if not deleted:  # an archived board is still read by id
+            self.publish("leaderboard.changed", competition_id)
+        return data
+
+    async def disqualify(
+        self, competition_id: int, viewer: Participant, body: Any
+    ) -> dict[str, Any]:
+        """Disqualify a participant with a reason (host only)."""
+
+        def run(session: Session) -> dict[str, Any]:
+            comp = not_archived(hosted(session, competition_id, viewer))
+            who = disqualify(session, comp, body)
+            reason = comp.disqualified[str(who.id)]
+            return {"participant": {"id": who.id, "name": who.name}, "reason": reason}
+
+        data = await self.store.tx(run)
+        self.publish("leaderboard.changed", competition_id)
+        return data
+
+    async def requalify(
+        self, competition_id: int, viewer: Participant, participant_id: int
+    ) -> dict[str, Any]:
+        """Lift a disqualification (host only); the boards are rebuilt with them again."""
+        from crowdsource.server import leaderboards  # it builds on this module
+
+        def run(session: Session) -> dict[str, Any]:
+            comp = not_archived(hosted(session, competition_id, viewer))
+            requalify(session, comp, participant_id)
+            leaderboards.rebuild(session, comp)
+            return {"disqualified": disqualified(session, comp)}
+
+        data = await self.store.tx(run)
+        self.publish("leaderboard.changed", competition_id)
+        return data
+
+    async def disqualified(self, competition_id: int, viewer: Participant) -> dict[str, Any]:
+        """Who is disqualified, and why (host only)."""
+        return await self.store.tx(
+            lambda s: {"disqualified": disqualified(s, hosted(s, competition_id, viewer))}
+        )
+
+    def _cancel_close(self, competition_id: int) -> None:
+        """Stop this process's close timer of a competition (its close time changed)."""
+        timer = self._timers.pop(competition_id, None)
+        if timer is not None:
+            timer.cancel()
 
     # ------------------------------------------------------------ closing
 

@@ -1,7 +1,11 @@
-"""Leaderboards: best score per participant, kept current as scores are recorded."""
+"""Leaderboards: the public board (best public score per participant, kept current as scores
+are recorded) and the private board (best private score among each participant's final
+submissions)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -13,7 +17,7 @@ from traitlets.config import LoggingConfigurable
 
 from crowdsource.errors import BadRequest, Forbidden
 from crowdsource.metrics import get_metric
-from crowdsource.server import competitions
+from crowdsource.server import competitions, finals
 from crowdsource.server.competitions import CompetitionManager
 from crowdsource.server.events import RESYNC, Event, EventBus
 from crowdsource.server.storage import locks
@@ -32,6 +36,8 @@ from crowdsource.server.tasks import Background
 from crowdsource.times import iso, utcnow
 
 BOARDS = ("public", "private")
+# events carrying a competition's view (loaded here when it was too large to travel)
+COMPETITION_EVENTS = ("competition.created", "competition.closed", "competition.updated")
 Listener = Callable[[Event], None]
 
 
@@ -53,20 +59,20 @@ def apply(
     at: datetime,
     count: bool = True,
 ) -> None:
-    """Fold one recorded score into both boards: one upsert, same transaction as the score."""
-    rows = [
-        {
-            "competition_id": comp.id,
-            "board": board,
-            "participant_id": participant_id,
-            "score": score,
-            "best_submission_id": None if score is None else submission_id,
-            "submissions": int(count),
-            "last_submission_at": at if count else None,
-        }
-        for board, score in (("public", public), ("private", private))
-    ]
-    session.connection().execute(UPSERT[get_metric(comp.metric).higher_is_better], rows)
+    """Fold one recorded score into the public board: one upsert, same transaction as the
+    score. (The private board is read from the final submissions: `private_entries`.)"""
+    if str(participant_id) in comp.disqualified:
+        return
+    row = {
+        "competition_id": comp.id,
+        "board": "public",
+        "participant_id": participant_id,
+        "score": public,
+        "best_submission_id": None if public is None else submission_id,
+        "submissions": int(count),
+        "last_submission_at": at if count else None,
+    }
+    session.connection().execute(UPSERT[get_metric(comp.metric).higher_is_better], row)
 
 
 def _upsert(wins: str) -> TextClause:
@@ -167,28 +173,83 @@ def team_views(session: Session, competition_id: int) -> dict[int, dict[str, Any
     return views
 
 
+def public_entries(session: Session, comp: Competition) -> list[Entry]:
+    """The public board's entries, in rank order (participants with no score yet last)."""
+    order = Entry.score.desc() if get_metric(comp.metric).higher_is_better else Entry.score.asc()
+    return list(
+        session.scalars(
+            select(Entry)
+            .where(Entry.competition_id == comp.id, Entry.board == "public")
+            .order_by(Entry.score.is_(None), order, Entry.last_submission_at)
+        )
+    )
+
+
+def private_entries(session: Session, comp: Competition) -> list[Entry]:
+    """The private board's entries, in rank order: one per participant or team, scored by
+    the best private score among their final submissions (`finals.counted`; a team's are
+    chosen from all its members' submissions), never the best of all."""
+    higher = get_metric(comp.metric).higher_is_better
+    selected = finals.selections(session, comp.id)
+    captain = captains(session, comp.id)
+    out = hidden(comp, captain)
+    mine: dict[int, list[finals.Candidate]] = {}
+    for candidate in finals.candidates(session, comp.id):
+        entrant = captain.get(candidate.participant_id, candidate.participant_id)
+        mine.setdefault(entrant, []).append(candidate)
+    entries = []
+    for participant_id, subs in mine.items():
+        if participant_id in out:
+            continue
+        counted = finals.counted(
+            subs, selected=selected, limit=comp.final_submissions, higher_is_better=higher
+        )
+        best = finals.best_private(counted, higher_is_better=higher)
+        entries.append(
+            Entry(
+                competition_id=comp.id,
+                board="private",
+                participant_id=participant_id,
+                score=None if best is None else best.private_score,
+                best_submission_id=None if best is None else best.id,
+                submissions=len(subs),
+                last_submission_at=max(c.created_at for c in subs),
+            )
+        )
+    sign = -1.0 if higher else 1.0
+    entries.sort(key=lambda e: (e.score is None, sign * (e.score or 0.0), e.last_submission_at))
+    return entries
+
+
+def hidden(comp: Competition, captain: dict[int, int]) -> set[int]:
+    """The entries not shown: disqualified participants', and the teams of disqualified
+    members (a team stands or falls together)."""
+    out = {int(p) for p in comp.disqualified}
+    return out | {captain[p] for p in out if p in captain}
+
+
 def load_board(session: Session, comp: Competition, *, name: str) -> dict[str, Any]:
-    """One board, ranked (ties share a rank; participants with no score yet come last); a
-    team's entry is named by the team and lists its members."""
+    """One board, ranked (ties share a rank; participants with no score yet come last;
+    disqualified ones are not shown); a team's entry is named by the team and lists its
+    members."""
     metric = get_metric(comp.metric)
-    order = Entry.score.desc() if metric.higher_is_better else Entry.score.asc()
-    rows = session.execute(
-        select(Entry, Participant.name)
-        .join(Participant, Participant.id == Entry.participant_id)
-        .where(Entry.competition_id == comp.id, Entry.board == name)
-        .order_by(Entry.score.is_(None), order, Entry.last_submission_at)
-    ).all()
+    found = private_entries(session, comp) if name == "private" else public_entries(session, comp)
+    out = hidden(comp, captains(session, comp.id))
+    found = [e for e in found if e.participant_id not in out]
+    ids = {e.participant_id for e in found}
+    query = select(Participant.id, Participant.name).where(Participant.id.in_(ids))
+    names: dict[int, str] = {pid: pname for pid, pname in session.execute(query)}
     teams = team_views(session, comp.id)
     entries: list[dict[str, Any]] = []
-    for i, (entry, pname) in enumerate(rows):
+    for i, entry in enumerate(found):
         team = teams.get(entry.participant_id)
         tied = entries and entries[-1]["score"] == entry.score
         rank = None if entry.score is None else (entries[-1]["rank"] if tied else i + 1)
         entries.append(
             {
                 "rank": rank,
-                "name": pname if team is None else team["name"],
-                "participant": {"id": entry.participant_id, "name": pname},
+                "name": names[entry.participant_id] if team is None else team["name"],
+                "participant": {"id": entry.participant_id, "name": names[entry.participant_id]},
                 "team": team,
                 "score": entry.score,
                 "submissions": entry.submissions,
@@ -205,6 +266,38 @@ def load_board(session: Session, comp: Competition, *, name: str) -> dict[str, A
     }
 
 
+CSV_COLUMNS = (
+    "rank",
+    "participant",
+    "participant_id",
+    "members",
+    "score",
+    "submissions",
+    "last_submission_at",
+)
+
+
+def as_csv(board: dict[str, Any]) -> str:
+    """A board as CSV text, with a header row (the columns of the client's frame)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for entry in board["entries"]:
+        who = entry["participant"]
+        writer.writerow(
+            [
+                "" if entry["rank"] is None else entry["rank"],
+                entry.get("name") or who["name"],
+                who["id"],
+                ", ".join(m["name"] for m in (entry.get("team") or {}).get("members", [])),
+                "" if entry["score"] is None else repr(entry["score"]),
+                entry["submissions"],
+                entry["last_submission_at"] or "",
+            ]
+        )
+    return out.getvalue()
+
+
 class LeaderboardManager(LoggingConfigurable):
     """Boards read through a cache that each change empties, and the live push: every event
     goes to the listeners, leaderboard ones with the fresh public board (loaded once per
@@ -219,6 +312,7 @@ class LeaderboardManager(LoggingConfigurable):
         self.tasks = Background()
         self._listeners: set[Listener] = set()
         self._boards: dict[int, dict[str, Any]] = {}  # public boards, by competition
+        self._private: dict[int, dict[str, Any]] = {}  # private boards of closed competitions
         self._texts: dict[int, str] = {}
         self._changes: dict[int, int] = {}  # a read caches only if no change came meanwhile
         self._loading: dict[int, bool] = {}  # competition: another change came while loading
@@ -232,22 +326,25 @@ class LeaderboardManager(LoggingConfigurable):
         """A board; the private one only for the host, or for anyone after close."""
         if board not in BOARDS:
             raise BadRequest("'board' must be public or private")
-        if board == "public" and competition_id in self._boards:
-            return self._boards[competition_id]
+        cache = self._boards if board == "public" else self._private
+        if competition_id in cache:
+            return cache[competition_id]
 
-        def run(session: Session) -> dict[str, Any]:
+        def run(session: Session) -> tuple[dict[str, Any], bool]:
             comp = competitions.get(session, competition_id)
             closed = competitions.status(comp, utcnow()) == "closed"
             if board == "private" and not closed and (viewer is None or viewer.id != comp.host_id):
                 raise Forbidden(
                     f"the private board of competition {competition_id} is shown after it closes"
                 )
-            return load_board(session, comp, name=board)
+            return load_board(session, comp, name=board), closed
 
         changes = self._changes.get(competition_id, 0)
-        data = await self.store.tx(run)
-        if board == "public" and changes == self._changes.get(competition_id, 0):
-            self._boards[competition_id] = data
+        data, closed = await self.store.tx(run)
+        # a private board changes with no event while submissions arrive: kept once closed
+        keep = board == "public" or closed
+        if keep and changes == self._changes.get(competition_id, 0):
+            cache[competition_id] = data
         return data
 
     async def board_text(
@@ -261,6 +358,12 @@ class LeaderboardManager(LoggingConfigurable):
             if board == "public" and self._boards.get(competition_id) is data:
                 self._texts[competition_id] = text
         return text
+
+    async def board_csv(
+        self, competition_id: int, *, board: str, viewer: Participant | None
+    ) -> str:
+        """A board as CSV: one row per entry."""
+        return as_csv(await self.board(competition_id, board=board, viewer=viewer))
 
     async def every(self) -> list[dict[str, Any]]:
         """Every competition's public board, and the private one once closed."""
@@ -287,13 +390,16 @@ class LeaderboardManager(LoggingConfigurable):
         """Drop a competition's cached board."""
         self._changes[competition_id] = self._changes.get(competition_id, 0) + 1
         self._boards.pop(competition_id, None)
+        self._private.pop(competition_id, None)
         self._texts.pop(competition_id, None)
 
     def _on_event(self, event: Event) -> None:
         """An event from any process: empty the cache it makes stale, complete it, pass it on."""
         if event.type == RESYNC:  # the bus may have missed events: every board may be stale
-            for competition_id in set(self._boards) | set(self._changes):
+            for competition_id in set(self._boards) | set(self._private) | set(self._changes):
                 self._forget(competition_id)
+        if event.type == "competition.deleted":
+            self._forget(event.competition_id)
         if event.type == "leaderboard.changed":
             self._forget(event.competition_id)
             if not self._listeners:
@@ -304,7 +410,7 @@ class LeaderboardManager(LoggingConfigurable):
                 self._loading[event.competition_id] = False
                 self.tasks.spawn(self._send_board(event))
             return
-        if event.type in ("competition.created", "competition.closed") and not event.data:
+        if event.type in COMPETITION_EVENTS and not event.data:
             self.tasks.spawn(self._send_competition(event))
             return
         self._emit(event)

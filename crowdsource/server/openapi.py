@@ -53,6 +53,31 @@ COMPETITION_SPEC = {
         "daily_limit": {"type": ["integer", "null"], "minimum": 1},
         "max_team_size": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 5},
         "public_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "final_submissions": {"type": "integer", "minimum": 1, "maximum": 100},
+    },
+}
+COMPETITION_EDIT = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": False,
+    "properties": {
+        "title": {"type": "string"},
+        "description": {"type": "string"},
+        "closes_at": {"type": ["string", "null"], "format": "date-time"},
+        "daily_limit": {"type": ["integer", "null"], "minimum": 1},
+    },
+}
+FINAL_SELECTION = {
+    "type": "object",
+    "required": ["submissions"],
+    "properties": {"submissions": {"type": "array", "items": ID}},
+}
+DISQUALIFICATION = {
+    "type": "object",
+    "required": ["participant", "reason"],
+    "properties": {
+        "participant": {"oneOf": [ID, {"type": "string"}]},
+        "reason": {"type": "string"},
     },
 }
 
@@ -74,10 +99,13 @@ def _op(
     params: list[dict[str, Any]] | None = None,
     body: dict[str, Any] | None = None,
     frame_out: bool = False,
+    csv_out: bool = False,
     ok: int = 200,
 ) -> dict[str, Any]:
     """One operation with the shared error responses."""
     content: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
+    if csv_out:
+        content["text/csv"] = {"schema": {"type": "string"}}
     if frame_out:
         content["application/vnd.apache.parquet"] = {
             "schema": {"type": "string", "format": "binary"}
@@ -153,7 +181,44 @@ PATHS: dict[str, dict[str, Any]] = {
         ),
         "post": _op("Host a competition from DataFrames", auth=True, ok=201, body=HOSTING_BODY),
     },
-    "/api/v1/competitions/{cid}": {"get": _op("One competition", params=[CID])},
+    "/api/v1/competitions/{cid}": {
+        "get": _op("One competition", params=[CID]),
+        "patch": _op(
+            "Edit title, description, close time or daily limit; a later close reopens (host)",
+            auth=True,
+            params=[CID],
+            body=_json(COMPETITION_EDIT),
+        ),
+        "delete": _op(
+            "Delete a competition with no submissions, else archive it (host)",
+            auth=True,
+            params=[CID],
+        ),
+    },
+    "/api/v1/competitions/{cid}/final": {
+        "get": _op(
+            "Your final submissions (selected, or your best public ones)", auth=True, params=[CID]
+        ),
+        "put": _op(
+            "Select your final submissions, until close",
+            auth=True,
+            params=[CID],
+            body=_json(FINAL_SELECTION),
+        ),
+    },
+    "/api/v1/competitions/{cid}/disqualified": {
+        "get": _op("Disqualified participants and why (host)", auth=True, params=[CID]),
+        "post": _op(
+            "Disqualify a participant with a reason (host)",
+            auth=True,
+            ok=201,
+            params=[CID],
+            body=_json(DISQUALIFICATION),
+        ),
+    },
+    "/api/v1/competitions/{cid}/disqualified/{pid}": {
+        "delete": _op("Lift a disqualification (host)", auth=True, params=[CID, _path_id("pid")])
+    },
     "/api/v1/competitions/{cid}/dataset": {
         "get": _op("The dataset participants see", params=[CID], frame_out=True)
     },
@@ -171,12 +236,15 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/v1/competitions/{cid}/leaderboard": {
         "get": _op(
-            "A leaderboard (private: host, or after close)",
+            "A leaderboard (private: host, or after close); CSV with Accept: text/csv",
             params=[CID, _query("board", {"enum": ["public", "private"]})],
+            csv_out=True,
         )
     },
     "/api/v1/competitions/{cid}/submissions": {
-        "get": _op("Your submissions to a competition", auth=True, params=[CID]),
+        "get": _op(
+            "Your submissions to a competition (the host: every one)", auth=True, params=[CID]
+        ),
         "post": _op(
             "Submit predictions",
             auth=True,
@@ -224,7 +292,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": _op("One submission (owner or host)", auth=True, params=[SID])
     },
     "/api/v1/submissions/{sid}/predictions": {
-        "get": _op("Your predictions", auth=True, params=[SID], frame_out=True)
+        "get": _op("Predictions (owner; host after close)", auth=True, params=[SID], frame_out=True)
     },
     "/api/v1/leaderboards": {"get": _op("Every competition's leaderboards")},
     "/api/v1/events": {

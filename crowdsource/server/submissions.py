@@ -20,7 +20,8 @@ from crowdsource.errors import (
     NotOpen,
     QuotaExceeded,
 )
-from crowdsource.server import competitions, leaderboards, teams
+from crowdsource.metrics import get_metric
+from crowdsource.server import competitions, finals, leaderboards, teams
 from crowdsource.server.competitions import CompetitionManager, status
 from crowdsource.server.events import Event, EventBus
 from crowdsource.server.scoring import workers as jobs
@@ -61,9 +62,13 @@ def check_key(key: str | None) -> str | None:
 
 
 def check_open(comp: Competition, participant: Participant, now: datetime) -> None:
-    """Refuse the host, and submissions outside the competition's times."""
+    """Refuse the host, a disqualified participant, and submissions outside the
+    competition's times."""
     if comp.host_id == participant.id:
         raise Forbidden("hosts cannot submit to their own competition; register another name")
+    reason = comp.disqualified.get(str(participant.id))
+    if reason is not None:
+        raise Forbidden(f"you are disqualified from competition {comp.id}: {reason}")
     state = status(comp, now)
     if state == "upcoming":
         raise NotOpen(f"competition {comp.id} opens at {iso(comp.opens_at)}; submit after that")
@@ -285,6 +290,48 @@ def mine(
     if competition_id is not None:
         query = query.where(Submission.competition_id == competition_id)
     return list(session.scalars(query.order_by(Submission.id.desc())))
+
+
+def received(session: Session, comp: Competition, now: datetime) -> list[dict[str, Any]]:
+    """Every submission to a competition, newest first, for its host: who, when, state and
+    scores (the private one after close), and whether it counts as a final submission."""
+    closed = status(comp, now) == "closed"
+    higher = get_metric(comp.metric).higher_is_better
+    selected = finals.selections(session, comp.id)
+    captain = leaderboards.captains(session, comp.id)  # a team's finals are chosen together
+    mine: dict[int, list[finals.Candidate]] = {}
+    for candidate in finals.candidates(session, comp.id):
+        entrant = captain.get(candidate.participant_id, candidate.participant_id)
+        mine.setdefault(entrant, []).append(candidate)
+    counted = {
+        c.id
+        for subs in mine.values()
+        for c in finals.counted(
+            subs, selected=selected, limit=comp.final_submissions, higher_is_better=higher
+        )
+    }
+    rows = session.execute(
+        select(Submission, Participant.name)
+        .join(Participant, Participant.id == Submission.participant_id)
+        .where(Submission.competition_id == comp.id)
+        .order_by(Submission.id.desc())
+    ).all()
+    return [
+        {
+            "id": sub.id,
+            "competition_id": comp.id,
+            "participant": {"id": sub.participant_id, "name": name},
+            "state": sub.state,
+            "reason": sub.reason,
+            "public_score": sub.public_score,
+            "private_score": sub.private_score if closed else None,
+            "final": sub.id in counted,
+            "disqualified": str(sub.participant_id) in comp.disqualified,
+            "created_at": iso(sub.created_at),
+            "scored_at": iso(sub.scored_at),
+        }
+        for sub, name in rows
+    ]
 
 
 def history(session: Session, sub: Submission) -> list[dict[str, Any]]:
@@ -630,12 +677,17 @@ class SubmissionManager(LoggingConfigurable):
         return await self.store.tx(run)
 
     async def predictions(self, submission_id: int, viewer: Participant) -> bytes:
-        """A submission's predictions, for its owner only."""
+        """A submission's predictions, for its owner, or for the host once closed."""
 
         def run(session: Session) -> bytes:
             sub = get(session, submission_id)
             if sub.participant_id != viewer.id:
-                raise NotFound(f"no submission {submission_id} of yours")
+                comp = visible(session, sub, viewer)
+                if status(comp, utcnow()) != "closed":
+                    raise Forbidden(
+                        f"the predictions of submission {submission_id} are shown to the host "
+                        f"once competition {comp.id} closes"
+                    )
             return competitions.blob(session, sub.predictions_blob_id)
 
         return await self.store.tx(run)
@@ -649,6 +701,43 @@ class SubmissionManager(LoggingConfigurable):
             if competition_id is not None:
                 competitions.get(session, competition_id)
             return [self._view(session, s) for s in mine(session, viewer, competition_id)]
+
+        return await self.store.tx(run)
+
+    async def of_competition(
+        self, viewer: Participant, competition_id: int
+    ) -> list[dict[str, Any]]:
+        """Submissions to a competition: every one for its host, else the viewer's own."""
+
+        def run(session: Session) -> list[dict[str, Any]] | None:
+            comp = competitions.get(session, competition_id)
+            return received(session, comp, utcnow()) if comp.host_id == viewer.id else None
+
+        found = await self.store.tx(run)
+        return await self.mine(viewer, competition_id) if found is None else found
+
+    # ------------------------------------------------------------ final submissions
+
+    async def finals(self, competition_id: int, viewer: Participant) -> dict[str, Any]:
+        """The viewer's final submissions to a competition."""
+        return await self.store.tx(
+            lambda s: finals.finals_view(
+                s,
+                competitions.get(s, competition_id),
+                teams.entrant(s, competition_id, viewer.id).members,
+            )
+        )
+
+    async def select_finals(
+        self, competition_id: int, viewer: Participant, body: Any
+    ) -> dict[str, Any]:
+        """Select the viewer's final submissions (until the competition closes)."""
+
+        def run(session: Session) -> dict[str, Any]:
+            comp = competitions.get(session, competition_id)
+            members = teams.entrant(session, comp.id, viewer.id).members
+            finals.select_finals(session, comp, viewer, body, utcnow(), members=members)
+            return finals.finals_view(session, comp, members)
 
         return await self.store.tx(run)
 

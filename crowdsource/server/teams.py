@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from traitlets.config import LoggingConfigurable
@@ -23,6 +23,7 @@ from crowdsource.server.storage import locks
 from crowdsource.server.storage.store import Store
 from crowdsource.server.storage.tables import (
     Competition,
+    Final,
     Participant,
     Submission,
     Team,
@@ -211,6 +212,10 @@ def join(
         TeamMember(
             competition_id=comp.id, participant_id=participant.id, team_id=team.id, joined_at=now
         )
+    )
+    # the team's selection of final submissions stands; the joiner's own one is dropped
+    session.execute(
+        delete(Final).where(Final.competition_id == comp.id, Final.participant_id == participant.id)
     )
     session.flush()
     leaderboards.rebuild(session, comp)

@@ -225,7 +225,9 @@ class APIHandler(JSONErrors):
                 "Access-Control-Allow-Headers",
                 "Authorization, Content-Type, Accept, Idempotency-Key",
             )
-            self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+            self.set_header(
+                "Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+            )
             self.set_header("Access-Control-Expose-Headers", "Retry-After")
 
     frame_methods: tuple[str, ...] = ()  # methods whose body may hold frames (large limit)

@@ -1,4 +1,4 @@
-"""Competitions: host, list, detail, dataset, answer rows, close."""
+"""Competitions: host, list, detail, edit, delete, dataset, answer rows, close, disqualify."""
 
 from __future__ import annotations
 
@@ -30,6 +30,15 @@ class CompetitionHandler(APIHandler):
     async def get(self, cid: str) -> None:
         """One competition."""
         self.send(await self.competitions.get(path_id(cid, "competition")))
+
+    async def patch(self, cid: str) -> None:
+        """Edit title, description, close time or daily limit (host); a later close reopens."""
+        cid_ = path_id(cid, "competition")
+        self.send(await self.competitions.edit(cid_, self.participant, await self.json_body()))
+
+    async def delete(self, cid: str) -> None:
+        """Delete it if it has no submissions, else archive it (host)."""
+        self.send(await self.competitions.remove(path_id(cid, "competition"), self.participant))
 
 
 class DatasetHandler(APIHandler):
@@ -70,10 +79,36 @@ class CloseHandler(APIHandler):
         self.send(await self.competitions.close_now(path_id(cid, "competition"), self.participant))
 
 
+class DisqualifiedHandler(APIHandler):
+    """`/competitions/{id}/disqualified`: who the host disqualified, and why."""
+
+    async def get(self, cid: str) -> None:
+        """The disqualified participants (host)."""
+        cid_ = path_id(cid, "competition")
+        self.send(await self.competitions.disqualified(cid_, self.participant))
+
+    async def post(self, cid: str) -> None:
+        """Disqualify a participant with a reason (host)."""
+        cid_ = path_id(cid, "competition")
+        body = await self.json_body()
+        self.send(await self.competitions.disqualify(cid_, self.participant, body), 201)
+
+
+class RequalifyHandler(APIHandler):
+    """`/competitions/{id}/disqualified/{participant id}`."""
+
+    async def delete(self, cid: str, pid: str) -> None:
+        """Lift a disqualification (host)."""
+        cid_, pid_ = path_id(cid, "competition"), path_id(pid, "participant")
+        self.send(await self.competitions.requalify(cid_, self.participant, pid_))
+
+
 default_handlers = [
     (r"/api/v1/competitions", CompetitionsHandler),
     (f"/api/v1/competitions/{ID_ROUTE}", CompetitionHandler),
     (f"/api/v1/competitions/{ID_ROUTE}/dataset", DatasetHandler),
     (f"/api/v1/competitions/{ID_ROUTE}/answer", AnswerHandler),
     (f"/api/v1/competitions/{ID_ROUTE}/close", CloseHandler),
+    (f"/api/v1/competitions/{ID_ROUTE}/disqualified", DisqualifiedHandler),
+    (f"/api/v1/competitions/{ID_ROUTE}/disqualified/{ID_ROUTE}", RequalifyHandler),
 ]

@@ -23,6 +23,8 @@ PUBLIC: dict[str, frozenset[str] | None] = {
     "competition.created": None,
     "competition.closed": None,
     "competition.resolved": None,
+    "competition.updated": None,
+    "competition.deleted": None,
     "leaderboard.changed": None,
     "submission.scored": frozenset({"submission_id", "participant", "state", "public_score"}),
     "submission.failed": frozenset({"submission_id", "participant", "state", "public_score"}),

@@ -9,13 +9,13 @@ class LeaderboardHandler(APIHandler):
     """`/competitions/{id}/leaderboard?board=public|private`."""
 
     async def get(self, cid: str) -> None:
-        """One board."""
-        board = self.get_argument("board", "public")
-        self.finish(
-            await self.leaderboards.board_text(
-                path_id(cid, "competition"), board=board, viewer=self.viewer
-            )
-        )
+        """One board, as JSON or (`Accept: text/csv`) as CSV."""
+        board, cid_ = self.get_argument("board", "public"), path_id(cid, "competition")
+        if "text/csv" in self.request.headers.get("Accept", ""):
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            self.finish(await self.leaderboards.board_csv(cid_, board=board, viewer=self.viewer))
+            return
+        self.finish(await self.leaderboards.board_text(cid_, board=board, viewer=self.viewer))
 
 
 class LeaderboardsHandler(APIHandler):

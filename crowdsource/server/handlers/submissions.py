@@ -1,4 +1,4 @@
-"""Submissions: submit, and read your own back."""
+"""Submissions: submit, read your own back (a host: every one), select your final ones."""
 
 from __future__ import annotations
 
@@ -24,9 +24,23 @@ class CompetitionSubmissionsHandler(APIHandler):
         self.send(data, (201 if wait else 202) if new else 200)
 
     async def get(self, cid: str) -> None:
-        """Your submissions to this competition."""
-        found = await self.submissions.mine(self.participant, path_id(cid, "competition"))
-        self.send({"submissions": found})
+        """Your submissions to this competition (every one, for its host)."""
+        cid_ = path_id(cid, "competition")
+        self.send({"submissions": await self.submissions.of_competition(self.participant, cid_)})
+
+
+class FinalHandler(APIHandler):
+    """`/competitions/{id}/final`: your final submissions, the ones the private board ranks."""
+
+    async def get(self, cid: str) -> None:
+        """Your final submissions (selected, or your best public ones)."""
+        self.send(await self.submissions.finals(path_id(cid, "competition"), self.participant))
+
+    async def put(self, cid: str) -> None:
+        """Select your final submissions: `{"submissions": [id, ...]}` (until close)."""
+        cid_ = path_id(cid, "competition")
+        body = await self.json_body()
+        self.send(await self.submissions.select_finals(cid_, self.participant, body))
 
 
 class SubmissionsHandler(APIHandler):
@@ -57,6 +71,7 @@ class PredictionsHandler(APIHandler):
 
 default_handlers = [
     (f"/api/v1/competitions/{ID_ROUTE}/submissions", CompetitionSubmissionsHandler),
+    (f"/api/v1/competitions/{ID_ROUTE}/final", FinalHandler),
     (r"/api/v1/submissions", SubmissionsHandler),
     (f"/api/v1/submissions/{ID_ROUTE}", SubmissionHandler),
     (f"/api/v1/submissions/{ID_ROUTE}/predictions", PredictionsHandler),

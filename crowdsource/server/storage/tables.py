@@ -118,6 +118,11 @@ class Competition(Base):
     answer_blob_id: Mapped[int | None] = mapped_column(ForeignKey("blobs.id"), nullable=True)
     closed_announced: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    final_submissions: Mapped[int] = mapped_column(Integer, default=2)
+    archived: Mapped[bool] = mapped_column(default=False)
+    # participant id (as text, JSON keys are) -> the reason they were disqualified
+    disqualified: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    revision: Mapped[int] = mapped_column(Integer, default=0)  # counts the host's edits
 
 
 class Submission(Base):
@@ -140,6 +145,16 @@ class Submission(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Final(Base):
+    """A submission its participant selected to count on the private board."""
+
+    __tablename__ = "finals"
+    __table_args__ = (Index("ix_finals_owner", "competition_id", "participant_id"),)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"))
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
 
 
 class Score(Base):
@@ -174,3 +189,4 @@ COMPETITIONS = cast(Table, Competition.__table__)
 SUBMISSIONS = cast(Table, Submission.__table__)
 SCORES = cast(Table, Score.__table__)
 ENTRIES = cast(Table, Entry.__table__)
+FINALS = cast(Table, Final.__table__)

@@ -1,7 +1,7 @@
 """teams: a team per competition, its members, and the host's team size limit
 
-Revision ID: 0002_teams
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 import crowdsource.server.storage.tables
 
-revision = "0002_teams"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
