@@ -11,10 +11,13 @@ import pandas as pd
 import pytest
 
 import crowdsource.client as CC
+from crowdsource.notebook import session
 from tests import test_cli as cli
+from tests import test_magics as magic
 from tests.api import Api, classify_data, probabilities, split
 from tests.support import ServerProcess
 from tests.test_cli import env  # noqa: F401 - the fixture: a CLI environment for a server
+from tests.test_magics import hosted, shell  # noqa: F401 - fixtures: an IPython shell, a host
 
 CLASSES = ("a", "b", "c")
 
@@ -345,3 +348,21 @@ def test_the_command_line_makes_joins_and_shows_a_team(env, tmp_path) -> None:  
     stranger = {**env, "CROWDSOURCE_CONFIG_DIR": str(tmp_path / "carol")}
     cli.ok(stranger, "register", f"carol-{uuid.uuid4().hex[:8]}")
     assert "team create" in cli.fails(stranger, "team", "show", str(cid))
+
+
+# -- the notebook ---------------------------------------------------------------------------------
+
+
+def test_the_magics_make_join_and_show_a_team(shell, hosted) -> None:  # noqa: F811
+    """`%crowdsource team create/join/show` in a real IPython shell; mistakes are one line."""
+    magic.cs(shell, f"register {magic.unique('alice')}")
+    made = str(magic.cs(shell, f"team create {hosted.id} Notebook"))
+    code = session.client().team(competition=hosted.id).code
+    assert "team 'Notebook'" in made and f"%crowdsource team join {hosted.id} {code}" in made
+    magic.cs(shell, f"register {magic.unique('bob')}")
+    assert "2/5 members" in str(magic.cs(shell, f"team join {hosted.id} {code}"))
+    assert code in str(magic.cs(shell, f"team show {hosted.id}"))
+    wrong = magic.usage_error(shell, f"team join {hosted.id} wrong")
+    assert "ask a member of the team" in wrong and "`%crowdsource team show" in wrong
+    assert "%crowdsource team create" in magic.usage_error(shell, f"team create {hosted.id}")
+    assert "no competition 99999" in magic.usage_error(shell, "team show 99999")

@@ -230,6 +230,7 @@ def cmd_stop(self: CrowdsourceMagics, args: Any) -> Text:
 @argument("--daily-limit", type=int, help="submissions per participant per day")
 @argument("--public-fraction", type=float, default=1.0, help="share of rows on the public board")
 @argument("--final-submissions", type=int, default=2, help="final submissions each (default 2)")
+@argument("--max-team-size", type=int, default=5, help="members per team (default 5)")
 def cmd_host(self: CrowdsourceMagics, args: Any) -> session.NotebookCompetition:
     """Create a competition from DataFrame variables; returns it."""
     client = session.identified_client()
@@ -256,6 +257,7 @@ def cmd_host(self: CrowdsourceMagics, args: Any) -> session.NotebookCompetition:
             daily_limit=args.daily_limit,
             public_fraction=args.public_fraction,
             final_submissions=args.final_submissions,
+            max_team_size=args.max_team_size,
         )
     return session.NotebookCompetition.wrap(created)
 
@@ -388,6 +390,36 @@ def cmd_disqualify(self: CrowdsourceMagics, args: Any) -> Text:
     return Text(f"disqualified {data['participant']['name']} from competition {args.id}")
 
 
+# -- subcommand: teams ---------------------------------------------------------------------------
+
+
+@magic_arguments(name="crowdsource team")
+@HELP
+@argument("action", choices=("create", "join", "show"), help="make, join or show your team")
+@argument("id", type=int, help="competition id")
+@argument("value", nargs="?", help="create: the team's name; join: the code a member shared")
+def cmd_team(self: CrowdsourceMagics, args: Any) -> Text:
+    """Make a team (`create ID NAME`), join one (`join ID CODE`), or show yours (`show ID`)."""
+    client = session.identified_client()
+    if args.action != "show" and not args.value:
+        what = "NAME" if args.action == "create" else "CODE"
+        raise UsageError(f"say which: `%crowdsource team {args.action} {args.id} {what}`")
+    session.competition(args.id)  # a wrong id is named as such; then NotFound is the team's
+    try:
+        with session.usage_errors():
+            if args.action == "create":
+                team = client.create_team(competition=args.id, name=args.value)
+            elif args.action == "join":
+                team = client.join_team(competition=args.id, code=args.value)
+            else:
+                team = client.team(competition=args.id)
+    except UsageError as exc:  # the server names the command line's commands
+        raise UsageError(str(exc).replace("`crowdsource team", "`%crowdsource team")) from None
+    return Text(
+        f"{team}\nothers join with: %crowdsource team join {team.competition_id} {team.code}"
+    )
+
+
 HOST_TOOLS: dict[str, Handler] = {
     "final": cmd_final,
     "board": cmd_board,
@@ -413,6 +445,7 @@ SUBCOMMANDS: dict[str, Handler] = {
     "runs": cmd_runs,
     "stop": cmd_stop,
     **HOST_TOOLS,
+    "team": cmd_team,
 }
 
 
