@@ -377,7 +377,9 @@
       var pid = entry.participant ? entry.participant.id : '';
       row.dataset.participantId = String(pid);
       row.appendChild(el('td', 'cs-num cs-e-rank', entry.rank));
-      row.appendChild(el('td', 'cs-e-name', entry.participant ? entry.participant.name : '?'));
+      var name = el('td', 'cs-e-name', entryName(entry));
+      if (entry.team) name.title = entry.team.members.map(function (m) { return m.name; }).join(', ');
+      row.appendChild(name);
       row.appendChild(el('td', 'cs-num cs-e-score', formatScore(entry.score)));
       row.appendChild(el('td', 'cs-num cs-e-subs', entry.submissions));
       row.appendChild(el('td', 'cs-e-last', formatTime(entry.last_submission_at)));
@@ -391,6 +393,11 @@
     table.appendChild(tbody);
     section.board.appendChild(table);
     section.lastRanks = ranks;
+  }
+
+  // a team's entry is named by the team (its members in the row's tooltip)
+  function entryName(entry) {
+    return entry.name || (entry.participant ? entry.participant.name : '?');
   }
 
   function renderChart(section, entries, metric, higher) {
@@ -407,12 +414,12 @@
     var color = dark ? '#e6edf3' : '#1f2328';
     var positions = scored.map(function (_, i) { return i; });
     var labels = scored.map(function (e) {
-      var name = e.participant ? e.participant.name : '?';
+      var name = entryName(e);
       if (name.length > 32) name = name.slice(0, 31) + '…';
       return plotlyText(e.rank + '. ' + name);
     });
     var hover = scored.map(function (e) {
-      return plotlyText((e.participant ? e.participant.name : '?') + ': ' + formatScore(e.score) +
+      return plotlyText(entryName(e) + ': ' + formatScore(e.score) +
         ' (' + e.submissions + ' submissions)');
     });
     var data = [{
