@@ -9,13 +9,16 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import crowdsource.client as CC
 from crowdsource.notebook import session
 from tests import test_cli as cli
 from tests import test_magics as magic
+from tests import test_managers as managers
 from tests.api import Api, classify_data, probabilities, split
-from tests.support import ServerProcess
+from tests.support import ServerProcess, run
 from tests.test_cli import env  # noqa: F401 - the fixture: a CLI environment for a server
 from tests.test_magics import hosted, shell  # noqa: F401 - fixtures: an IPython shell, a host
 
@@ -366,3 +369,52 @@ def test_the_magics_make_join_and_show_a_team(shell, hosted) -> None:  # noqa: F
     assert "ask a member of the team" in wrong and "`%crowdsource team show" in wrong
     assert "%crowdsource team create" in magic.usage_error(shell, f"team create {hosted.id}")
     assert "no competition 99999" in magic.usage_error(shell, "team show 99999")
+
+
+# -- the rule, as a property (in-process managers, in-memory SQLite) ------------------------------
+
+PEOPLE = 4
+steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("submit"),
+            st.integers(0, PEOPLE - 1),
+            st.lists(st.sampled_from("ab"), min_size=10, max_size=10),
+        ),
+        st.tuples(st.just("join"), st.integers(1, PEOPLE - 1), st.just([])),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(plan=steps)
+def test_the_board_is_the_best_of_each_teams_submissions_whenever_members_join(plan) -> None:
+    """Person 0 makes a team; others submit and join in any order: the public board then
+    has one entry per team or lone participant, the best of all its members' scores, and
+    counts every submission, as if they had been together from the start."""
+
+    async def body() -> None:
+        async with managers.world() as w:
+            host = await w.person("host")
+            cid = (await w.host(host))["id"]
+            people = [await w.person(f"p{i}") for i in range(PEOPLE)]
+            code = (await w.m.teams.create(cid, people[0], "T"))["code"]
+            members = {0}
+            scores: dict[int, list[float]] = {}
+            for action, who, labels in plan:
+                if action == "join":
+                    await w.m.teams.join(cid, people[who], code)
+                    members.add(who)
+                else:
+                    sub, _ = await w.submit(people[who], cid, labels)
+                    scores.setdefault(who, []).append(sub["public_score"])
+            board = await w.m.leaderboards.board(cid, board="public", viewer=None)
+            got = {e["name"]: (e["score"], e["submissions"]) for e in board["entries"]}
+            team = [s for who in members for s in scores.get(who, [])]
+            want = {f"p{who}": (max(s), len(s)) for who, s in scores.items() if who not in members}
+            if team:
+                want["T"] = (max(team), len(team))
+            assert got == want
+
+    run(body())
