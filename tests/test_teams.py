@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -104,6 +105,42 @@ def test_members_share_one_daily_quota(server: ServerProcess) -> None:
     assert refused.status_code == 429
     assert "your team used all 2 submissions" in refused.json()["message"]
     assert "resets at" in refused.json()["message"]
+
+
+def test_members_submitting_at_once_never_pass_the_shared_limit(server: ServerProcess) -> None:
+    """Three members send 9 submissions at the same moment against a limit of 4: exactly 4
+    are accepted, whichever member sent them (the team's quota is checked in turn)."""
+    _, cid, answer = host_with(server, daily_limit=4)
+    alice, bob, carol = Api(server), Api(server), Api(server)
+    code = make_team(alice, cid, "Rush")["code"]
+    join(bob, cid, code)
+    join(carol, cid, code)
+    senders = [alice, bob, carol] * 3
+    with ThreadPoolExecutor(len(senders)) as pool:
+        answers = list(
+            pool.map(lambda a: a[1].submit(cid, guess(answer, a[0])), enumerate(senders))
+        )
+    assert sorted(r.status_code for r in answers) == [201] * 4 + [429] * 5
+    (entry,) = alice.board(cid)["entries"]
+    assert entry["submissions"] == 4
+
+
+def test_two_servers_on_one_postgresql_keep_the_shared_limit(pg_url, tmp_path, new_server) -> None:
+    """Members sending at once through two server processes (one PostgreSQL) still get
+    exactly the limit between them: the team's advisory lock orders their checks."""
+    secret = f"--secret-file={tmp_path / 'shared.secret'}"
+    one, two = new_server(pg_url, secret), new_server(pg_url, secret)
+    _, cid, answer = host_with(one, daily_limit=4)
+    alice, bob = Api(one), Api(one)
+    join(bob, cid, make_team(alice, cid, "Across")["code"])
+    bob.url = two.url
+    senders = [alice, bob] * 5
+    with ThreadPoolExecutor(len(senders)) as pool:
+        answers = list(
+            pool.map(lambda a: a[1].submit(cid, guess(answer, a[0])), enumerate(senders))
+        )
+    assert sorted(r.status_code for r in answers) == [201] * 4 + [429] * 6
+    assert alice.board(cid)["entries"][0]["submissions"] == 4
 
 
 def test_joining_keeps_every_submission_and_merges_the_entries(contest) -> None:
