@@ -87,6 +87,31 @@ def selections(
     return set(session.scalars(query))
 
 
+@dataclass(frozen=True)
+class Standing:
+    """One participant's submissions that may count, and the final ones among them."""
+
+    submissions: list[Candidate]
+    finals: list[Candidate]
+
+
+def standings(session: Session, comp: Competition) -> dict[int, Standing]:
+    """Every participant's submissions and final submissions to a competition, by
+    participant id: what the private board and the host's list are built from."""
+    higher = get_metric(comp.metric).higher_is_better
+    selected = selections(session, comp.id)
+    mine: dict[int, list[Candidate]] = {}
+    for candidate in candidates(session, comp.id):
+        mine.setdefault(candidate.participant_id, []).append(candidate)
+    return {
+        participant_id: Standing(
+            subs,
+            counted(subs, selected=selected, limit=comp.final_submissions, higher_is_better=higher),
+        )
+        for participant_id, subs in mine.items()
+    }
+
+
 def check_ids(body: Any, limit: int) -> list[int]:
     """The submission ids of a selection request: unique, at most `limit` of them."""
     ids = body.get("submissions") if isinstance(body, dict) else None

@@ -159,18 +159,12 @@ def private_entries(session: Session, comp: Competition) -> list[Entry]:
     """The private board's entries, in rank order: one per participant, scored by the best
     private score among their final submissions (`finals.counted`), never the best of all."""
     higher = get_metric(comp.metric).higher_is_better
-    selected = finals.selections(session, comp.id)
-    mine: dict[int, list[finals.Candidate]] = {}
-    for candidate in finals.candidates(session, comp.id):
-        mine.setdefault(candidate.participant_id, []).append(candidate)
     entries = []
-    for participant_id, subs in mine.items():
+    for participant_id, standing in finals.standings(session, comp).items():
         if str(participant_id) in comp.disqualified:
             continue
-        counted = finals.counted(
-            subs, selected=selected, limit=comp.final_submissions, higher_is_better=higher
-        )
-        best = finals.best_private(counted, higher_is_better=higher)
+        best = finals.best_private(standing.finals, higher_is_better=higher)
+        subs = standing.submissions
         entries.append(
             Entry(
                 competition_id=comp.id,

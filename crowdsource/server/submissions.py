@@ -20,7 +20,6 @@ from crowdsource.errors import (
     NotOpen,
     QuotaExceeded,
 )
-from crowdsource.metrics import get_metric
 from crowdsource.server import competitions, finals, leaderboards
 from crowdsource.server.competitions import CompetitionManager, status
 from crowdsource.server.events import Event, EventBus
@@ -300,18 +299,7 @@ def received(session: Session, comp: Competition, now: datetime) -> list[dict[st
     """Every submission to a competition, newest first, for its host: who, when, state and
     scores (the private one after close), and whether it counts as a final submission."""
     closed = status(comp, now) == "closed"
-    higher = get_metric(comp.metric).higher_is_better
-    selected = finals.selections(session, comp.id)
-    mine: dict[int, list[finals.Candidate]] = {}
-    for candidate in finals.candidates(session, comp.id):
-        mine.setdefault(candidate.participant_id, []).append(candidate)
-    counted = {
-        c.id
-        for subs in mine.values()
-        for c in finals.counted(
-            subs, selected=selected, limit=comp.final_submissions, higher_is_better=higher
-        )
-    }
+    counted = {c.id for s in finals.standings(session, comp).values() for c in s.finals}
     rows = session.execute(
         select(Submission, Participant.name)
         .join(Participant, Participant.id == Submission.participant_id)
