@@ -190,3 +190,48 @@ def test_finals_are_the_selection_or_the_best_public(
     assert (best is None) == (not privates)
     if best is not None:
         assert best.private_score == (max(privates) if higher else min(privates))
+
+
+def test_a_database_of_the_first_schema_upgrades(database: str) -> None:
+    """A database made before final submissions upgrades in place: its competitions get two
+    finals each, nobody disqualified, and its old private entries (best of all) are gone."""
+    from alembic import command
+    from alembic.config import Config
+
+    from crowdsource.server.storage.engine import MIGRATIONS, make_engine, migrate
+
+    engine = make_engine(database)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    now = utcnow().replace(tzinfo=None)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO participants VALUES (1, 'h', 'x', :t)"), {"t": now})
+        conn.execute(text("INSERT INTO blobs (id, data) VALUES (1, :d)"), {"d": b"-"})
+        conn.execute(
+            text(
+                "INSERT INTO competitions (id, host_id, title, description, type, metric,"
+                " id_column, targets, opens_at, public_fraction, split_salt, rows, answer_rows,"
+                " answer_version, dataset_blob_id, closed_announced, created_at) VALUES (1, 1,"
+                " 't', '', 'regress', 'rmse', 'id', '[\"y\"]', :t, 1.0, 's', 1, 0, 0, 1, false,"
+                " :t)"
+            ),
+            {"t": now},
+        )
+        for board in ("public", "private"):
+            conn.execute(
+                text("INSERT INTO entries VALUES (1, :b, 1, 0.5, NULL, 1, :t)"),
+                {"b": board, "t": now},
+            )
+    migrate(engine)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT final_submissions, archived, disqualified, revision FROM competitions")
+        ).one()
+        boards = conn.execute(text("SELECT board FROM entries")).scalars().all()
+    engine.dispose()
+    assert (row[0], bool(row[1]), row[3]) == (2, False, 0)
+    assert row[2] in ({}, "{}")
+    assert boards == ["public"]

@@ -288,7 +288,8 @@ async def test_recover_scores_what_was_pending(w: World) -> None:
 
 @scenario
 async def test_submissions_are_private_to_owner_and_host(w: World) -> None:
-    """The owner and the host read a submission; others do not; predictions are the owner's."""
+    """The owner and the host read a submission; others do not; predictions are the owner's,
+    and the host's once the competition closes."""
     host = await w.person("host")
     comp = await w.host(host)
     ann, bob = await w.person("ann"), await w.person("bob")
@@ -297,8 +298,12 @@ async def test_submissions_are_private_to_owner_and_host(w: World) -> None:
     with pytest.raises(NotFound):
         await w.m.submissions.get(data["id"], bob)
     assert await w.m.submissions.predictions(data["id"], ann)
-    with pytest.raises(NotFound):
+    with pytest.raises(Forbidden):
         await w.m.submissions.predictions(data["id"], host)
+    with pytest.raises(NotFound):
+        await w.m.submissions.predictions(data["id"], bob)
+    await w.m.competitions.close_now(comp["id"], host)
+    assert await w.m.submissions.predictions(data["id"], host)
 
 
 @scenario

@@ -8,7 +8,7 @@ random submissions cannot win the private board by luck.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,6 +86,35 @@ def selections(
     if members is not None:
         query = query.where(Final.participant_id.in_(list(members)))
     return set(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One participant's submissions that may count, and the final ones among them."""
+
+    submissions: list[Candidate]
+    finals: list[Candidate]
+
+
+def standings(
+    session: Session, comp: Competition, captains: Mapping[int, int]
+) -> dict[int, Standing]:
+    """Every participant's (or team's) submissions and final submissions to a competition,
+    by participant id (a team's by its captain's, `captains` mapping each member to it): what
+    the private board and the host's list are built from."""
+    higher = get_metric(comp.metric).higher_is_better
+    selected = selections(session, comp.id)
+    mine: dict[int, list[Candidate]] = {}
+    for candidate in candidates(session, comp.id):
+        entrant = captains.get(candidate.participant_id, candidate.participant_id)
+        mine.setdefault(entrant, []).append(candidate)
+    return {
+        participant_id: Standing(
+            subs,
+            counted(subs, selected=selected, limit=comp.final_submissions, higher_is_better=higher),
+        )
+        for participant_id, subs in mine.items()
+    }
 
 
 def check_ids(body: Any, limit: int) -> list[int]:

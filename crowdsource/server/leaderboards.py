@@ -190,21 +190,14 @@ def private_entries(session: Session, comp: Competition) -> list[Entry]:
     the best private score among their final submissions (`finals.counted`; a team's are
     chosen from all its members' submissions), never the best of all."""
     higher = get_metric(comp.metric).higher_is_better
-    selected = finals.selections(session, comp.id)
     captain = captains(session, comp.id)
     out = hidden(comp, captain)
-    mine: dict[int, list[finals.Candidate]] = {}
-    for candidate in finals.candidates(session, comp.id):
-        entrant = captain.get(candidate.participant_id, candidate.participant_id)
-        mine.setdefault(entrant, []).append(candidate)
     entries = []
-    for participant_id, subs in mine.items():
+    for participant_id, standing in finals.standings(session, comp, captain).items():
         if participant_id in out:
             continue
-        counted = finals.counted(
-            subs, selected=selected, limit=comp.final_submissions, higher_is_better=higher
-        )
-        best = finals.best_private(counted, higher_is_better=higher)
+        best = finals.best_private(standing.finals, higher_is_better=higher)
+        subs = standing.submissions
         entries.append(
             Entry(
                 competition_id=comp.id,

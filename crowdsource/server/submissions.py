@@ -20,7 +20,6 @@ from crowdsource.errors import (
     NotOpen,
     QuotaExceeded,
 )
-from crowdsource.metrics import get_metric
 from crowdsource.server import competitions, finals, leaderboards, teams
 from crowdsource.server.competitions import CompetitionManager, status
 from crowdsource.server.events import Event, EventBus
@@ -296,20 +295,8 @@ def received(session: Session, comp: Competition, now: datetime) -> list[dict[st
     """Every submission to a competition, newest first, for its host: who, when, state and
     scores (the private one after close), and whether it counts as a final submission."""
     closed = status(comp, now) == "closed"
-    higher = get_metric(comp.metric).higher_is_better
-    selected = finals.selections(session, comp.id)
     captain = leaderboards.captains(session, comp.id)  # a team's finals are chosen together
-    mine: dict[int, list[finals.Candidate]] = {}
-    for candidate in finals.candidates(session, comp.id):
-        entrant = captain.get(candidate.participant_id, candidate.participant_id)
-        mine.setdefault(entrant, []).append(candidate)
-    counted = {
-        c.id
-        for subs in mine.values()
-        for c in finals.counted(
-            subs, selected=selected, limit=comp.final_submissions, higher_is_better=higher
-        )
-    }
+    counted = {c.id for s in finals.standings(session, comp, captain).values() for c in s.finals}
     rows = session.execute(
         select(Submission, Participant.name)
         .join(Participant, Participant.id == Submission.participant_id)

@@ -171,6 +171,7 @@
     switch (event.type) {
       case 'competition.created':
       case 'competition.closed':
+      case 'competition.updated':
         if (typeof data.id !== 'number') return;
         upsertCompetition(data);
         state.loaded = true;
@@ -189,6 +190,9 @@
         } else {
           renderCompetition(data.competition_id, true);
         }
+        return;
+      case 'competition.deleted':
+        resync();
         return;
       case 'submission.scored':
       case 'submission.failed':

@@ -79,6 +79,7 @@ DRAIN_BYTES = 64 * 1024
 INLINE_JSON_BYTES = 64 * 1024
 _parsing = ThreadPoolExecutor(2, thread_name_prefix="crowdsource-json")
 ID_ROUTE = r"([^/]+)"  # any segment: path_id() says what is wrong with a malformed one
+WRITES = ("POST", "PUT", "PATCH", "DELETE")  # the methods that count against --write-rate
 FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -273,7 +274,7 @@ class APIHandler(JSONErrors):
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthorized("send the token as 'Authorization: Bearer <token>'")
             self.viewer = await self.participants.authenticate(token.strip())
-            if self.request.method == "POST":
+            if self.request.method in WRITES:
                 self.settings["rate_limiter"].check(self.viewer.id)
         if self.request.method in self.frame_methods:
             self.participant  # noqa: B018 - large bodies only from a known caller, unread else

@@ -15,17 +15,23 @@ depends_on = None
 
 def upgrade() -> None:
     """Apply this revision."""
-    with op.batch_alter_table("competitions", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("final_submissions", sa.Integer(), nullable=False, server_default="2")
-        )
-        batch_op.add_column(
-            sa.Column("archived", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
-        batch_op.add_column(
-            sa.Column("disqualified", sa.JSON(), nullable=False, server_default=sa.text("'{}'"))
-        )
-        batch_op.add_column(sa.Column("revision", sa.Integer(), nullable=False, server_default="0"))
+    # plain ADD COLUMNs (constant defaults): a batch copy of `competitions` would drop a table
+    # that other tables' foreign keys point at
+    op.add_column(
+        "competitions",
+        sa.Column("final_submissions", sa.Integer(), nullable=False, server_default="2"),
+    )
+    op.add_column(
+        "competitions",
+        sa.Column("archived", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column(
+        "competitions",
+        sa.Column("disqualified", sa.JSON(), nullable=False, server_default=sa.text("'{}'")),
+    )
+    op.add_column(
+        "competitions", sa.Column("revision", sa.Integer(), nullable=False, server_default="0")
+    )
     # the private board is read from final submissions now, not kept as entries
     op.execute("DELETE FROM entries WHERE board = 'private'")
     op.create_table(
@@ -47,8 +53,5 @@ def downgrade() -> None:
     with op.batch_alter_table("finals", schema=None) as batch_op:
         batch_op.drop_index("ix_finals_owner")
     op.drop_table("finals")
-    with op.batch_alter_table("competitions", schema=None) as batch_op:
-        batch_op.drop_column("revision")
-        batch_op.drop_column("disqualified")
-        batch_op.drop_column("archived")
-        batch_op.drop_column("final_submissions")
+    for column in ("revision", "disqualified", "archived", "final_submissions"):
+        op.drop_column("competitions", column)

@@ -17,10 +17,12 @@ depends_on = None
 
 def upgrade() -> None:
     """Apply this revision."""
-    with op.batch_alter_table("competitions") as batch:
-        batch.add_column(
-            sa.Column("max_team_size", sa.Integer(), nullable=False, server_default="5")
-        )
+    # a plain ADD COLUMN (constant default): a batch copy of `competitions` would drop a
+    # table that other tables' foreign keys point at
+    op.add_column(
+        "competitions",
+        sa.Column("max_team_size", sa.Integer(), nullable=False, server_default="5"),
+    )
     op.create_table(
         "teams",
         sa.Column("id", sa.Integer(), nullable=False),
