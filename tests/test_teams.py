@@ -269,6 +269,27 @@ def test_one_team_per_competition_within_the_hosts_size_limit(server: ServerProc
     assert host.get(f"/competitions/{cid}").json()["max_team_size"] == 2
 
 
+def test_a_disqualified_member_hides_the_team_and_cannot_join(contest) -> None:
+    """A team stands or falls together; a disqualified participant joins no team."""
+    server, cid, host, answer = contest["server"], contest["id"], contest["host"], contest["answer"]
+    alice, bob, carol = Api(server), Api(server), Api(server)
+    code = make_team(alice, cid, "Together")["code"]
+    join(bob, cid, code)
+    scored(alice, cid, guess(answer, 1))
+    scored(carol, cid, guess(answer, 2))
+    r = host.post(f"/competitions/{cid}/disqualified", json={"participant": bob.id, "reason": "x"})
+    assert r.status_code == 201, r.text
+    assert [e["name"] for e in host.board(cid)["entries"]] == [carol.name]
+    r = host.post(
+        f"/competitions/{cid}/disqualified", json={"participant": carol.id, "reason": "y"}
+    )
+    assert r.status_code == 201, r.text
+    refused = join(carol, cid, code)
+    assert (
+        refused.status_code == 403 and "disqualified from competition" in refused.json()["message"]
+    )
+
+
 @pytest.mark.parametrize("size", [0, -1, 1001, "5", 2.5, True])
 def test_a_bad_team_size_is_refused(server: ServerProcess, size: Any) -> None:
     """max_team_size is a whole number from 1 to 1000."""

@@ -98,12 +98,15 @@ def team_of(session: Session, competition_id: int, participant_id: int) -> Team 
 
 
 def check_teaming(comp: Competition, participant: Participant, now: datetime) -> None:
-    """Refuse the host, and teams in a closed competition."""
+    """Refuse the host, a disqualified participant, and teams in a closed competition."""
     if comp.host_id == participant.id:
         raise Forbidden(
             f"hosts cannot be in a team of their own competition {comp.id}; register another "
             "name to compete"
         )
+    reason = comp.disqualified.get(str(participant.id))
+    if reason is not None:  # their team would be hidden with them
+        raise Forbidden(f"you are disqualified from competition {comp.id}: {reason}")
     if status(comp, now) == "closed":
         raise Closed(
             f"competition {comp.id} closed at {iso(comp.closes_at)}; teams can no longer be "
@@ -164,7 +167,7 @@ def by_code(session: Session, comp: Competition, code: Any) -> Team:
     """The team of a competition that a join code opens."""
     if not isinstance(code, str) or not code.strip():
         raise BadRequest(
-            '\'code\' must be the join code a team member shared, e.g. {"code": "Xb3..."}'
+            '\'code\' must be the join code a team member shared, e.g. {"code": "k7m2..."}'
         )
     code = code.strip().lower()  # codes are lowercase; one read out may come back in capitals
     team = session.scalar(select(Team).where(Team.code == code)) if len(code) <= 64 else None
