@@ -37,6 +37,8 @@ TYPES = (
     "competition.created",
     "competition.closed",
     "competition.resolved",
+    "competition.updated",
+    "competition.deleted",
     "submission.scored",
     "submission.failed",
     "leaderboard.changed",
