@@ -31,9 +31,12 @@ from bench.loadgen import load, measured, percentile
 
 
 class Server:
-    """`python -m crowdsource.server` on a SQLite file in a temporary folder."""
+    """`python -m crowdsource.server` on a SQLite file in a temporary folder, or on the
+    PostgreSQL database `db` (a SQLAlchemy URL) when given."""
 
-    def __init__(self, workdir: Path, extra: list[str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, extra: list[str] | None = None, *, db: str | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = self.url + "/api/v1"
@@ -43,7 +46,7 @@ class Server:
             "crowdsource.server",
             "--ip=127.0.0.1",
             f"--port={self.port}",
-            f"--db={workdir / 'bench.db'}",
+            f"--db={db or workdir / 'bench.db'}",
             # the per-participant write limit guards against abuse; the bench measures capacity
             "--CrowdsourceServer.write_rate=0",
             *(extra or []),
