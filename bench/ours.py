@@ -53,6 +53,8 @@ class Server:
         ]
         self.proc = Proc(cmd, workdir / "server.log", workdir, project_path=True)
         self.http = requests.Session()
+        # the database's own server processes now (PostgreSQL backends), for their CPU
+        self.database_pids: Callable[[], list[int]] | None = None
 
     def start(self) -> Server:
         self.http = requests.Session()  # no pooled connection to a previous process
@@ -174,6 +176,7 @@ def submissions_per_second(srv: Server, cfg: dict, log: Callable) -> dict:
     seq, seq_d = measured(
         srv.proc.pid,
         url,
+        database=srv.database_pids,
         seconds=cfg["dur"],
         connections=1,
         method="POST",
@@ -185,6 +188,7 @@ def submissions_per_second(srv: Server, cfg: dict, log: Callable) -> dict:
     par, par_d = measured(
         srv.proc.pid,
         url,
+        database=srv.database_pids,
         seconds=cfg["dur"],
         connections=8,
         method="POST",

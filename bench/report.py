@@ -24,6 +24,11 @@ def _cpu(d: Any) -> str:
     return "" if ms is None else f" ({ms:,.2f} CPU ms each)"
 
 
+def _db_cpu(d: Any) -> str:
+    ms = _g(d, "db_cpu_ms")
+    return "" if ms is None else f" + {ms:,.2f} CPU ms each in PostgreSQL's processes"
+
+
 def _cpu_ratio(a: Any, b: Any, fmt: str) -> str:
     """b's CPU per request over a's: how many of a fit in the CPU one b needs."""
     x, y = _g(a, "cpu_ms"), _g(b, "cpu_ms")
@@ -348,7 +353,7 @@ def _postgres_rows(res: dict) -> list[dict]:
                 "database on the local PostgreSQL)",
                 "ours": _err(res, "w1_pg")
                 or (f"{NOT_RUN} ({pg['not_run']})" if "not_run" in pg else "")
-                or f"{_num(ours)}/s{_cpu(pg.get(key))}",
+                or f"{_num(ours)}/s{_cpu(pg.get(key))}{_db_cpu(pg.get(key))}",
                 "peer": "-",
                 "floor": f"{_num(base)}/s on SQLite (row above, this run)",
                 "ratio": _num(share, "{:,.0f}% of SQLite"),

@@ -23,7 +23,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import floor, hosting, ours, peer, report
-from bench.common import PG_ADMIN, ROOT, classify_data, machine, postgres_database, to_parquet
+from bench.common import (
+    PG_ADMIN,
+    ROOT,
+    backends,
+    classify_data,
+    machine,
+    postgres_database,
+    to_parquet,
+)
 from bench.loadgen import generator_name
 
 FULL = {
@@ -294,6 +302,7 @@ def on_postgres(workdir: Path, cfg: dict) -> dict:
     workdir.mkdir()
     with postgres_database() as url:
         srv = ours.Server(workdir, db=url)
+        srv.database_pids = lambda: backends(url)
         srv.start()
         try:
             return ours.submissions_per_second(srv, {**cfg, "skip_json": True}, log)
