@@ -45,7 +45,7 @@ FULL = {
     "big_repeats": 3,
     "compete_runs": 20,
     "read_interval_s": 0.01,
-    "deadline_s": 285,
+    "deadline_s": 300,
     "reserve_s": 15,
     "warmup_s": 1,
     "hosting_runs": 30,
