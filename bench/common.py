@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -207,3 +208,38 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "loadavg_at_start": load,
     }
+
+
+PG_ADMIN = os.environ.get(
+    "CROWDSOURCE_BENCH_PG",
+    os.environ.get("CROWDSOURCE_TEST_PG", "postgresql://127.0.0.1:5432/test"),
+)
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A private PostgreSQL database on the server of `PG_ADMIN` (`CROWDSOURCE_BENCH_PG`,
+    else the tests' `CROWDSOURCE_TEST_PG`); yields its SQLAlchemy URL, dropped after."""
+    import uuid
+
+    import psycopg
+
+    name = f"cs_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://{PG_ADMIN.split('://', 1)[1].rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def backends(url: str) -> list[int]:
+    """The PostgreSQL server processes (backends) connected to the database of `url` now."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))
+        return [int(pid) for (pid,) in rows]

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -253,14 +254,25 @@ def load(url: str, **kw: object) -> LoadResult:
     return run_python(url, **kw)  # type: ignore[arg-type]
 
 
-def measured(pid: int | None, url: str, **kw: object) -> tuple[LoadResult, dict]:
-    """`load()`, plus the server's CPU ms per request (server and its child processes)."""
-    from bench.common import CpuMeter
+def measured(
+    pid: int | None,
+    url: str,
+    *,
+    database: Callable[[], list[int]] | None = None,
+    **kw: object,
+) -> tuple[LoadResult, dict]:
+    """`load()`, plus the server's CPU ms per request (server and its child processes) and,
+    given `database` (the database's server processes now), theirs as `db_cpu_ms`."""
+    from bench.common import CpuMeter, cpu_seconds
 
     meter = CpuMeter(pid) if pid else None
+    before = {p: cpu_seconds(p) for p in database()} if database else {}
     res = load(url, **kw)
     d = res.as_dict()
     d["cpu_ms"] = meter.per_request_ms(res.requests) if meter else None
+    if database and res.requests:
+        used = sum(cpu_seconds(p) - before.get(p, 0.0) for p in database())
+        d["db_cpu_ms"] = used * 1e3 / res.requests
     return res, d
 
 

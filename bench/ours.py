@@ -31,9 +31,12 @@ from bench.loadgen import load, measured, percentile
 
 
 class Server:
-    """`python -m crowdsource.server` on a SQLite file in a temporary folder."""
+    """`python -m crowdsource.server` on a SQLite file in a temporary folder, or on the
+    PostgreSQL database `db` (a SQLAlchemy URL) when given."""
 
-    def __init__(self, workdir: Path, extra: list[str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, extra: list[str] | None = None, *, db: str | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = self.url + "/api/v1"
@@ -43,13 +46,15 @@ class Server:
             "crowdsource.server",
             "--ip=127.0.0.1",
             f"--port={self.port}",
-            f"--db={workdir / 'bench.db'}",
+            f"--db={db or workdir / 'bench.db'}",
             # the per-participant write limit guards against abuse; the bench measures capacity
             "--CrowdsourceServer.write_rate=0",
             *(extra or []),
         ]
         self.proc = Proc(cmd, workdir / "server.log", workdir, project_path=True)
         self.http = requests.Session()
+        # the database's own server processes now (PostgreSQL backends), for their CPU
+        self.database_pids: Callable[[], list[int]] | None = None
 
     def start(self) -> Server:
         self.http = requests.Session()  # no pooled connection to a previous process
@@ -171,6 +176,7 @@ def submissions_per_second(srv: Server, cfg: dict, log: Callable) -> dict:
     seq, seq_d = measured(
         srv.proc.pid,
         url,
+        database=srv.database_pids,
         seconds=cfg["dur"],
         connections=1,
         method="POST",
@@ -182,6 +188,7 @@ def submissions_per_second(srv: Server, cfg: dict, log: Callable) -> dict:
     par, par_d = measured(
         srv.proc.pid,
         url,
+        database=srv.database_pids,
         seconds=cfg["dur"],
         connections=8,
         method="POST",

@@ -67,6 +67,7 @@ def main() -> int:
     ap.add_argument(
         "--server", action="append", default=[], help="a server option, e.g. --server=--processes=2"
     )
+    ap.add_argument("--db", help="a database URL (e.g. postgresql+psycopg://...); default SQLite")
     ap.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     ap.add_argument("--out", default=str(ROOT / "bench" / ".peer" / "profile.txt"))
     args = ap.parse_args()
@@ -77,7 +78,7 @@ def main() -> int:
     raw = Path(args.out)
     raw.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as td:
-        srv = ours.Server(Path(td), extra=args.server).start()
+        srv = ours.Server(Path(td), extra=args.server, db=args.db).start()
         try:
             host = srv.register("host")
             tokens = [srv.register(f"p{i}") for i in range(8)]

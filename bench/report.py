@@ -24,6 +24,11 @@ def _cpu(d: Any) -> str:
     return "" if ms is None else f" ({ms:,.2f} CPU ms each)"
 
 
+def _db_cpu(d: Any) -> str:
+    ms = _g(d, "db_cpu_ms")
+    return "" if ms is None else f" + {ms:,.2f} CPU ms each in PostgreSQL's processes"
+
+
 def _cpu_ratio(a: Any, b: Any, fmt: str) -> str:
     """b's CPU per request over a's: how many of a fit in the CPU one b needs."""
     x, y = _g(a, "cpu_ms"), _g(b, "cpu_ms")
@@ -94,6 +99,7 @@ def rows(res: dict) -> list[dict]:
                 "met": _met(ok),
             }
         )
+    out.extend(_postgres_rows(res))
     w1 = res.get("w1") or {}
     e1 = _err(res, "w1")
     if not e1 and "seq_json" in w1:
@@ -331,12 +337,47 @@ def _hosting_row(res: dict, peer_cell: Any) -> dict:
     }
 
 
+def _postgres_rows(res: dict) -> list[dict]:
+    """Workload 1 on one server process over PostgreSQL, against SQLite's in the same run."""
+    if "w1_pg" not in res:
+        return []  # an older run, or `--only` another workload
+    pg, lite = res["w1_pg"], res.get("w1") or {}
+    out = []
+    for key, label, goal in (("seq", "sequential", None), ("par8", "8 concurrent clients", 60)):
+        ours, base = _g(pg, key, "rps"), _g(lite, key, "rps")
+        share = ours / base * 100 if ours and base else None
+        out.append(
+            {
+                "id": "1",
+                "workload": f"…same, {label}, on PostgreSQL (one server process, a private "
+                "database on the local PostgreSQL)",
+                "ours": _err(res, "w1_pg")
+                or (f"{NOT_RUN} ({pg['not_run']})" if "not_run" in pg else "")
+                or f"{_num(ours)}/s{_cpu(pg.get(key))}{_db_cpu(pg.get(key))}",
+                "peer": "-",
+                "floor": f"{_num(base)}/s on SQLite (row above, this run)",
+                "ratio": _num(share, "{:,.0f}% of SQLite"),
+                "target": f"≥ {goal}% of SQLite (issue 16)" if goal else "(information)",
+                "met": _met(None if share is None or goal is None else share >= goal),
+            }
+        )
+    return out
+
+
 def table_only(res: dict, only: str | None = None) -> str:
     lines = [
         "| # | Workload | crowdsource (this) | original 0.1.0 | floor | ratio | target | met |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    ids = {"hosting": "7", "w1": "1", "w1_multi": "1", "w2": "2", "w3": "3", "w4": "4"}
+    ids = {
+        "hosting": "7",
+        "w1": "1",
+        "w1_pg": "1",
+        "w1_multi": "1",
+        "w2": "2",
+        "w3": "3",
+        "w4": "4",
+    }
     for r in rows(res):
         if only and r["id"] != ids.get(only, r["id"]):
             continue

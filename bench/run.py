@@ -23,7 +23,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import floor, hosting, ours, peer, report
-from bench.common import ROOT, classify_data, machine, to_parquet
+from bench.common import (
+    PG_ADMIN,
+    ROOT,
+    backends,
+    classify_data,
+    machine,
+    postgres_database,
+    to_parquet,
+)
 from bench.loadgen import generator_name
 
 FULL = {
@@ -37,7 +45,7 @@ FULL = {
     "big_repeats": 3,
     "compete_runs": 20,
     "read_interval_s": 0.01,
-    "deadline_s": 285,
+    "deadline_s": 300,
     "reserve_s": 15,
     "warmup_s": 1,
     "hosting_runs": 30,
@@ -59,7 +67,18 @@ SMOKE = {
     "skip_json": True,
     "hosting_runs": 5,
 }
-WORKLOADS = ("hello", "floor_score", "peer", "hosting", "w1", "w2", "w4", "w1_multi", "w3")
+WORKLOADS = (
+    "hello",
+    "floor_score",
+    "peer",
+    "hosting",
+    "w1",
+    "w1_pg",
+    "w2",
+    "w4",
+    "w1_multi",
+    "w3",
+)
 
 
 def log(msg: str) -> None:
@@ -104,7 +123,8 @@ def main() -> int:
     cfg = dict(SMOKE if args.smoke else FULL)
 
     def want(key: str) -> bool:
-        return args.only in (None, key)
+        # the PostgreSQL rows are read against SQLite's of the same run
+        return args.only in (None, key) or (args.only, key) == ("w1_pg", "w1")
 
     started = time.monotonic()
     deadline = started + cfg["deadline_s"]
@@ -201,7 +221,7 @@ def main() -> int:
         attempt(results, "hosting", hosting.run, cfg, log, reason or True)
 
     # ---- ours
-    ours_keys = ("w1", "w2", "w4", "w1_multi", "w3")
+    ours_keys = ("w1", "w1_pg", "w2", "w4", "w1_multi", "w3")
     if any(want(k) for k in ours_keys):
         log("ours: crowdsource server")
         run_ours(results, cfg, deadline, want)
@@ -218,7 +238,7 @@ def main() -> int:
     log(f"\nwrote {out} and {raw} in {results['elapsed_s']:.0f}s")
     failed = [
         k
-        for k in ("hello", "floor_score", "hosting", "w1", "w1_multi", "w2", "w3", "w4")
+        for k in ("hello", "floor_score", "hosting", "w1", "w1_pg", "w1_multi", "w2", "w3", "w4")
         if "error" in results.get(k, {})
     ] + (["server"] if "server_error" in results else [])
     if failed:
@@ -249,6 +269,9 @@ def run_ours(results: dict, cfg: dict, deadline: float, want: Callable[[str], bo
             finally:
                 srv.stop()
                 results["server_log_tail"] = srv.proc.tail(2000)
+        if want("w1_pg"):
+            log("ours: crowdsource server on PostgreSQL (a private database)")
+            attempt(results, "w1_pg", on_postgres, Path(td) / "pg", cfg)
         if want("w1_multi"):
             log("ours: crowdsource server with --processes=2")
             (Path(td) / "multi").mkdir()
@@ -264,6 +287,27 @@ def run_ours(results: dict, cfg: dict, deadline: float, want: Callable[[str], bo
             w3dir = Path(td) / "w3"
             w3dir.mkdir()
             attempt(results, "w3", ours.leaderboard_reads, w3dir, cfg, log, budget)
+
+
+def on_postgres(workdir: Path, cfg: dict) -> dict:
+    """Workload 1 (Parquet bodies) on one server process over a PostgreSQL database that is
+    created for the run and dropped after; not run where PostgreSQL cannot be reached."""
+    import psycopg
+
+    try:
+        psycopg.connect(PG_ADMIN, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        log(f"  not run: PostgreSQL at {PG_ADMIN} cannot be reached ({exc})")
+        return {"not_run": f"PostgreSQL at {PG_ADMIN} cannot be reached"}
+    workdir.mkdir()
+    with postgres_database() as url:
+        srv = ours.Server(workdir, db=url)
+        srv.database_pids = lambda: backends(url)
+        srv.start()
+        try:
+            return ours.submissions_per_second(srv, {**cfg, "skip_json": True}, log)
+        finally:
+            srv.stop()
 
 
 if __name__ == "__main__":

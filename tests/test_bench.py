@@ -23,3 +23,4 @@ def test_bench_smoke_measures_every_workload(tmp_path: Path) -> None:
     table = out.read_text()
     for workload in ("| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |", "| 6 |", "| 7 |"):
         assert workload in table
+    assert "% of SQLite" in table  # the PostgreSQL rows, measured beside SQLite's

@@ -51,8 +51,8 @@ def names(group: GroupCommit) -> list[str]:
 async def run_all(group: GroupCommit, jobs) -> list:
     """Queue jobs while the writer is held busy, then let it go; gather their outcomes."""
     gate = threading.Event()
-    held = asyncio.ensure_future(group.run(gate.wait, lambda s, _: "held"))
-    await asyncio.sleep(0.05)  # the writer is now waiting in the first job's preparation
+    held = asyncio.ensure_future(group.run(lambda: None, lambda s, _: gate.wait() and "held"))
+    await asyncio.sleep(0.05)  # the writer is now waiting in the first job's write
     futures = [asyncio.ensure_future(group.run(lambda: None, job)) for job in jobs]
     await asyncio.sleep(0.05)
     gate.set()
@@ -66,7 +66,7 @@ def test_waiting_jobs_share_one_commit(writer: GroupCommit) -> None:
     out = run(run_all(writer, [add(f"p{i}") for i in range(20)]))
     assert out == [f"p{i}" for i in range(20)]
     assert names(writer) == sorted(f"p{i}" for i in range(20))
-    assert len(writer.commits) - before == 1  # the held job and the twenty that queued
+    assert len(writer.commits) - before == 1  # the twenty that queued (the held job wrote none)
 
 
 def test_a_refusal_is_its_callers_alone(writer: GroupCommit) -> None:
@@ -99,3 +99,20 @@ def test_a_failed_preparation_writes_nothing(writer: GroupCommit) -> None:
 
     run(go())
     assert names(writer) == ["after"]
+
+
+def test_jobs_are_prepared_while_the_writer_writes(writer: GroupCommit) -> None:
+    """Scoring the next submissions does not wait for a transaction to commit: jobs are
+    prepared while the writer is held in another job's write."""
+    prepared = threading.Event()
+
+    async def go() -> None:
+        gate = threading.Event()
+        held = asyncio.ensure_future(writer.run(lambda: None, lambda s, _: gate.wait() and 1))
+        await asyncio.sleep(0.05)
+        after = asyncio.ensure_future(writer.run(prepared.set, add("after")))
+        ready = await asyncio.to_thread(prepared.wait, 30)
+        gate.set()
+        assert ready and await held == 1 and await after == "after"
+
+    run(go())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -147,10 +148,10 @@ class PostgresEventBus(EventBus):
                     self._ready.wait()
                 if not self._outbox:
                     break
-                payload = self._outbox[0]
+                batch = list(itertools.islice(self._outbox, NOTIFY_BATCH))
             try:
                 conn = conn if conn is not None and not conn.closed else _connect(self._dsn)
-                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+                conn.execute(NOTIFY, (CHANNEL, batch))
             except psycopg.Error as exc:
                 _discard(conn)
                 conn = None
@@ -160,9 +161,10 @@ class PostgresEventBus(EventBus):
                 self._stop.wait(wait.next())
                 continue
             wait.reset()
-            with self._ready:
-                if self._outbox and self._outbox[0] is payload:
-                    self._outbox.popleft()
+            with self._ready:  # those sent, unless dropped meanwhile (a full outbox)
+                for payload in batch:
+                    if self._outbox and self._outbox[0] is payload:
+                        self._outbox.popleft()
         _discard(conn)
 
     def _run(self) -> None:
@@ -211,6 +213,9 @@ class PostgresEventBus(EventBus):
 
 
 OUTBOX_LIMIT = 10_000  # events kept for sending while the database is away
+NOTIFY_BATCH = 500  # events sent in one transaction: one commit for what waited meanwhile
+# In the array's order; PostgreSQL delivers a transaction's notifications in the order sent.
+NOTIFY = "SELECT count(pg_notify(%s, e.payload)) FROM unnest(%s::text[]) AS e(payload)"
 
 
 class Backoff:

@@ -75,15 +75,12 @@ def apply(
     session.connection().execute(UPSERT[get_metric(comp.metric).higher_is_better], row)
 
 
-def _upsert(wins: str) -> TextClause:
-    """The entry upsert (the same SQL on SQLite and PostgreSQL), keeping the better score."""
+def on_conflict(wins: str) -> str:
+    """The entry upsert's conflict clause (the same SQL on SQLite and PostgreSQL), adding the
+    submission to the count and keeping the better score."""
     better = f"excluded.score IS NOT NULL AND (entries.score IS NULL OR excluded.score {wins} "
     better += "entries.score)"
-    return text(f"""
-        INSERT INTO entries (competition_id, board, participant_id, score, best_submission_id,
-                             submissions, last_submission_at)
-        VALUES (:competition_id, :board, :participant_id, :score, :best_submission_id,
-                :submissions, :last_submission_at)
+    return f"""
         ON CONFLICT (competition_id, board, participant_id) DO UPDATE SET
             submissions = entries.submissions + excluded.submissions,
             last_submission_at = CASE WHEN excluded.submissions > 0
@@ -91,6 +88,17 @@ def _upsert(wins: str) -> TextClause:
             score = CASE WHEN {better} THEN excluded.score ELSE entries.score END,
             best_submission_id = CASE WHEN {better}
                 THEN excluded.best_submission_id ELSE entries.best_submission_id END
+    """
+
+
+def _upsert(wins: str) -> TextClause:
+    """The entry upsert, keeping the better score."""
+    return text(f"""
+        INSERT INTO entries (competition_id, board, participant_id, score, best_submission_id,
+                             submissions, last_submission_at)
+        VALUES (:competition_id, :board, :participant_id, :score, :best_submission_id,
+                :submissions, :last_submission_at)
+        {on_conflict(wins)}
     """).bindparams(bindparam("last_submission_at", type_=UTCDateTime()))
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import TextClause, bindparam, insert, select, text
 from sqlalchemy.orm import Session
 from traitlets.config import LoggingConfigurable
 
@@ -20,6 +20,7 @@ from crowdsource.errors import (
     NotOpen,
     QuotaExceeded,
 )
+from crowdsource.metrics import get_metric
 from crowdsource.server import competitions, finals, leaderboards, teams
 from crowdsource.server.competitions import CompetitionManager, status
 from crowdsource.server.events import Event, EventBus
@@ -37,6 +38,7 @@ from crowdsource.server.storage.tables import (
     Participant,
     Score,
     Submission,
+    UTCDateTime,
 )
 from crowdsource.server.tasks import Background
 from crowdsource.times import iso, next_midnight, utcnow
@@ -153,46 +155,140 @@ def record(
     if who.team_id is not None:  # members share one quota: check and write it in turn
         advisory.take(session, [advisory.team(who.team_id)])
     left = check_quota(session, comp, who, now)
-    blob_id = (
-        predictions if isinstance(predictions, int) else blobs.insert_blob(session, predictions)
-    )
-    public = None if scored is None else scored.public_score
-    private = None if scored is None else scored.private_score
     row: dict[str, Any] = {
         "competition_id": comp.id,
         "participant_id": participant.id,
         "state": "pending" if scored is None else scored.state,
         "reason": None,
-        "public_score": public,
-        "private_score": private,
-        "predictions_blob_id": blob_id,
+        "public_score": None if scored is None else scored.public_score,
+        "private_score": None if scored is None else scored.private_score,
+        "predictions_blob_id": predictions if isinstance(predictions, int) else None,
         "idempotency_key": key,
         "created_at": now,
         "scored_at": None if scored is None else now,
     }
-    row["id"] = session.connection().execute(INSERT_SUBMISSION, row).scalar_one()
-    history = []
-    if scored is not None:
-        history = [_score(session, row["id"], scored, now)]
-    leaderboards.apply(
-        session,
-        comp,
-        participant_id=who.participant_id,
-        submission_id=row["id"],
-        public=public,
-        private=private,
-        at=now,
-    )
+    data = None if isinstance(predictions, int) else predictions
+    history = [] if scored is None else [_score_row(scored, now)]
+    # PostgreSQL in one statement; but a disqualified captain's team has no entry to write:
+    # the statement-by-statement path (whose `leaderboards.apply` knows that) takes it
+    at_once = session.get_bind().dialect.name == "postgresql"
+    at_once = at_once and str(who.participant_id) not in comp.disqualified
+    insert = _insert_at_once if at_once else _insert
+    row["id"], rank = insert(session, comp, row, data, history, entrant=who.participant_id)
     remaining = None if left.remaining is None else left.remaining - 1
     return view(
         row,
         comp,
         participant,
         now,
-        rank=leaderboards.rank(session, comp, participant_id=who.participant_id),
+        rank=rank,
         left=Quota(remaining, left.resets_at),
         history=history,
     ), True
+
+
+def _insert(
+    session: Session,
+    comp: Competition,
+    row: dict[str, Any],
+    data: bytes | None,
+    history: list[dict[str, Any]],
+    *,
+    entrant: int,
+) -> tuple[int, int | None]:
+    """Write a submission's rows a statement each: its predictions (unless stored already),
+    itself, its score (`history`) and the public entry of its `entrant` (the participant, or
+    their team's captain). Returns its id and the entrant's public rank."""
+    if data is not None:
+        row["predictions_blob_id"] = blobs.insert_blob(session, data)
+    submission_id = session.connection().execute(INSERT_SUBMISSION, row).scalar_one()
+    for scoring in history:
+        session.connection().execute(INSERT_SCORE, {**scoring, "submission_id": submission_id})
+    leaderboards.apply(
+        session,
+        comp,
+        participant_id=entrant,
+        submission_id=submission_id,
+        public=row["public_score"],
+        private=row["private_score"],
+        at=row["created_at"],
+    )
+    return submission_id, leaderboards.rank(session, comp, participant_id=entrant)
+
+
+def _insert_at_once(
+    session: Session,
+    comp: Competition,
+    row: dict[str, Any],
+    data: bytes | None,
+    history: list[dict[str, Any]],
+    *,
+    entrant: int,
+) -> tuple[int, int | None]:
+    """PostgreSQL: what `_insert` writes, in one statement (a round trip, not four)."""
+    scoring = history[0] if history else {}
+    params = {
+        **row,
+        "entrant_id": entrant,
+        "data": data,
+        "answer_rows": scoring.get("answer_rows"),
+        "scored": bool(history),
+    }
+    higher = get_metric(comp.metric).higher_is_better
+    found = session.connection().execute(RECORD[higher], params).one()
+    return int(found[0]), None if found[1] is None else int(found[1])
+
+
+def _record(wins: str) -> TextClause:
+    """Predictions (unless stored already), submission, score and the entrant's public entry
+    (the upsert of `leaderboards.apply`), then the public rank (that of `leaderboards.rank`). Data
+    changes in WITH all run, whether the query reads them or not."""
+    return text(f"""
+        WITH blob AS (
+            INSERT INTO blobs (data)
+            SELECT CAST(:data AS bytea) WHERE CAST(:data AS bytea) IS NOT NULL
+            RETURNING id
+        ), sub AS (
+            INSERT INTO submissions (competition_id, participant_id, state, reason,
+                public_score, private_score, predictions_blob_id, idempotency_key,
+                created_at, scored_at)
+            SELECT CAST(:competition_id AS integer), CAST(:participant_id AS integer),
+                CAST(:state AS varchar), NULL, CAST(:public_score AS double precision),
+                CAST(:private_score AS double precision),
+                coalesce((SELECT id FROM blob), CAST(:predictions_blob_id AS integer)),
+                CAST(:idempotency_key AS varchar), CAST(:created_at AS timestamp),
+                CAST(:scored_at AS timestamp)
+            RETURNING id
+        ), score AS (
+            INSERT INTO scores (submission_id, public_score, private_score, answer_rows, at)
+            SELECT sub.id, CAST(:public_score AS double precision),
+                CAST(:private_score AS double precision), CAST(:answer_rows AS integer),
+                CAST(:created_at AS timestamp)
+            FROM sub WHERE CAST(:scored AS boolean)
+        ), entry AS (
+            INSERT INTO entries (competition_id, board, participant_id, score,
+                best_submission_id, submissions, last_submission_at)
+            SELECT CAST(:competition_id AS integer), 'public', CAST(:entrant_id AS integer),
+                CAST(:public_score AS double precision),
+                CASE WHEN CAST(:public_score AS double precision) IS NULL THEN NULL
+                     ELSE sub.id END,
+                1, CAST(:created_at AS timestamp)
+            FROM sub
+            {leaderboards.on_conflict(wins)}
+            RETURNING score
+        )
+        SELECT sub.id, CASE WHEN mine.score IS NOT NULL THEN (
+            SELECT count(*) + 1 FROM entries e
+            WHERE e.competition_id = CAST(:competition_id AS integer) AND e.board = 'public'
+              AND e.participant_id <> CAST(:entrant_id AS integer)
+              AND e.score {wins} mine.score) END
+        FROM sub LEFT JOIN entry mine ON true
+    """).bindparams(
+        bindparam("created_at", type_=UTCDateTime()), bindparam("scored_at", type_=UTCDateTime())
+    )
+
+
+RECORD = {True: _record(">"), False: _record("<")}  # by higher_is_better
 
 
 ANY_ANSWER = -1  # `rescoring` for a failure, which holds whatever the answer is now
@@ -211,17 +307,20 @@ def rescoring(
     return comp
 
 
-def _score(session: Session, submission_id: int, scored: Scored, now: datetime) -> dict[str, Any]:
-    """Add one scoring to a submission's history; returns it."""
-    row = {
-        "submission_id": submission_id,
+def _score_row(scored: Scored, now: datetime) -> dict[str, Any]:
+    """One scoring of a submission, as its history shows it."""
+    return {
         "public_score": scored.public_score,
         "private_score": scored.private_score,
         "answer_rows": scored.answer_rows,
         "at": now,
     }
+
+
+def _score(session: Session, submission_id: int, scored: Scored, now: datetime) -> None:
+    """Add one scoring to a submission's history."""
+    row = {**_score_row(scored, now), "submission_id": submission_id}
     session.connection().execute(INSERT_SCORE, row)
-    return row
 
 
 def settle(

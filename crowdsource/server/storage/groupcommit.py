@@ -1,5 +1,6 @@
 """Group commit: write jobs from many requests run on one thread, as many to a transaction
-as are waiting, so concurrent submissions share a commit instead of queueing for the lock."""
+as are waiting, so concurrent submissions share a commit instead of queueing for the lock;
+another thread prepares (scores) the next jobs while a transaction waits on the database."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
 
 
 class GroupCommit:
-    """One writer thread; each transaction takes every job waiting, up to `most`.
+    """A preparing thread runs each job's `prepare` as the job comes; one writer thread
+    writes what is prepared, each transaction every job waiting, up to `most`.
 
     A job's `write` must raise a CrowdsourceError (a refusal) only before it writes anything:
     the refusal goes back to its caller and the other jobs still commit. Any other failure
@@ -64,8 +66,13 @@ class GroupCommit:
         self._sessions = sessions
         self._most = most
         self._jobs: queue.SimpleQueue[_Job[Any, Any] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="crowdsource-writer", daemon=True)
-        self._thread.start()
+        self._prepared: queue.SimpleQueue[_Job[Any, Any] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._prepare, name="crowdsource-prepare", daemon=True),
+            threading.Thread(target=self._run, name="crowdsource-writer", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     async def run(
         self,
@@ -82,40 +89,42 @@ class GroupCommit:
         return await future
 
     def close(self) -> None:
-        """Finish the waiting jobs, then stop the thread."""
+        """Finish the waiting jobs, then stop the threads."""
         self._jobs.put(None)
-        self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _prepare(self) -> None:
+        """Prepare jobs in order, handing each to the writer, until closed."""
+        while (job := self._jobs.get()) is not None:
+            try:
+                job.prepared = job.prepare()
+            except BaseException as exc:  # handed to the caller; nothing is written
+                job.settle(error=exc)
+            else:
+                self._prepared.put(job)
+        self._prepared.put(None)
 
     def _run(self) -> None:
-        """Take jobs in batches until closed."""
+        """Write prepared jobs in batches until closed."""
         while True:
-            first = self._jobs.get()
+            first = self._prepared.get()
             if first is None:
                 return
             batch = [first]
             while len(batch) < self._most:
                 try:
-                    job = self._jobs.get_nowait()
+                    job = self._prepared.get_nowait()
                 except queue.Empty:
                     break
                 if job is None:
-                    self._jobs.put(None)  # stop after this batch
+                    self._prepared.put(None)  # stop after this batch
                     break
                 batch.append(job)
             self._batch(batch)
 
-    def _batch(self, batch: list[_Job[Any, Any]]) -> None:
-        """Prepare each job, then write them all in one transaction."""
-        ready = []
-        for job in batch:
-            try:
-                job.prepared = job.prepare()
-            except BaseException as exc:  # handed to the caller
-                job.settle(error=exc)
-            else:
-                ready.append(job)
-        if not ready:
-            return
+    def _batch(self, ready: list[_Job[Any, Any]]) -> None:
+        """Write prepared jobs in one transaction."""
         outcomes: list[tuple[_Job[Any, Any], Any, BaseException | None]] = []
         try:
             with self._sessions.begin() as session:

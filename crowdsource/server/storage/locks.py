@@ -16,10 +16,14 @@ COMPETITION = 0x63730001
 PARTICIPANT = 0x63730002
 TEAM = 0x63730003  # last in the order: a writer takes it after the others (see `team`)
 
-TAKE = {
-    False: text("SELECT pg_advisory_xact_lock(:space, :id)"),
-    True: text("SELECT pg_advisory_xact_lock_shared(:space, :id)"),
-}
+# All of a transaction's locks in one round trip: the rows of `unnest` come, and their
+# locks are taken, in the order of the arrays (the one order).
+TAKE = text("""
+    SELECT count(CASE WHEN l.shared THEN pg_advisory_xact_lock_shared(l.space, l.id)::text
+                      ELSE pg_advisory_xact_lock(l.space, l.id)::text END)
+    FROM unnest(CAST(:spaces AS integer[]), CAST(:ids AS integer[]),
+                CAST(:shared AS boolean[])) WITH ORDINALITY AS l(space, id, shared, n)
+""")
 
 
 @dataclass(frozen=True, order=True)
@@ -59,10 +63,21 @@ def take(session: Session, locks: Iterable[Lock]) -> None:
     for lock in locks:
         wanted[lock.space, lock.id] = wanted.get((lock.space, lock.id), True) and lock.shared
     held: dict[tuple[int, int], bool] = session.info.setdefault("advisory_locks", {})
+    taking = []
     for key, shared in sorted(wanted.items()):
         if key in held and (shared or not held[key]):
             continue
         if key in held:  # shared held, exclusive wanted: two such would deadlock
             raise RuntimeError(f"advisory lock {key} is held shared; take it exclusive first")
-        session.execute(TAKE[shared], {"space": key[0], "id": key[1]})
-        held[key] = shared
+        taking.append((key, shared))
+    if not taking:
+        return
+    session.execute(
+        TAKE,
+        {
+            "spaces": [space for (space, _), _ in taking],
+            "ids": [id_ for (_, id_), _ in taking],
+            "shared": [shared for _, shared in taking],
+        },
+    )
+    held.update(taking)
