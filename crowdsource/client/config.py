@@ -21,6 +21,7 @@ call.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from crowdsource.client.errors import ConnectionFailed, CrowdsourceError
+from crowdsource.client.errors import ConnectionFailed, IdentityExists, UnknownIdentity
 
 __all__ = [
     "DEFAULT_URL",
@@ -52,14 +53,6 @@ __all__ = [
 
 DEFAULT_URL = "http://127.0.0.1:8889"
 FORMAT = 2
-
-
-class IdentityExists(CrowdsourceError):
-    """An identity of that name is already saved for that server."""
-
-
-class UnknownIdentity(CrowdsourceError):
-    """No identity of that name is saved for that server."""
 
 
 @dataclass(frozen=True)
@@ -176,10 +169,8 @@ def load_identities(url: str) -> ServerIdentities:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return ServerIdentities(url)
     if data.get("format") != FORMAT:  # migrate a first-format file once, in place
-        try:
+        with contextlib.suppress(OSError):  # a read-only config folder still reads
             _write(found)
-        except OSError:
-            pass  # a read-only config folder still reads
     return found
 
 
