@@ -80,10 +80,11 @@ def test_a_second_identity_is_added_and_the_same_name_refused(config_dir) -> Non
         config.use_identity(URL, "carol")
 
 
+FIXTURE = HealthCheck.function_scoped_fixture  # the folder is emptied per example instead
 names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=30)
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[FIXTURE])
 @given(st.dictionaries(names, st.integers(1, 2**40), min_size=1, max_size=5), st.data())
 def test_any_identities_round_trip(identities: dict[str, int], data: st.DataObject) -> None:
     """Whatever names and ids are saved, each reads back with its own token, and `use` picks
