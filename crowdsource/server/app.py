@@ -22,6 +22,7 @@ from traitlets.config import Application
 
 from crowdsource import frames
 from crowdsource._version import __version__
+from crowdsource.extras import MissingExtra
 from crowdsource.server.connections import GuardedHTTPServer, default_max_connections
 from crowdsource.server.events import EventBus, PostgresEventBus, SocketEventBus, peers_folder
 from crowdsource.server.managers import MANAGER_CLASSES, Managers
@@ -395,6 +396,14 @@ class CrowdsourceServer(Application):
         )
 
     def start(self) -> None:
+        """Run until stopped; an optional part that is missing is one line naming its extra."""
+        try:
+            self._start()
+        except MissingExtra as exc:
+            self.log.critical("%s", exc)
+            self.exit(1)
+
+    def _start(self) -> None:
         """Run until stopped: one process, or `--processes` of them sharing the port."""
         os.umask(0o077)  # every file and folder the server makes is for its user alone
         prepare_database(self.db)
