@@ -89,8 +89,15 @@ class EmbeddedServer:
     def start(self, *, timeout: float = 60.0) -> EmbeddedServer:
         """Start the process and wait until the API answers."""
         with self.log.open("ab") as log:
+            # A session of its own: Jupyter kills or interrupts a kernel's whole process
+            # group, and the server must outlive the kernel long enough to clean up after it.
             self._proc = subprocess.Popen(
-                self.command(), stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=self.workdir
+                self.command(),
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=log,
+                cwd=self.workdir,
+                start_new_session=True,
             )
         atexit.register(self.stop)
         proc = self._proc
