@@ -266,7 +266,12 @@ class Client:
                 f" `crowdsource use {name.strip()}` acts as them;"
                 " register another name for a new participant"
             )
-        data = self._json("POST", "/participants", json={"name": name})
+        before, self.token = self.token, None  # anonymous: a stale saved token would be refused
+        try:
+            data = self._json("POST", "/participants", json={"name": name})
+        except CrowdsourceError:
+            self.token = before
+            raise
         self.token = str(data["token"])
         self.participant = {"id": data.get("id"), "name": data.get("name")}
         if save:

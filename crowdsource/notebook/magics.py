@@ -15,8 +15,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from crowdsource.client import Client, IdentityExists, InvalidSubmission, UnknownIdentity
-from crowdsource.client.config import glue_option_values
+from crowdsource.client import Client, InvalidSubmission, UnknownIdentity
+from crowdsource.client.config import glue_option_values, load_identities
 from crowdsource.notebook import compete as competing
 from crowdsource.notebook import session
 from crowdsource.notebook.display import SubmissionReport, competition_details, competitions_frame
@@ -72,14 +72,13 @@ def cmd_register(self: CrowdsourceMagics, args: Any) -> Text:
     server = session.state().server
     embedded = server is not None and server.url == url
     save = not (args.no_save or embedded)
-    if args.name.strip() in session.kept_identities(url):
-        raise UsageError(_already_registered(args.name.strip(), url))
+    name = args.name.strip()
+    if name in session.kept_identities(url) or (save and name in load_identities(url).identities):
+        raise UsageError(_already_registered(name, url))
     client = Client(url, progress=False)
     try:
         with session.usage_errors():
             data = client.register(args.name, save=save)
-    except IdentityExists:
-        raise UsageError(_already_registered(args.name.strip(), url)) from None
     except UsageError as exc:
         raise UsageError(f"{exc}: choose another name") from None
     if not save:
@@ -92,7 +91,7 @@ def cmd_register(self: CrowdsourceMagics, args: Any) -> Text:
 def _already_registered(name: str, url: str) -> str:
     """What to do about registering a name this notebook already holds a token for."""
     return (
-        f"{name!r} is already registered on {url} and its token is saved:"
+        f"{name!r} is already registered on {url} and its token is kept:"
         f" `%crowdsource use {name}` acts as them; register another name for a new participant"
     )
 

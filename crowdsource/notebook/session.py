@@ -86,8 +86,8 @@ def connect(url: str | None = None, *, token: str | None = None) -> Client:
         now = _STATE.client
         if token is None and now is not None and now.url == new.url:
             new.token, new.participant = now.token, now.participant
-        new.competitions()
         try:
+            new.competitions()
             if new.token:
                 new.me()
         except Unauthorized:
@@ -98,8 +98,8 @@ def connect(url: str | None = None, *, token: str | None = None) -> Client:
                 ) from None
             name = (new.participant or {}).get("name")
             new.token, new.participant = None, None
-            note = f"the token saved for {name!r} is not known to this server"
-            _STATE.connect_note = note
+            new.competitions()
+            _STATE.connect_note = f"the token saved for {name!r} is not known to this server"
             return use(new)
     _STATE.connect_note = None
     return use(new)
