@@ -207,3 +207,18 @@ def test_a_rotated_token_fails_in_every_process(kind: str, tmp_path: Path) -> No
             assert time.monotonic() < deadline, "a process still accepts the old token"
             time.sleep(0.05)
         assert set(statuses_on_every_process(server, new, 2).values()) == {101}
+
+
+def test_identities_saved_at_once_by_many_processes_are_all_kept(config_dir) -> None:
+    """Eight processes add an identity each to one server's file at the same moment: the file
+    ends with all eight (each change is made under a lock), whole and mode 600."""
+    code = (
+        "import sys; from crowdsource.client import config;"
+        f" config.add_identity(config.Credentials({URL!r}, 'cs_' + sys.argv[1], 1, sys.argv[1]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"p{n}"], env=env) for n in range(8)]
+    assert [p.wait(300) for p in procs] == [0] * 8  # a busy machine imports slowly
+    saved = config.load_identities(URL)
+    assert sorted(saved.identities) == [f"p{n}" for n in range(8)]
+    assert stat.S_IMODE(config.credentials_path(URL).stat().st_mode) == 0o600

@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,12 +183,37 @@ def current_identity(server_url: str) -> Credentials | None:
 load_credentials = current_identity  # the name the client has always used
 
 
+@contextlib.contextmanager
+def _changing(url: str) -> Iterator[ServerIdentities]:
+    """A server's identities to change and write back, one process at a time (a notebook and
+    a terminal registering at once must not lose one another's identity)."""
+    path = credentials_path(url)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with contextlib.suppress(ImportError):
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        saved = load_identities(url)
+        yield saved
+        _write(saved)
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def add_identity(creds: Credentials, *, current: bool = True) -> Path:
     """Save a new identity for its server (the current one unless `current=False`).
 
     Raises IdentityExists if one of that name is saved there: registering never replaces a
     saved token (use `replace_token` for a rotated one)."""
-    saved = load_identities(creds.url)
+    with _changing(creds.url) as saved:
+        _add(saved, creds, current=current)
+    return credentials_path(creds.url)
+
+
+def _add(saved: ServerIdentities, creds: Credentials, *, current: bool) -> None:
+    """Add one identity to a server's (IdentityExists if its name is there)."""
     name = creds.name or str(creds.id)
     if name in saved.identities:
         raise IdentityExists(
@@ -198,7 +224,6 @@ def add_identity(creds: Credentials, *, current: bool = True) -> Path:
     saved.identities[name] = Credentials(saved.url, creds.token, creds.id, name)
     if current or saved.current is None:
         saved.current = name
-    return _write(saved)
 
 
 save_credentials = add_identity
@@ -206,26 +231,25 @@ save_credentials = add_identity
 
 def use_identity(url: str, name: str) -> Credentials:
     """Make the saved identity `name` the current one for `url`; return it."""
-    saved = load_identities(url)
-    if name not in saved.identities:
-        have = ", ".join(saved.identities) or "none"
-        raise UnknownIdentity(
-            f"no identity named {name!r} is saved for {saved.url} (saved: {have});"
-            f" `crowdsource register {name}` creates one"
-        )
-    saved.current = name
-    _write(saved)
+    with _changing(url) as saved:
+        if name not in saved.identities:
+            have = ", ".join(saved.identities) or "none"
+            raise UnknownIdentity(
+                f"no identity named {name!r} is saved for {saved.url} (saved: {have});"
+                f" `crowdsource register {name}` creates one"
+            )
+        saved.current = name
     return saved.identities[name]
 
 
 def replace_token(creds: Credentials) -> Path:
     """Save a rotated token for an identity (adding the identity if it was not saved)."""
-    saved = load_identities(creds.url)
-    name = creds.name or str(creds.id)
-    saved.identities[name] = Credentials(saved.url, creds.token, creds.id, name)
-    if saved.current is None:
-        saved.current = name
-    return _write(saved)
+    with _changing(creds.url) as saved:
+        name = creds.name or str(creds.id)
+        saved.identities[name] = Credentials(saved.url, creds.token, creds.id, name)
+        if saved.current is None:
+            saved.current = name
+    return credentials_path(creds.url)
 
 
 def _write(saved: ServerIdentities) -> Path:
