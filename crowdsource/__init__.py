@@ -9,10 +9,23 @@ from crowdsource._version import __version__
 __all__ = ["__version__", "compete", "load_ipython_extension", "unload_ipython_extension"]
 
 
+NOTEBOOK_PARTS = ("IPython", "ipywidgets", "anywidget", "plotly")
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext crowdsource`: register the `%crowdsource` magic."""
-    from crowdsource.notebook.magics import load_ipython_extension as load
+    from crowdsource.extras import MissingExtra, install_hint
 
+    try:
+        from crowdsource.notebook.magics import load_ipython_extension as load
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in NOTEBOOK_PARTS:
+            raise
+        raise MissingExtra(
+            f"%load_ext crowdsource needs the {exc.name!r} package, which is not installed:"
+            f" {install_hint('notebook')}",
+            name=exc.name,
+        ) from None
     load(ipython)
 
 

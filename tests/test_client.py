@@ -279,3 +279,21 @@ def test_unknown_competition_is_not_found(sqlite_server) -> None:
     """A missing competition is NotFound."""
     with pytest.raises(CC.NotFound):
         CC.Client(sqlite_server.url).competition(987654)
+
+
+def test_wait_for_leaderboard_times_out_through_pings(new_server, tmp_path) -> None:
+    """A board nobody enters: `wait_for_leaderboard(timeout=2)` raises Timeout, though the
+    server pings the stream four times a second and so never lets its socket go quiet."""
+    server = new_server(str(tmp_path / "pings.db"), "--ping-interval=0.25")
+    host, competition = hosted(server)
+    with pytest.raises(CC.Timeout, match=r"0 of 1 leaderboard entries after 2"):
+        host.wait_for_leaderboard(competition.id, timeout=2)
+
+
+def test_wait_for_leaderboard_returns_the_board(sqlite_server) -> None:
+    """Once someone is scored, the wait returns the board with them on it."""
+    host, competition = hosted(sqlite_server)
+    player = registered(sqlite_server, "player")
+    player.submit(competition.id, perfect(player.competition(competition.id)))
+    board = host.wait_for_leaderboard(competition.id, timeout=60)
+    assert list(board["participant"]) == [player.participant["name"]]

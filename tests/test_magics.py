@@ -404,3 +404,57 @@ def _stops_answering(url: str, *, timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+# -- identities and the embedded server's port -----------------------------------------------------
+
+
+def test_register_twice_and_use(shell: InteractiveShell, sqlite_server: ServerProcess) -> None:
+    """Two registrations are two saved identities; `use` switches; the same name again is
+    refused with the way back to it."""
+    first, second = unique("erin"), unique("frank")
+    cs(shell, f"connect {sqlite_server.url}")
+    cs(shell, f"register {first}")
+    cs(shell, f"register {second}")
+    assert f"`%crowdsource use {first}`" in usage_error(shell, f"register {first}")
+    assert repr(cs(shell, f"use {first}")) == f"now acting as {first!r} on {sqlite_server.url}"
+    assert session.client().me()["name"] == first
+    assert "saved: " in usage_error(shell, "use nobody-at-all")
+
+
+def test_a_stale_saved_token_connects_anonymously(
+    shell: InteractiveShell, sqlite_server: ServerProcess
+) -> None:
+    """A token saved for this address that the server does not know (a new server at an old
+    address) leaves the notebook connected, anonymous, and says why."""
+    from crowdsource.client.config import Credentials, add_identity
+
+    add_identity(Credentials(sqlite_server.url, "cs_" + "x" * 43, 99_999, unique("ghost")))
+    text = repr(cs(shell, f"connect {sqlite_server.url}"))
+    assert "is not known to this server" in text and "anonymous" in text
+    cs(shell, f"register {unique('real')}")
+
+
+def test_serve_elsewhere_when_8889_is_taken(shell: InteractiveShell) -> None:
+    """With port 8889 taken, `serve` listens on another and prints the exact connect line,
+    which works; the kernel's own identities switch with `use`."""
+    import re
+    import socket
+
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 8889))
+        holder.listen()
+    except OSError:
+        pass  # taken by something else already: just as good
+    try:
+        text = repr(cs(shell, "serve"))
+        told = re.search(r"`%crowdsource connect (127\.0\.0\.1:(\d+))`", text)
+        assert told and told.group(2) != "8889", text
+        assert repr(cs(shell, f"connect {told.group(1)}")).endswith("as 'host'")
+        cs(shell, "register bob")
+        assert repr(cs(shell, "use host")).startswith("now acting as 'host'")
+        assert session.client().me()["name"] == "host"
+    finally:
+        cs(shell, "serve --stop")
+        holder.close()

@@ -90,3 +90,19 @@ def test_demo_script(env, tmp_path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert started and f"Stop it with: kill {started.group(1)}" in result.stdout
     assert "client1-foo1" in result.stdout and "client1-foo2" in result.stdout
+
+
+def test_client2_gives_up_when_nobody_competes(new_server, env, tmp_path) -> None:
+    """Without client1, client2 waits its --timeout for each round and exits, although the
+    server's pings (every half second here) keep its event stream busy meanwhile."""
+    server = new_server(str(tmp_path / "alone.db"), "--ping-interval=0.5")
+    env["CROWDSOURCE_URL"] = server.url
+    client2 = subprocess.run(
+        [sys.executable, str(EXAMPLES / "client2.py"), "--timeout", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert client2.returncode == 0, client2.stderr
+    assert client2.stdout.count("is client1.py running?") == 2

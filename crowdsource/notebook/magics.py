@@ -15,12 +15,12 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from crowdsource.client import Client, InvalidSubmission
-from crowdsource.client.config import glue_option_values
+from crowdsource.client import Client, InvalidSubmission, UnknownIdentity
+from crowdsource.client.config import glue_option_values, load_identities
 from crowdsource.notebook import compete as competing
 from crowdsource.notebook import session
 from crowdsource.notebook.display import SubmissionReport, competition_details, competitions_frame
-from crowdsource.notebook.embedded import EmbeddedServer
+from crowdsource.notebook.embedded import PREFERRED_PORT, EmbeddedServer, port_is_free
 
 __all__ = ["CrowdsourceMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -52,7 +52,11 @@ def cmd_connect(self: CrowdsourceMagics, args: Any) -> Text:
     """Connect this notebook to a crowdsource server."""
     client = session.connect(args.url, token=args.token)
     if not client.token:
-        return Text(f"connected to {client.url} (anonymous: `%crowdsource register NAME` to join)")
+        stale = session.state().connect_note
+        note = f" ({stale})" if stale else ""
+        return Text(
+            f"connected to {client.url}{note} (anonymous: `%crowdsource register NAME` to join)"
+        )
     name = (client.participant or {}).get("name")
     return Text(f"connected to {client.url} as {name!r}")
 
@@ -62,25 +66,64 @@ def cmd_connect(self: CrowdsourceMagics, args: Any) -> Text:
 @argument("name", help="your display name on the server")
 @argument("--no-save", action="store_true", help="keep the token in this kernel only")
 def cmd_register(self: CrowdsourceMagics, args: Any) -> Text:
-    """Join the connected server as a new participant; the notebook then acts as them."""
+    """Join the connected server as a new participant; the notebook then acts as them (an
+    identity saved before stays saved: `%crowdsource use NAME` returns to it)."""
     url = session.client().url
     server = session.state().server
     embedded = server is not None and server.url == url
     save = not (args.no_save or embedded)
+    name = args.name.strip()
+    if name in session.kept_identities(url) or (save and name in load_identities(url).identities):
+        raise UsageError(_already_registered(name, url))
     client = Client(url, progress=False)
     try:
         with session.usage_errors():
             data = client.register(args.name, save=save)
     except UsageError as exc:
         raise UsageError(f"{exc}: choose another name") from None
+    if not save:
+        session.keep_identity(client)
     session.use(client)
     where = f"token saved to {data['credentials_file']}" if save else "token kept in this kernel"
     return Text(f"registered as {data['name']!r} (participant {data['id']}); {where}")
 
 
+def _already_registered(name: str, url: str) -> str:
+    """What to do about registering a name this notebook already holds a token for."""
+    return (
+        f"{name!r} is already registered on {url} and its token is kept:"
+        f" `%crowdsource use {name}` acts as them; register another name for a new participant"
+    )
+
+
+@magic_arguments(name="crowdsource use")
+@HELP
+@argument("name", help="an identity registered (and saved, or kept in this kernel) here")
+def cmd_use(self: CrowdsourceMagics, args: Any) -> Text:
+    """Act as another identity on the connected server (as `crowdsource use NAME` does)."""
+    url = session.client().url
+    kept = session.kept_identities(url)
+    if args.name in kept:
+        client = Client(url, token=kept[args.name], progress=False)
+        client.participant = {"name": args.name}
+    else:
+        client = Client(url, progress=False)
+        try:
+            client.use(args.name)
+        except UnknownIdentity as exc:
+            message = str(exc).replace("`crowdsource register", "`%crowdsource register")
+            raise UsageError(" ".join(message.split())) from None
+    with session.usage_errors():
+        client.me()
+    session.use(client)
+    return Text(f"now acting as {args.name!r} on {url}")
+
+
 @magic_arguments(name="crowdsource serve")
 @HELP
-@argument("--port", type=int, default=None, help="port to listen on (default: a free one)")
+@argument(
+    "--port", type=int, default=None, help=f"port to listen on (default: {PREFERRED_PORT} if free)"
+)
 @argument("--as", dest="name", default="host", help="participant to connect as (default: host)")
 @argument("--stop", action="store_true", help="stop the embedded server")
 def cmd_serve(self: CrowdsourceMagics, args: Any) -> Text:
@@ -93,17 +136,29 @@ def cmd_serve(self: CrowdsourceMagics, args: Any) -> Text:
             f"a server already runs in this kernel at {current.server.url}:"
             " `%crowdsource serve --stop` first to start a new one"
         )
+    port = args.port
+    if port is None:
+        port = PREFERRED_PORT if port_is_free(PREFERRED_PORT) else 0
     try:
-        server = EmbeddedServer(port=args.port).start()
+        server = EmbeddedServer(port=port).start()
     except RuntimeError as exc:
-        raise UsageError(f"{exc}; try another --port") from None
+        if args.port is not None or "in use" not in str(exc):
+            raise UsageError(f"{exc}; try another --port") from None
+        server = EmbeddedServer(port=0).start()  # taken since we looked: any free port
     current.server = server
-    client = session.connect(server.url)
+    client = Client(server.url, progress=False)  # a token saved for this URL is not for it
     with session.usage_errors():
         client.register(args.name, save=False)
-    return Text(
-        f"crowdsource server at {server.url} (temporary database); connected as {args.name!r}"
-    )
+    session.keep_identity(client)
+    session.use(client)
+    text = f"crowdsource server at {server.url} (temporary database); connected as {args.name!r}"
+    if server.port != PREFERRED_PORT:
+        address = server.url.removeprefix("http://")
+        text += (
+            f"\nport {PREFERRED_PORT} is taken, so it listens on {server.port}:"
+            f" other notebooks join with `%crowdsource connect {address}`"
+        )
+    return Text(text)
 
 
 def _stop_server() -> Text:
@@ -115,6 +170,7 @@ def _stop_server() -> Text:
     competing.stop()
     if current.client is not None and current.client.url == server.url:
         current.client = None
+    current.kept.pop(server.url, None)  # the next server there has other participants
     server.stop()
     return Text(f"stopped the server at {server.url}")
 
@@ -433,6 +489,7 @@ HOST_TOOLS: dict[str, Handler] = {
 SUBCOMMANDS: dict[str, Handler] = {
     "connect": cmd_connect,
     "register": cmd_register,
+    "use": cmd_use,
     "serve": cmd_serve,
     "competitions": cmd_competitions,
     "show": cmd_show,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from IPython.core.error import UsageError
@@ -28,6 +28,8 @@ __all__ = [
     "client",
     "competition",
     "connect",
+    "keep_identity",
+    "kept_identities",
     "state",
     "usage_errors",
     "use",
@@ -45,6 +47,8 @@ class NotebookState:
 
     client: Client | None = None
     server: EmbeddedServer | None = None
+    kept: dict[str, dict[str, str]] = field(default_factory=dict)  # url -> name -> token
+    connect_note: str | None = None  # what the last connect could not do
 
 
 _STATE = NotebookState()
@@ -74,19 +78,45 @@ def identified_client() -> Client:
 
 
 def connect(url: str | None = None, *, token: str | None = None) -> Client:
-    """Connect the notebook to a server (checking that it answers) and return the client."""
+    """Connect the notebook to a server (checking that it answers) and return the client: as
+    the participant this notebook acts as there already, else with the token given or saved.
+    A saved token the server refuses (a new server at an old address) leaves it anonymous."""
     with usage_errors():
         new = Client(url, token=token, progress=False)
+        now = _STATE.client
+        if token is None and now is not None and now.url == new.url:
+            new.token, new.participant = now.token, now.participant
         try:
             new.competitions()
             if new.token:
                 new.me()
         except Unauthorized:
-            raise UsageError(
-                f"{new.url} does not accept this token: run `%crowdsource register NAME`"
-                " or `%crowdsource connect URL --token TOKEN` with a valid token"
-            ) from None
+            if token is not None:
+                raise UsageError(
+                    f"{new.url} does not accept this token: run `%crowdsource register NAME`"
+                    " or `%crowdsource connect URL --token TOKEN` with a valid token"
+                ) from None
+            name = (new.participant or {}).get("name")
+            new.token, new.participant = None, None
+            new.competitions()
+            _STATE.connect_note = f"the token saved for {name!r} is not known to this server"
+            return use(new)
+    _STATE.connect_note = None
     return use(new)
+
+
+def keep_identity(registered: Client) -> None:
+    """Remember an identity that is not saved to the credentials file (an embedded server's,
+    or `register --no-save`), so `%crowdsource use NAME` can return to it in this kernel."""
+    name = (registered.participant or {}).get("name")
+    if name and registered.token:
+        with _LOCK:
+            _STATE.kept.setdefault(registered.url, {})[str(name)] = registered.token
+
+
+def kept_identities(url: str) -> dict[str, str]:
+    """The identities this kernel keeps for a server, by name."""
+    return dict(_STATE.kept.get(url, {}))
 
 
 def use(new: Client) -> Client:

@@ -30,6 +30,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from crowdsource import frames
 from crowdsource.errors import CrowdsourceError, InvalidSubmission, Unavailable
+from crowdsource.extras import require
 from crowdsource.server.scoring.score import Prepared, Scored, Spec, prepare, score
 from crowdsource.server.storage.blobs import BlobStore
 
@@ -192,12 +193,11 @@ class Workers:
         if backend == "process":
             self._pool = self._new_pool()
         elif backend == "dask":
-            from distributed import Client, LocalCluster
-
-            cluster = dask_scheduler or LocalCluster(
+            distributed = require("distributed", extra="dask", needed_for="--scoring=dask")
+            cluster = dask_scheduler or distributed.LocalCluster(
                 n_workers=processes, threads_per_worker=1, dashboard_address=None
             )
-            self._dask = Client(cluster)
+            self._dask = distributed.Client(cluster)
         elif backend != "thread":
             raise ValueError(f"scoring backend must be process, thread or dask; got {backend!r}")
 

@@ -15,6 +15,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from crowdsource.extras import require
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MEMORY: dict[str, Engine] = {}  # an in-memory database is one engine per URL in a process
 # libpq options: a connect gives up after a few seconds (the request answers 503), and
@@ -108,6 +110,8 @@ def make_engine(db: str, *, synchronous: str = "NORMAL") -> Engine:
         return engine
     # Dead connections (a restart, a terminated backend) are replaced at checkout by the ping.
     postgres = url.get_backend_name() == "postgresql"
+    if postgres and url.get_driver_name() == "psycopg":
+        require("psycopg", extra="postgres", needed_for="a PostgreSQL database")
     connect = {k: v for k, v in PG_CONNECT.items() if postgres and k not in url.query}
     return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, connect_args=connect)
 
