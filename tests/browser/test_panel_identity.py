@@ -67,7 +67,7 @@ def test_a_token_typed_in_the_settings_editor_is_a_password_field(lab, new_serve
     recorded = new_page()
     page = recorded.page
     panel = open_panel(lab, page)
-    page.evaluate("window.jupyterapp.commands.execute('settingeditor:open', {query: 'Crowdsource'})")
+    page.evaluate("jupyterapp.commands.execute('settingeditor:open', {query: 'Crowdsource'})")
     page.locator(".jp-PluginList-entry", has_text="Crowdsource").first.click()
     url_field = page.locator('input[id$="plugin_serverUrl"]')
     token_field = page.locator('input[id$="plugin_token"]')
