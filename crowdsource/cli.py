@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -24,10 +26,14 @@ Handler = Callable[[argparse.Namespace, Client], int]
 
 EPILOG = """\
 The server URL comes from --url, else CROWDSOURCE_URL, else http://127.0.0.1:8889.
-The token comes from --token, else CROWDSOURCE_TOKEN, else the credentials file that
-`crowdsource register` writes for that server (under $CROWDSOURCE_CONFIG_DIR or
-~/.config/crowdsource). Run `crowdsource COMMAND --help` for a command's options.
+The token comes from --token, else CROWDSOURCE_TOKEN, else the current identity saved for
+that server (under $CROWDSOURCE_CONFIG_DIR or ~/.config/crowdsource): `register` adds one,
+`use NAME` switches, `whoami` shows them. Run `crowdsource COMMAND --help` for a command's
+options. Times are UTC. With --json, results are JSON on stdout and an error is one JSON
+object on stderr, {"error": {"code", "message", "status"}}, with exit status 1.
 """
+SIGPIPE_EXIT = 141  # what a shell reports for a tool stopped by SIGPIPE (`... | head`)
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
 
 
 def _print(text: str) -> None:
@@ -43,9 +49,19 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 LIST_COLUMNS = ("id", "title", "type", "metric", "status", "rows", "closes_at", "host")
 
 
+def _plain_time(value: Any) -> Any:
+    """An ISO time as people read it, to the second (`2026-12-01 09:30:05`, UTC); else as is."""
+    if isinstance(value, str) and TIME.match(value):
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return when.strftime("%Y-%m-%d %H:%M:%S")
+    return value
+
+
 def _table(frame: pd.DataFrame, empty: str) -> str:
-    """A frame as an aligned text table."""
-    return empty if frame.empty else frame.to_string(index=False)
+    """A frame as an aligned text table, times to the second."""
+    if frame.empty:
+        return empty
+    return frame.map(_plain_time).to_string(index=False)
 
 
 def _describe(competition: Competition) -> str:
@@ -53,7 +69,41 @@ def _describe(competition: Competition) -> str:
     data = competition.to_dict()
     data["host"] = competition.host_name
     width = max(len(k) for k in data)
-    return "\n".join(f"{key:<{width}}  {value}" for key, value in data.items())
+    return "\n".join(f"{key:<{width}}  {_plain_time(value)}" for key, value in data.items())
+
+
+def _read(path: str) -> pd.DataFrame:
+    """A CSV or Parquet file as a frame; a file that cannot be read is a ValueError naming
+    it and saying what is wrong, in words rather than the parser's."""
+    try:
+        return read_frame_file(path)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: a folder, not a CSV or Parquet file") from None
+    except PermissionError:
+        raise ValueError(f"{path}: not allowed to read it (check its permissions)") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty; a CSV needs a header row and data rows") from None
+    except pd.errors.ParserError as exc:
+        raise ValueError(f"{path}: {_csv_problem(str(exc))}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text; save the CSV as UTF-8 or use .parquet") from None
+    except Exception as exc:  # pyarrow's errors for a damaged Parquet file, among others
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: not a readable CSV or Parquet file ({reason})") from None
+
+
+def _csv_problem(parser_message: str) -> str:
+    """What pandas' tokenizer error means, in the terms of the file."""
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", parser_message)
+    if found:
+        want, line, saw = found.groups()
+        return (
+            f"line {line} has {saw} fields but the header row has {want};"
+            " every row needs one value per column, separated by commas"
+        )
+    return "not a well-formed CSV file: " + parser_message.strip().splitlines()[0]
 
 
 def _when(value: str | None) -> str | timedelta | None:
@@ -78,9 +128,30 @@ def cmd_register(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_whoami(args: argparse.Namespace, client: Client) -> int:
-    """Show who the token belongs to."""
-    data = client.me()
-    _emit(args, data, f"{data['name']} (id {data['id']}) on {client.url}")
+    """Show who the token belongs to, and the other identities saved for this server."""
+    data = {**client.me(), "url": client.url, "identities": client.identities()}
+    text = f"{data['name']} (id {data['id']}) on {client.url}"
+    others = [i["name"] for i in data["identities"] if i["name"] != data["name"]]
+    if others:
+        text += f"\nalso saved: {', '.join(others)} (`crowdsource use NAME` switches)"
+    _emit(args, data, text)
+    return 0
+
+
+def cmd_use(args: argparse.Namespace, client: Client) -> int:
+    """Act as another saved identity from now on."""
+    data = client.use(args.name)
+    _emit(args, data, f"now {data['name']} (id {data['id']}) on {client.url}")
+    return 0
+
+
+def cmd_token_rotate(args: argparse.Namespace, client: Client) -> int:
+    """Replace your token; the old one stops working at once."""
+    data = client.rotate_token(save=not args.no_save)
+    where = data.get("credentials_file")
+    text = f"new token for {data['name']} (id {data['id']})"
+    text += f" saved to {where}" if where else f": {data['token']}"
+    _emit(args, data, text + "; the old token no longer works")
     return 0
 
 
@@ -129,9 +200,11 @@ def cmd_leaderboards(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_submissions(args: argparse.Namespace, client: Client) -> int:
-    """List your own submissions."""
+    """List your own submissions (with private scores once a competition has closed)."""
     items = client.submissions(args.competition)
     columns = ["id", "competition_id", "state", "public_score", "rank", "created_at", "reason"]
+    if any(s.private_score is not None for s in items):
+        columns.insert(columns.index("public_score") + 1, "private_score")
     frame = pd.DataFrame([{k: getattr(s, k) for k in columns} for s in items], columns=columns)
     _emit(args, [s.to_dict() for s in items], _table(frame, "no submissions"))
     return 0
@@ -139,7 +212,7 @@ def cmd_submissions(args: argparse.Namespace, client: Client) -> int:
 
 def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     """Submit predictions from a CSV or Parquet file."""
-    frame = read_frame_file(args.file)
+    frame = _read(args.file)
     sub = client.submit(args.id, frame, wait=not args.no_wait)
     _emit(args, sub.to_dict(), str(sub))
     return 1 if sub.state == "failed" else 0
@@ -148,8 +221,8 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
 def cmd_host(args: argparse.Namespace, client: Client) -> int:
     """Create a competition from dataset (and answer) files."""
     competition = client.host(
-        read_frame_file(args.dataset),
-        read_frame_file(args.answer) if args.answer else None,
+        _read(args.dataset),
+        _read(args.answer) if args.answer else None,
         type=args.type,
         title=args.title,
         description=args.description,
@@ -168,7 +241,7 @@ def cmd_host(args: argparse.Namespace, client: Client) -> int:
 
 def cmd_resolve(args: argparse.Namespace, client: Client) -> int:
     """Add or replace answer rows from a file."""
-    data = client.resolve(args.id, read_frame_file(args.file))
+    data = client.resolve(args.id, _read(args.file))
     text = f"competition {args.id}: {data.get('answer_rows')} answer rows"
     _emit(args, data, text + f", {data.get('rescored')} submissions re-scored")
     return 0
@@ -199,9 +272,23 @@ def cmd_download(args: argparse.Namespace, client: Client) -> int:
 # -- parser ------------------------------------------------------------------------------------
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors are JSON on stderr when the command line asks for --json."""
+
+    json_errors: ClassVar[bool] = False  # set by main() before parsing: subparsers share it
+
+    def error(self, message: str) -> Any:
+        """Exit 2 with the usage error, as JSON with --json."""
+        if self.json_errors:
+            error = {"code": "usage", "message": f"{self.prog}: {message}", "status": None}
+            print(json.dumps({"error": error}), file=sys.stderr, flush=True)
+            self.exit(2)
+        super().error(message)
+
+
 def _common(suppress: bool) -> argparse.ArgumentParser:
     """Options every client command takes (before or after the command name)."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = Parser(add_help=False)
     default: Any = argparse.SUPPRESS if suppress else None
     parent.add_argument("--url", default=default, help="server URL (default: $CROWDSOURCE_URL)")
     parent.add_argument("--token", default=default, help="API token (default: $CROWDSOURCE_TOKEN)")
@@ -242,7 +329,7 @@ def _add_host(subs: Any, parent: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="crowdsource",
         description="Run data-science competitions: a server and a command-line client.",
         epilog=EPILOG,
@@ -255,7 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(subs, "register", cmd_register, "register a participant, save its token", parent)
     p.add_argument("name", nargs="?", help="display name (default: generated)")
     p.add_argument("--no-save", action="store_true", help="print the token, do not save it")
-    _command(subs, "whoami", cmd_whoami, "show who the token belongs to", parent)
+    _command(subs, "whoami", cmd_whoami, "show who you are and the saved identities", parent)
+    p = _command(subs, "use", cmd_use, "act as another saved identity on this server", parent)
+    p.add_argument("name", help="a name registered (and saved) on this server")
+    token = subs.add_parser("token", help="manage your token", description="manage your token")
+    token_subs = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    rotate = "replace your token (the old one stops working)"
+    p = _command(token_subs, "rotate", cmd_token_rotate, rotate, parent)
+    p.add_argument("--no-save", action="store_true", help="print the new token, do not save it")
     _command(subs, "users", cmd_users, "list participants", parent)
     p = _command(subs, "competitions", cmd_competitions, "list competitions", parent)
     p.add_argument("--type", help="only this type (classify, regress, predict, cluster)")
@@ -297,10 +391,40 @@ def _serve(argv: list[str]) -> int:
     return int(serve_main(argv) or 0)
 
 
-def _fail(message: str) -> int:
-    """Print one error line; return the exit status."""
-    print(f"crowdsource: error: {message}", file=sys.stderr)
+# What the API's messages point to, as the command line says it.
+API_HINTS = (
+    (re.compile(r"list them at /api/v1/competitions\b"), "`crowdsource competitions` lists them"),
+)
+
+
+def _message(exc: BaseException) -> str:
+    """An error's message, with hints about the API turned into commands."""
+    text = str(exc)
+    for pattern, replacement in API_HINTS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _fail(args: argparse.Namespace, exc: BaseException) -> int:
+    """Report an error on stderr (one line, or one JSON object with --json); exit status 1."""
+    if isinstance(exc, CrowdsourceError):
+        code, status, line = exc.code, exc.status, f"{type(exc).__name__}: {_message(exc)}"
+    else:
+        code, status, line = "error", None, _message(exc)
+    if getattr(args, "json", False):
+        error = {"code": code, "message": _message(exc), "status": status}
+        print(json.dumps({"error": error}), file=sys.stderr, flush=True)
+    else:
+        print(f"crowdsource: error: {line}", file=sys.stderr, flush=True)
     return 1
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: the reader left (`| head`), and Python's flush at exit must
+    not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -309,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["serve"]:
         return _serve(args_list[1:])
     parser = build_parser()
+    Parser.json_errors = "--json" in args_list
     args = parser.parse_args(glue_option_values(args_list))
     if not getattr(args, "handler", None):
         parser.print_help()
@@ -316,10 +441,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         client = Client(args.url, token=args.token)
         return int(args.handler(args, client))
-    except CrowdsourceError as exc:
-        return _fail(f"{type(exc).__name__}: {exc}")
-    except (OSError, ValueError) as exc:
-        return _fail(str(exc))
+    except BrokenPipeError:
+        _quiet_stdout()
+        return SIGPIPE_EXIT
+    except (CrowdsourceError, OSError, ValueError) as exc:
+        return _fail(args, exc)
     except KeyboardInterrupt:
         return 130
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -157,3 +158,106 @@ def test_missing_file(env) -> None:
 def test_usage_error_exits_2(env) -> None:
     """A malformed command line is argparse's usage error."""
     assert run(env, "show", "not-a-number").returncode == 2
+
+
+# -- faults a new user meets ------------------------------------------------------------------
+
+
+def test_a_malformed_csv_names_the_file_and_the_line(env, tmp_path) -> None:
+    """A CSV with a ragged row: one line naming the file and the line, no parser internals."""
+    bad = tmp_path / "ragged.csv"
+    bad.write_text("id\n1\n2\n3,4,5,6\n")
+    line = fails(env, "submit", "1", str(bad))
+    assert str(bad) in line and "line 4 has 4 fields but the header row has 1" in line
+    assert "tokenizing" not in line and "C error" not in line
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "empty"),
+        (b"PAR1 not really parquet", "not a readable CSV or Parquet file"),
+        (b"id,label\n1,\xff\xfe\n", "not UTF-8"),
+    ],
+)
+def test_every_unreadable_file_is_one_line_naming_it(env, tmp_path, content, says) -> None:
+    """Empty, damaged Parquet, not UTF-8: each one line naming the file and the fault."""
+    path = tmp_path / "predictions.csv"
+    path.write_bytes(content)
+    line = fails(env, "submit", "1", str(path))
+    assert str(path) in line and says in line
+
+
+def test_json_makes_errors_json_on_stderr(env, tmp_path) -> None:
+    """With --json an error is one JSON object on stderr and the exit status is 1; a usage
+    error is JSON too, with status 2."""
+    result = run(env, "--json", "show", "987654")
+    assert result.returncode == 1 and result.stdout == ""
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "not_found" and error["status"] == 404
+    assert "`crowdsource competitions` lists them" in error["message"]
+    missing = run(env, "submit", "1", str(tmp_path / "nowhere.csv"), "--json")
+    assert missing.returncode == 1
+    assert "nowhere.csv" in json.loads(missing.stderr)["error"]["message"]
+    usage = run(env, "show", "not-a-number", "--json")
+    assert usage.returncode == 2 and json.loads(usage.stderr)["error"]["code"] == "usage"
+
+
+def test_a_wrong_competition_id_points_to_the_command(env) -> None:
+    """No API URL in the message: the command that lists competitions."""
+    line = fails(env, "leaderboard", "987654")
+    assert "no competition 987654; `crowdsource competitions` lists them" in line
+    assert "/api/v1" not in line
+
+
+def test_a_reader_that_leaves_ends_the_command_quietly(env) -> None:
+    """`crowdsource users | head -1`: the pipe closes before the table is written; no
+    traceback, the exit status a shell gives a tool stopped by SIGPIPE."""
+    ok(env, "register", f"pipe-{uuid.uuid4().hex[:12]}")
+    cmd = [sys.executable, "-m", "crowdsource.cli", "users"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the command writes
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(60) == 141 and stderr == ""
+    shell = subprocess.run(
+        f"'{sys.executable}' -m crowdsource.cli users | head -1",
+        shell=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shell.returncode == 0 and shell.stderr == "" and "name" in shell.stdout
+
+
+def test_times_print_to_the_second(env, tmp_path) -> None:
+    """Tables and `show` print times as `2026-12-01 09:30:05`, JSON keeps ISO."""
+    competition_id = hosted(env, tmp_path)
+    ok(env, "register", f"times-{uuid.uuid4().hex[:12]}")
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    for text in (ok(env, "users"), ok(env, "show", str(competition_id))):
+        assert re.search(stamp, text) and not re.search(r":\d\d\.\d{6}", text)
+        assert "+00:00" not in text
+    assert "T" in json.loads(ok(env, "users", "--json"))[0]["created_at"]
+
+
+def test_submissions_show_the_private_score_after_close(env, tmp_path) -> None:
+    """Half the rows private: once the host closes, `submissions` has a private_score."""
+    host_env = {**env, "CROWDSOURCE_CONFIG_DIR": str(tmp_path / "host-config")}
+    ok(host_env, "register", f"host-{uuid.uuid4().hex[:12]}")
+    dataset, answer = write_competition(tmp_path)
+    created = ok(
+        host_env,
+        *("host", "--dataset", str(dataset), "--answer", str(answer), "--metric", "accuracy"),
+        *("--public-fraction", "0.5", "--json"),
+    )
+    competition_id = str(json.loads(created)["id"])
+    ok(env, "register", f"late-{uuid.uuid4().hex[:12]}")
+    pd.read_csv(answer).to_csv(tmp_path / "mine.csv", index=False)
+    ok(env, "submit", competition_id, str(tmp_path / "mine.csv"))
+    assert "private_score" not in ok(env, "submissions", "--competition", competition_id)
+    ok(host_env, "close", competition_id)
+    table = ok(env, "submissions", "--competition", competition_id)
+    assert "private_score" in table.splitlines()[0]
+    assert json.loads(ok(env, "submissions", "--json"))[0]["private_score"] == 1.0

@@ -14,6 +14,7 @@ from crowdsource.client.errors import (
     ConnectionFailed,
     CrowdsourceError,
     Forbidden,
+    IdentityExists,
     InvalidCompetition,
     InvalidSubmission,
     MethodNotAllowed,
@@ -25,6 +26,7 @@ from crowdsource.client.errors import (
     Timeout,
     Unauthorized,
     UnexpectedResponse,
+    UnknownIdentity,
     UnsupportedMediaType,
 )
 from crowdsource.client.events import EventStream
@@ -43,6 +45,7 @@ __all__ = [
     "Event",
     "EventStream",
     "Forbidden",
+    "IdentityExists",
     "InvalidCompetition",
     "InvalidSubmission",
     "MethodNotAllowed",
@@ -56,6 +59,7 @@ __all__ = [
     "Timeout",
     "Unauthorized",
     "UnexpectedResponse",
+    "UnknownIdentity",
     "UnsupportedMediaType",
 ]
 

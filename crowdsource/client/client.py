@@ -20,10 +20,14 @@ from urllib3 import encode_multipart_formdata
 
 from crowdsource.client.config import (
     Credentials,
+    IdentityExists,
+    add_identity,
     credentials_path,
-    load_credentials,
+    current_identity,
+    load_identities,
     normalize_url,
-    save_credentials,
+    replace_token,
+    use_identity,
 )
 from crowdsource.client.errors import (
     ConnectionFailed,
@@ -136,8 +140,8 @@ class Client:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _saved_token(self) -> str | None:
-        """The token from this server's credentials file, if any."""
-        creds = load_credentials(self.url)
+        """The token of this server's current saved identity, if any."""
+        creds = current_identity(self.url)
         if creds is None:
             return None
         self.participant = {"id": creds.id, "name": creds.name}
@@ -253,13 +257,48 @@ class Client:
     # -- participants -------------------------------------------------------------------------
 
     def register(self, name: str | None = None, *, save: bool = True) -> dict[str, Any]:
-        """Create a participant; keep its token here and (if `save`) in the credentials file."""
-        data = self._json("POST", "/participants", json={"name": name or _default_name()})
+        """Create a participant and act as them; with `save`, add them to this server's saved
+        identities as the current one (a name already saved there is refused: IdentityExists)."""
+        name = name or _default_name()
+        if save and name.strip() in load_identities(self.url).identities:
+            raise IdentityExists(
+                f"{name.strip()!r} is already registered and saved for {self.url}:"
+                f" `crowdsource use {name.strip()}` acts as them;"
+                " register another name for a new participant"
+            )
+        data = self._json("POST", "/participants", json={"name": name})
         self.token = str(data["token"])
         self.participant = {"id": data.get("id"), "name": data.get("name")}
         if save:
             creds = Credentials(self.url, self.token, data.get("id"), data.get("name"))
-            data["credentials_file"] = str(save_credentials(creds))
+            data["credentials_file"] = str(add_identity(creds))
+        return dict(data)
+
+    def use(self, name: str) -> dict[str, Any]:
+        """Act as the saved identity `name` from now on, here and for later clients of this
+        server (UnknownIdentity lists the saved ones)."""
+        creds = use_identity(self.url, name)
+        self.token = creds.token
+        self.participant = {"id": creds.id, "name": creds.name}
+        return {"id": creds.id, "name": creds.name, "url": self.url}
+
+    def identities(self) -> list[dict[str, Any]]:
+        """The identities saved for this server: name, id and whether each is current."""
+        saved = load_identities(self.url)
+        return [
+            {"name": name, "id": creds.id, "current": name == saved.current}
+            for name, creds in saved.identities.items()
+        ]
+
+    def rotate_token(self, *, save: bool = True) -> dict[str, Any]:
+        """Replace this participant's token with a new one (the old one stops working at
+        once); with `save`, the saved identity gets the new token."""
+        data = self._json("POST", "/participants/me/token")
+        self.token = str(data["token"])
+        self.participant = {"id": data.get("id"), "name": data.get("name")}
+        if save:
+            creds = Credentials(self.url, self.token, data.get("id"), data.get("name"))
+            data["credentials_file"] = str(replace_token(creds))
         return dict(data)
 
     @property

@@ -12,6 +12,7 @@ __all__ = [
     "ConnectionFailed",
     "CrowdsourceError",
     "Forbidden",
+    "IdentityExists",
     "InvalidCompetition",
     "InvalidSubmission",
     "MethodNotAllowed",
@@ -23,6 +24,7 @@ __all__ = [
     "Timeout",
     "Unauthorized",
     "UnexpectedResponse",
+    "UnknownIdentity",
     "UnsupportedMediaType",
     "error_from_response",
 ]
@@ -38,6 +40,18 @@ class CrowdsourceError(Exception):
         self.message = message
         self.status = status
         self.body = body
+
+
+class IdentityExists(CrowdsourceError):
+    """An identity of that name is already saved for that server (never replaced)."""
+
+    code = "identity_exists"
+
+
+class UnknownIdentity(CrowdsourceError):
+    """No identity of that name is saved for that server."""
+
+    code = "unknown_identity"
 
 
 class ConnectionFailed(CrowdsourceError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
@@ -77,15 +78,33 @@ class EventStream:
             self.connect()
         assert self._ws is not None
         try:
-            self._ws.settimeout(timeout)
-            text = self._ws.recv()
+            data = self._next_message(self._ws, timeout)
         except websocket.WebSocketTimeoutException:
             raise Timeout(f"no event within {timeout} s") from None
         except (OSError, websocket.WebSocketException) as exc:
             raise ConnectionFailed(f"event stream closed: {exc or 'connection lost'}") from None
-        if not text:
+        if data is None:
             raise ConnectionFailed("event stream closed by the server")
-        return Event.from_json(json.loads(text))
+        return Event.from_json(json.loads(data))
+
+    @staticmethod
+    def _next_message(ws: websocket.WebSocket, timeout: float | None) -> bytes | str | None:
+        """The next data message (None once closed) within `timeout` s in all: the server's
+        pings are read frame by frame against one deadline, since each would otherwise
+        restart the socket's timeout and a quiet stream would never time out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise websocket.WebSocketTimeoutException("deadline passed")
+            ws.settimeout(left)
+            with ws.readlock:
+                opcode, frame = ws.recv_data_frame(control_frame=True)
+            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                data: bytes | str = frame.data
+                return data
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return None
 
     def __iter__(self) -> Iterator[Event]:
         """Yield events until the connection closes (then ConnectionFailed unless close())."""

@@ -77,6 +77,7 @@ def make_app(
     max_json_size: int = 64 * 1024,
     small_body_timeout: float = 60.0,
     process: int = 1,
+    ping_interval: float = 20.0,
 ) -> web.Application:
     """The Tornado application over the managers, in serving process number `process`."""
     from crowdsource.server.handlers.base import NotFoundHandler
@@ -94,7 +95,7 @@ def make_app(
         log_function=log_request,
         debug=False,
         serve_traceback=False,
-        websocket_ping_interval=20,
+        websocket_ping_interval=ping_interval,
     )
 
 
@@ -208,6 +209,10 @@ class CrowdsourceServer(Application):
             "closed. Bounds connections that never finish their headers."
         ),
     ).tag(config=True)
+    ping_interval = Float(
+        20.0,
+        help="Seconds between pings on an idle event stream (keeps proxies from closing it).",
+    ).tag(config=True)
     body_timeout = Float(
         3600.0,
         help=(
@@ -315,6 +320,7 @@ class CrowdsourceServer(Application):
         "max-json-kb": "CrowdsourceServer.max_json_kb",
         "idle-timeout": "CrowdsourceServer.idle_timeout",
         "body-timeout": "CrowdsourceServer.body_timeout",
+        "ping-interval": "CrowdsourceServer.ping_interval",
         "max-connections": "CrowdsourceServer.max_connections",
         "max-rows": "CrowdsourceServer.max_rows",
         "max-columns": "CrowdsourceServer.max_columns",
@@ -360,7 +366,7 @@ class CrowdsourceServer(Application):
             raise ValueError(f"--{proposal['trait'].name.replace('_', '-')} must be positive")
         return value
 
-    @validate("idle_timeout", "body_timeout")
+    @validate("idle_timeout", "body_timeout", "ping_interval")
     def _check_timeout(self, proposal: Any) -> float:
         """A positive number of seconds."""
         value = float(proposal["value"])
@@ -553,6 +559,7 @@ class CrowdsourceServer(Application):
             small_body_timeout=self.idle_timeout,
             limiter=limiter,
             process=index + 1,
+            ping_interval=self.ping_interval,
         )
         server = GuardedHTTPServer(
             app,

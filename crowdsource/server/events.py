@@ -33,6 +33,8 @@ SEPARATOR = b"\n"  # between the events of one datagram (their JSON has no newli
 QUEUE_LIMIT = 64 * 2**20  # bytes waiting for one process, past which it is taken for stuck
 RECEIVE_BATCH = 256  # datagrams taken at once before their events are delivered
 RESYNC = "hello"  # delivered here when events may have been missed: listeners resync on it
+TOKEN_ROTATED = "participant.token_rotated"  # between server processes (caches), never streamed
+INTERNAL = frozenset({TOKEN_ROTATED})
 TYPES = (
     "competition.created",
     "competition.closed",

@@ -46,7 +46,7 @@ class Managers:
             store=store,
             bus=bus,
             workers=workers,
-            participants=ParticipantManager(parent=parent, store=store, secret=secret),
+            participants=ParticipantManager(parent=parent, store=store, bus=bus, secret=secret),
             competitions=competitions,
             submissions=SubmissionManager(
                 parent=parent, store=store, bus=bus, workers=workers, competitions=competitions

@@ -142,6 +142,9 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": _op("List participants", auth=True),
     },
     "/api/v1/participants/me": {"get": _op("Who your token belongs to", auth=True)},
+    "/api/v1/participants/me/token": {
+        "post": _op("A new token for you; the one sent stops working at once", auth=True)
+    },
     "/api/v1/competitions": {
         "get": _op(
             "List competitions",

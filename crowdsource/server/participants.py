@@ -1,4 +1,5 @@
-"""Participants: registration and token authentication (tokens stored as keyed hashes)."""
+"""Participants: registration, token authentication and rotation (tokens stored as keyed
+hashes)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
 from crowdsource.errors import BadRequest, Conflict, Unauthorized
+from crowdsource.server.events import RESYNC, TOKEN_ROTATED, Event, EventBus
 from crowdsource.server.storage.store import Store
 from crowdsource.server.storage.tables import Participant
 from crowdsource.times import iso
@@ -68,6 +70,15 @@ def authenticate(session: Session, *, token: str, secret: bytes) -> Participant:
     return found
 
 
+def rotate_token(session: Session, *, participant_id: int, secret: bytes) -> str:
+    """Give a participant a new token (the old one no longer authenticates); return it."""
+    participant = session.get_one(Participant, participant_id)
+    token = new_token()
+    participant.token_hash = hash_token(token, secret=secret)
+    session.flush()
+    return token
+
+
 def listing(session: Session) -> list[Participant]:
     """Every participant, oldest first."""
     return list(session.scalars(select(Participant).order_by(Participant.id)))
@@ -83,24 +94,47 @@ def as_json(participant: Participant) -> dict[str, Any]:
 
 
 class ParticipantManager(LoggingConfigurable):
-    """Registration and authentication; tokens seen are cached (participants never change)."""
+    """Registration, authentication and token rotation; tokens seen are cached until a
+    rotation in any process (announced on the bus) or a resync empties them."""
 
     token_cache_size = Integer(
         100_000, help="Tokens remembered after a first lookup (emptied when full)."
     ).tag(config=True)
 
-    def __init__(self, *, store: Store, secret: bytes, **kwargs: Any) -> None:
+    def __init__(self, *, store: Store, bus: EventBus, secret: bytes, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.store = store
+        self.bus = bus
         self.secret = secret
         self._tokens: dict[str, Participant] = {}
+        self._forgets = 0  # a lookup that began before a forget must not refill the cache
+        bus.subscribe(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        """A token rotated in any process: forget its participant's cached tokens (every
+        token after a resync: the bus may have missed a rotation)."""
+        if event.type == RESYNC:
+            self._forgets += 1
+            self._tokens.clear()
+        elif event.type == TOKEN_ROTATED:
+            self._forget(event.data.get("participant_id"))
+
+    def _forget(self, participant_id: Any) -> None:
+        """Drop the cached tokens of one participant."""
+        self._forgets += 1
+        for digest, participant in list(self._tokens.items()):
+            if participant.id == participant_id:
+                self._tokens.pop(digest, None)
 
     async def authenticate(self, token: str) -> Participant:
         """The participant a token belongs to."""
         digest = hash_token(token, secret=self.secret)
         found = self._tokens.get(digest)
         if found is None:
+            forgets = self._forgets
             found = await self.store.tx(lambda s: authenticate(s, token=token, secret=self.secret))
+            if forgets != self._forgets:
+                return found  # a token was rotated meanwhile: this one may be the old one
             if len(self._tokens) >= self.token_cache_size:
                 self._tokens.clear()
             self._tokens[digest] = found
@@ -114,6 +148,16 @@ class ParticipantManager(LoggingConfigurable):
             return {**as_json(participant), "token": token}
 
         return await self.store.tx(run)
+
+    async def rotate_token(self, participant: Participant) -> dict[str, Any]:
+        """A new token for `participant`; the old one fails at once here, and in every other
+        process as soon as the bus brings them the news."""
+        token = await self.store.tx(
+            lambda s: rotate_token(s, participant_id=participant.id, secret=self.secret)
+        )
+        self._forget(participant.id)
+        self.bus.publish(Event(TOKEN_ROTATED, 0, {"participant_id": participant.id}))
+        return {**as_json(participant), "token": token}
 
     async def listing(self) -> list[dict[str, Any]]:
         """Every participant, oldest first."""

@@ -9,7 +9,7 @@ from typing import Any
 from tornado import websocket
 
 from crowdsource.errors import BadRequest, Forbidden, Unauthorized
-from crowdsource.server.events import RESYNC, Event
+from crowdsource.server.events import INTERNAL, RESYNC, Event
 from crowdsource.server.handlers.base import JSONErrors, query_id
 from crowdsource.server.leaderboards import LeaderboardManager
 from crowdsource.server.participants import ParticipantManager
@@ -111,7 +111,7 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
         """Forward one event, as this listener may see it, if it matches the filter (a resync
         always: it may stand for events of this competition that were missed)."""
         mine = event.competition_id == self.competition or event.type == RESYNC
-        if self.competition is not None and not mine:
+        if event.type in INTERNAL or (self.competition is not None and not mine):
             return
         try:
             self.write_message(seen_by(event, self.viewer).to_json())

@@ -29,7 +29,16 @@ class MeHandler(APIHandler):
         self.send(participants.as_json(self.participant))
 
 
+class TokenHandler(APIHandler):
+    """`/participants/me/token`: rotate the caller's token."""
+
+    async def post(self) -> None:
+        """A new token, in this answer only; the one sent stops working at once."""
+        self.send(await self.participants.rotate_token(self.participant))
+
+
 default_handlers = [
     (r"/api/v1/participants", ParticipantsHandler),
     (r"/api/v1/participants/me", MeHandler),
+    (r"/api/v1/participants/me/token", TokenHandler),
 ]
