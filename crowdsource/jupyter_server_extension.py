@@ -9,7 +9,9 @@ could read the credentials file anyway, and nobody else gets an answer.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from pathlib import Path
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -17,7 +19,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from crowdsource.client.config import Credentials, config_dir, load_credentials, normalize_url
+from crowdsource.client.config import Credentials, config_dir, current_identity
 from crowdsource.client.errors import ConnectionFailed
 
 __all__ = ["IdentityHandler", "saved_identity"]
@@ -26,23 +28,30 @@ AUTH_RESOURCE = "crowdsource"
 
 
 def saved_identity(*, url: str | None = None) -> Credentials | None:
-    """The saved identity for `url`, or (without one) for the server used most recently."""
+    """The current saved identity for `url`, or (without one) on the server used most recently
+    (the newest credentials file: `register`, `use` and `connect` write or touch it)."""
     if url is not None:
-        return load_credentials(normalize_url(url))
-    files = sorted(
-        (config_dir() / "servers").glob("*.json"),
-        key=lambda path: path.stat().st_mtime,
-        reverse=True,
-    )
-    for path in files:
+        return current_identity(url)
+    for path in sorted((config_dir() / "servers").glob("*.json"), key=_mtime, reverse=True):
         try:
             saved = json.loads(path.read_text()).get("url")
         except (OSError, ValueError, AttributeError):
             continue
-        creds = load_credentials(normalize_url(saved)) if isinstance(saved, str) else None
-        if creds is not None:
-            return creds
+        if not isinstance(saved, str):
+            continue
+        with contextlib.suppress(ConnectionFailed):  # a hand-edited file with a bad URL
+            creds = current_identity(saved)
+            if creds is not None:
+                return creds
     return None
+
+
+def _mtime(path: Path) -> float:
+    """When a credentials file was last written or touched (a vanished one: never)."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def identity_json(creds: Credentials | None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from crowdsource.client import (
     NotFound,
     Unauthorized,
 )
+from crowdsource.client.config import mark_used
 
 if TYPE_CHECKING:
     from crowdsource.notebook.embedded import EmbeddedServer
@@ -86,6 +87,8 @@ def connect(url: str | None = None, *, token: str | None = None) -> Client:
                 f"{new.url} does not accept this token: run `%crowdsource register NAME`"
                 " or `%crowdsource connect URL --token TOKEN` with a valid token"
             ) from None
+    if token is None:
+        mark_used(new.url)  # its saved identity is the one the JupyterLab panel picks
     return use(new)
 
 
