@@ -22,7 +22,9 @@ export interface IConnection {
 }
 
 /** The saved identity (for `serverUrl` when given), or null: none saved, or no extension. */
-export async function savedIdentity(serverUrl?: string): Promise<IIdentity | null> {
+export async function savedIdentity(
+  serverUrl?: string
+): Promise<IIdentity | null> {
   const settings = ServerConnection.makeSettings();
   const query = serverUrl ? URLExt.objectToQueryString({ url: serverUrl }) : '';
   const url = URLExt.join(settings.baseUrl, 'crowdsource', 'identity') + query;
