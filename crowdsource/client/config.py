@@ -46,6 +46,7 @@ __all__ = [
     "glue_option_values",
     "load_credentials",
     "load_identities",
+    "mark_used",
     "normalize_url",
     "replace_token",
     "save_credentials",
@@ -173,6 +174,12 @@ def load_identities(url: str) -> ServerIdentities:
         with contextlib.suppress(OSError):  # a read-only config folder still reads
             _write(found)
     return found
+
+
+def mark_used(url: str) -> None:
+    """Touch `url`'s credentials file: the JupyterLab panel follows the server used last."""
+    with contextlib.suppress(OSError):
+        os.utime(credentials_path(url))
 
 
 def current_identity(server_url: str) -> Credentials | None:

@@ -18,6 +18,7 @@ from crowdsource.client import (
     NotFound,
     Unauthorized,
 )
+from crowdsource.client.config import mark_used
 
 if TYPE_CHECKING:
     from crowdsource.notebook.embedded import EmbeddedServer
@@ -102,6 +103,8 @@ def connect(url: str | None = None, *, token: str | None = None) -> Client:
             _STATE.connect_note = f"the token saved for {name!r} is not known to this server"
             return use(new)
     _STATE.connect_note = None
+    if token is None:
+        mark_used(new.url)  # its saved identity is the one the JupyterLab panel picks
     return use(new)
 
 

@@ -11,6 +11,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { DEFAULT_SERVER_URL } from './api';
+import { resolveConnection } from './identity';
 import { LeaderboardPanel } from './panel';
 
 const PLUGIN_ID = 'crowdsource-jupyterlab:plugin';
@@ -57,25 +58,40 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     palette?.addItem({ command: CommandIDs.open, category: 'Crowdsource' });
 
+    // The saved identity first, else the settings; asked again each time the panel is
+    // shown, so a `crowdsource register` made meanwhile is picked up without a reload.
+    let read = (): [string, string, boolean] => [DEFAULT_SERVER_URL, '', false];
+    let asked = 0;
+    const connect = () => {
+      const seq = ++asked;
+      void resolveConnection(...read()).then(c => {
+        if (seq === asked) {
+          panel.configure(c.serverUrl, c.token, c.source);
+        }
+      });
+    };
+    const start = () => {
+      panel.onShow = connect;
+      connect();
+    };
     if (!settingRegistry) {
-      panel.configure(DEFAULT_SERVER_URL, '');
+      start();
       return;
     }
     settingRegistry
       .load(PLUGIN_ID)
       .then(settings => {
-        const apply = () => {
-          panel.configure(
-            String(settings.get('serverUrl').composite ?? DEFAULT_SERVER_URL),
-            String(settings.get('token').composite ?? '')
-          );
-        };
-        apply();
-        settings.changed.connect(apply);
+        read = () => [
+          String(settings.get('serverUrl').composite ?? DEFAULT_SERVER_URL),
+          String(settings.get('token').composite ?? ''),
+          settings.get('serverUrl').user !== undefined
+        ];
+        start();
+        settings.changed.connect(connect);
       })
       .catch(reason => {
         console.error('crowdsource: could not load settings', reason);
-        panel.configure(DEFAULT_SERVER_URL, '');
+        start();
       });
   }
 };

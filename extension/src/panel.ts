@@ -11,6 +11,7 @@ import { ApiError, CrowdsourceApi, DEFAULT_SERVER_URL } from './api';
 import { leaderboardChart } from './chart';
 import { el, formatScore, formatShortTime, formatTime } from './dom';
 import { EventStream } from './events';
+import { IConnection } from './identity';
 import {
   CompetitionStatus,
   ICompetition,
@@ -49,6 +50,9 @@ export function statusOf(c: ICompetition, now = Date.now()): CompetitionStatus {
 export class LeaderboardPanel extends Widget {
   private api = new CrowdsourceApi(DEFAULT_SERVER_URL);
   private configured = false;
+  private tokenSource: IConnection['source'] = 'settings';
+  /** Called each time the panel is shown (to ask again for the saved identity). */
+  onShow: (() => void) | null = null;
   private stream: EventStream | null = null;
   private connection: Connection = 'idle';
   private retryMs = 0;
@@ -92,9 +96,14 @@ export class LeaderboardPanel extends Widget {
     this.render();
   }
 
-  /** Apply the settings; reconnects when the URL or token changed. */
-  configure(serverUrl: string, token: string): void {
+  /** Apply the server and token; reconnects when either changed. */
+  configure(
+    serverUrl: string,
+    token: string,
+    source: IConnection['source'] = 'settings'
+  ): void {
     const api = new CrowdsourceApi(serverUrl, token);
+    this.tokenSource = source;
     const changed =
       !this.configured ||
       api.baseUrl !== this.api.baseUrl ||
@@ -139,6 +148,7 @@ export class LeaderboardPanel extends Widget {
 
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
+    this.onShow?.();
     if (this.configured && this.stream === null) {
       this.startStream();
       this.render();
@@ -239,10 +249,16 @@ export class LeaderboardPanel extends Widget {
       this.me = null;
       this.authError =
         error.kind === 'unauthorized'
-          ? `Unauthorized: ${api.baseUrl} refused the token set in Settings › Crowdsource. ` +
+          ? `Unauthorized: ${api.baseUrl} refused the ${this.tokenName()}. ` +
             'Showing public leaderboards only.'
           : `Could not check the token with ${api.baseUrl}: ${error.message}`;
     }
+  }
+
+  private tokenName(): string {
+    return this.tokenSource === 'saved'
+      ? 'token saved by `crowdsource register`'
+      : 'token set in Settings › Crowdsource';
   }
 
   private asApiError(err: unknown): ApiError {
@@ -359,8 +375,13 @@ export class LeaderboardPanel extends Widget {
   }
 
   private render(): void {
-    this.serverLabel.textContent = this.api.baseUrl;
-    this.serverLabel.title = 'Server URL (Settings › Crowdsource)';
+    // Who we are by name only: the token itself is never put in the page.
+    this.serverLabel.textContent =
+      this.api.baseUrl + (this.me ? ` · as ${this.me.name}` : '');
+    this.serverLabel.title =
+      this.tokenSource === 'saved'
+        ? 'Server and identity saved by `crowdsource register`'
+        : 'Server URL (Settings › Crowdsource)';
     const live = this.connection === 'live';
     this.liveLabel.textContent = live ? '● live' : '○ offline';
     this.liveLabel.classList.toggle('cs-is-live', live);

@@ -75,6 +75,9 @@ class Lab:
             "JUPYTERLAB_WORKSPACES_DIR": root / "workspaces",
             "JUPYTER_CONFIG_DIR": root / "config",
             "JUPYTER_RUNTIME_DIR": root / "runtime",
+            # The crowdsource credentials the identity extension reads: none, unless a test
+            # registers into it (never the tester's own ~/.config/crowdsource).
+            "CROWDSOURCE_CONFIG_DIR": root / "crowdsource",
         }
         for key, path in dirs.items():
             path.mkdir(parents=True, exist_ok=True)
@@ -90,6 +93,7 @@ class Lab:
             )
         )
         self._use_source_build()
+        self._enable_server_extension()
         self.log = root / "lab.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -111,6 +115,17 @@ class Lab:
         (data / "labextensions" / EXTENSION_NAME).symlink_to(built, target_is_directory=True)
         paths = [str(data), self.env.get("JUPYTER_PATH", "")]
         self.env["JUPYTER_PATH"] = os.pathsep.join(p for p in paths if p)
+
+    def _enable_server_extension(self) -> None:
+        """Enable the identity extension through the config file the wheel ships (an editable
+        install does not place it in the environment's etc/jupyter)."""
+        paths = [str(ROOT / "jupyter-config"), self.env.get("JUPYTER_CONFIG_PATH", "")]
+        self.env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(p for p in paths if p)
+
+    @property
+    def crowdsource_config(self) -> Path:
+        """The folder `crowdsource register` saves credentials in for this JupyterLab."""
+        return Path(self.env["CROWDSOURCE_CONFIG_DIR"])
 
     @property
     def url(self) -> str:
