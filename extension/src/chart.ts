@@ -2,7 +2,7 @@
  * A small SVG bar chart of a leaderboard's best scores (top entries).
  */
 import { formatScore, svg } from './dom';
-import { ILeaderboard } from './types';
+import { entryName, ILeaderboard, isEntryOf } from './types';
 
 const ROW = 18;
 const VALUE = 58;
@@ -49,8 +49,8 @@ export function leaderboardChart(
     const y = 2 + i * ROW;
     const x1 = LABEL + ((Math.min(0, score) - lo) / span) * barArea;
     const w = Math.max(1, (Math.abs(score) / span) * barArea);
-    const mine = highlightId !== null && entry.participant.id === highlightId;
-    const label = `${entry.rank}. ${entry.participant.name}`;
+    const mine = highlightId !== null && isEntryOf(entry, highlightId);
+    const label = `${entry.rank}. ${entryName(entry)}`;
     const name = svg(
       'text',
       { x: LABEL - 4, y: y + ROW - 6, class: 'cs-chart-label' },

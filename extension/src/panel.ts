@@ -15,7 +15,9 @@ import { IConnection } from './identity';
 import {
   CompetitionStatus,
   ICompetition,
+  entryName,
   ILeaderboard,
+  isEntryOf,
   IParticipantRef,
   IServerEvent
 } from './types';
@@ -361,7 +363,7 @@ export class LeaderboardPanel extends Widget {
       return null;
     }
     const board = this.boards.get(boardKey(competitionId, 'public'));
-    const entry = board?.entries.find(e => e.participant.id === this.me!.id);
+    const entry = board?.entries.find(e => isEntryOf(e, this.me!.id));
     return entry ? entry.rank : null;
   }
 
@@ -543,14 +545,14 @@ export class LeaderboardPanel extends Widget {
     for (const entry of board.entries) {
       const row = el('tr', 'cs-entry', null, [
         el('td', 'cs-e-rank', String(entry.rank)),
-        el('td', 'cs-e-name', entry.participant.name),
+        el('td', 'cs-e-name', entryName(entry)),
         el('td', 'cs-e-score', formatScore(entry.score)),
         el('td', 'cs-e-subs', String(entry.submissions)),
         el('td', 'cs-e-last', formatShortTime(entry.last_submission_at))
       ]);
       (row.lastChild as HTMLElement).title = formatTime(entry.last_submission_at);
       row.dataset.participantId = String(entry.participant.id);
-      row.classList.toggle('cs-mine', myId !== null && entry.participant.id === myId);
+      row.classList.toggle('cs-mine', myId !== null && isEntryOf(entry, myId));
       body.appendChild(row);
     }
     table.appendChild(body);

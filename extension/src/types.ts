@@ -23,9 +23,20 @@ export interface ICompetition {
   created_at: string;
 }
 
+/** A team's public view on its board entry (members only; never its join code). */
+export interface ITeamRef {
+  id: number;
+  name: string;
+  members: IParticipantRef[];
+}
+
 export interface ILeaderboardEntry {
   rank: number;
+  /** The participant, or a team's captain. */
   participant: IParticipantRef;
+  /** What the entry is called: the participant's name, or the team's. */
+  name?: string;
+  team?: ITeamRef | null;
   score: number | null;
   submissions: number;
   last_submission_at: string | null;
@@ -44,4 +55,17 @@ export interface IServerEvent {
   competition_id: number | null;
   at: string;
   data: any;
+}
+
+/** The name an entry is shown by: its team's, else its participant's. */
+export function entryName(entry: ILeaderboardEntry): string {
+  return entry.team?.name ?? entry.name ?? entry.participant.name;
+}
+
+/** Whether participant `id` owns an entry: as its participant or a member of its team. */
+export function isEntryOf(entry: ILeaderboardEntry, id: number): boolean {
+  return (
+    entry.participant.id === id ||
+    (entry.team?.members ?? []).some(member => member.id === id)
+  );
 }
