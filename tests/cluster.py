@@ -153,11 +153,16 @@ class Dask:
         return dict(json.loads(self.scheduler_file.read_text() or "null") or {})
 
     def start_workers(self) -> None:
-        """Start every worker that is not running, and wait until all have joined."""
-        for worker in self.workers:
-            if not worker.alive:
-                worker.start()
-        self.wait_for_workers(len(self.workers))
+        """Start every worker that is not running, until all have joined: as systemd's
+        Restart=always does (a worker that loses its scheduler may exit, a while later)."""
+
+        def joined() -> bool:
+            for worker in self.workers:
+                if not worker.alive:
+                    worker.start()
+            return len(self.worker_names()) == len(self.workers)
+
+        wait_for(f"{len(self.workers)} Dask workers", joined, 180)
 
     def worker_names(self) -> set[str]:
         """The names of the workers the scheduler knows."""
