@@ -26,6 +26,7 @@ from crowdsource.server.connections import GuardedHTTPServer, default_max_connec
 from crowdsource.server.events import EventBus, PostgresEventBus, SocketEventBus, peers_folder
 from crowdsource.server.managers import MANAGER_CLASSES, Managers
 from crowdsource.server.ratelimit import RateLimiter
+from crowdsource.server.scoring.cluster import SchedulerUnreachable
 from crowdsource.server.scoring.workers import Workers, end_with_parent
 from crowdsource.server.storage.engine import database_url
 from crowdsource.server.storage.store import Store, prepare_database
@@ -270,6 +271,22 @@ class CrowdsourceServer(Application):
     dask_scheduler = Unicode(
         "", help=("Dask scheduler address for --scoring=dask (empty: a local cluster).")
     ).tag(config=True)
+    scoring_timeout = Float(
+        300.0,
+        help=(
+            "Seconds a large submission may take to score on the pool or on Dask; past them it "
+            "fails with a reason that says so (or, with --dask-fallback=local, is scored here)."
+        ),
+    ).tag(config=True)
+    dask_fallback = Enum(
+        ["fail", "local"],
+        "fail",
+        help=(
+            "With --scoring=dask, when the scheduler is unreachable (at start too) or a job "
+            "runs past --scoring-timeout: fail the submission with the reason, or score it on "
+            "this machine's process pool."
+        ),
+    ).tag(config=True)
     write_rate = Float(
         20.0,
         help=(
@@ -323,6 +340,8 @@ class CrowdsourceServer(Application):
         "scoring-processes": "CrowdsourceServer.scoring_processes",
         "processes": "CrowdsourceServer.processes",
         "dask-scheduler": "CrowdsourceServer.dask_scheduler",
+        "dask-fallback": "CrowdsourceServer.dask_fallback",
+        "scoring-timeout": "CrowdsourceServer.scoring_timeout",
         "inline-kb": "CrowdsourceServer.inline_kb",
         "sqlite-synchronous": "CrowdsourceServer.sqlite_synchronous",
         "config": "CrowdsourceServer.config_file",
@@ -360,7 +379,7 @@ class CrowdsourceServer(Application):
             raise ValueError(f"--{proposal['trait'].name.replace('_', '-')} must be positive")
         return value
 
-    @validate("idle_timeout", "body_timeout")
+    @validate("idle_timeout", "body_timeout", "scoring_timeout")
     def _check_timeout(self, proposal: Any) -> float:
         """A positive number of seconds."""
         value = float(proposal["value"])
@@ -535,7 +554,14 @@ class CrowdsourceServer(Application):
             processes=self.scoring_processes,
             inline_bytes=self.inline_kb * 1024,
             dask_scheduler=self.dask_scheduler,
+            timeout=self.scoring_timeout,
+            dask_fallback=self.dask_fallback,
         )
+        try:
+            await workers.start()
+        except SchedulerUnreachable as exc:
+            self.log.critical("%s", exc)
+            self.exit(3)
         managers = Managers.build(
             store=store,
             bus=self._bus(store),

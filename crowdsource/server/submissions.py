@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,6 +59,16 @@ def check_key(key: str | None) -> str | None:
     if key is not None and not 1 <= len(key) <= 200:
         raise BadRequest("the Idempotency-Key header must be 1 to 200 characters")
     return key
+
+
+def abandoned(gone: Callable[[], bool]) -> None:
+    """Refuse to record a submission whose client closed the request (checked last thing
+    before the insert: once recorded, it is scored exactly once whoever waits for it)."""
+    if gone():
+        raise BadRequest(
+            "the request was closed before the submission was recorded: nothing was recorded "
+            "and no quota was used; send it again (with the same Idempotency-Key)"
+        )
 
 
 def check_open(comp: Competition, participant: Participant, now: datetime) -> None:
@@ -418,9 +429,12 @@ class SubmissionManager(LoggingConfigurable):
         *,
         key: str | None,
         wait: bool,
+        gone: Callable[[], bool] = lambda: False,
     ) -> tuple[dict[str, Any], bool]:
         """Validate, score and record a submission. Returns its view and whether it is new.
-        A large one is scored and stored by a scoring worker, from its spooled file."""
+        A large one is scored and stored by a scoring worker, from its spooled file. Once
+        `gone()` (the client closed the request) it is not recorded: nobody was told it was,
+        so it must neither count against the quota nor appear later."""
         key = check_key(key)
         spec = await self.competitions.spec(competition_id)
         held = locks(competition_id, participant.id)
@@ -430,9 +444,10 @@ class SubmissionManager(LoggingConfigurable):
             if existing is not None:
                 return existing, False
         if not wait:
-            return await self._submit_later(spec, participant, body, content_type, key)
+            return await self._submit_later(spec, participant, body, content_type, key, gone)
 
         def write(session: Session, scored: Scored) -> tuple[dict[str, Any], bool, bool]:
+            abandoned(gone)
             comp = self.competitions.current(session, competition_id)
             view, new = record(
                 session,
@@ -447,6 +462,7 @@ class SubmissionManager(LoggingConfigurable):
 
         url = self.store.url
         if big:
+            abandoned(gone)  # before the costly part, too
             shipped = body if self.workers.shares_files else frames.as_bytes(body)
             scored = await self.workers.run(
                 len(body), jobs.score_and_store, url, spec, shipped, content_type
@@ -475,6 +491,7 @@ class SubmissionManager(LoggingConfigurable):
         body: frames.Body,
         content_type: str | None,
         key: str | None,
+        gone: Callable[[], bool],
     ) -> tuple[dict[str, Any], bool]:
         """Store a submission as pending (acknowledged, durable) and score it afterwards."""
 
@@ -486,6 +503,7 @@ class SubmissionManager(LoggingConfigurable):
         data = await self.store.in_thread(encode)
 
         def write(session: Session) -> tuple[dict[str, Any], bool]:
+            abandoned(gone)
             return record(
                 session,
                 comp=competitions.get(session, spec.competition_id),
@@ -511,9 +529,10 @@ class SubmissionManager(LoggingConfigurable):
 
         spec: Spec | None = None
         try:  # any fault fails this submission alone, with a reason; none stops a start
-            spec, data = await self.store.tx(load)
+            found, data = await self.store.tx(load)
+            spec = found
             scored: Scored | None = await self.workers.run(
-                len(data), jobs.rescore, self.store.url, spec, data
+                len(data), jobs.rescore, self.store.url, found, data
             )
             reason = None
         except Exception as exc:

@@ -186,6 +186,7 @@ class APIHandler(JSONErrors):
 
     viewer: Participant | None = None
     _spool: Any = None  # the file a large body goes to, chunk by chunk
+    gone = False  # the client closed the connection: what it asked is not to be recorded
 
     @property
     def participants(self) -> ParticipantManager:
@@ -318,6 +319,7 @@ class APIHandler(JSONErrors):
 
     def on_connection_close(self) -> None:
         """The client went away mid-request."""
+        self.gone = True
         self._drop_spool()
         super().on_connection_close()  # ends the wait for the rest of a streamed body
 

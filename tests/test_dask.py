@@ -1,0 +1,374 @@
+"""Scoring on a real Dask cluster: a `dask scheduler` and `dask worker` processes started
+here on free ports, and a real crowdsource server with --scoring=dask in front of them.
+Every wait is bounded generously; nothing asserts how fast anything is."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from tests.api import Api
+from tests.support import ServerProcess, refusing_port
+
+pytestmark = pytest.mark.timeout(900)
+PARQUET = {"Content-Type": "application/vnd.apache.parquet"}
+BIG_ROWS = 50_000  # a body well over --inline-kb: scored on the cluster
+GENEROUS = 300.0  # seconds: "eventually", on a shared and busy machine
+
+
+def eventually(check: Callable[[], Any], *, within: float = GENEROUS, every: float = 0.5) -> Any:
+    """The first truthy value of `check()`, polling; fails after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(every)
+
+
+class Cluster:
+    """A Dask scheduler and its workers, each a process of its own, in `workdir`; workers
+    get an environment without any database URL and a working directory of their own."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.file = workdir / "scheduler.json"
+        self.scheduler: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.port = 0
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """A `python -m distributed.cli.NAME` process logging to a file."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CROWDSOURCE")}
+        cwd = self.workdir / f"{name}-{len(self.workers)}"
+        cwd.mkdir(exist_ok=True)
+        with open(self.workdir / f"{name}.log", "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", f"distributed.cli.{name}", *args],
+                cwd=cwd,
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+
+    @property
+    def address(self) -> str:
+        """The scheduler's address, as the server is told."""
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def start_scheduler(self) -> str:
+        """Start the scheduler (on a free port the first time, the same one again after);
+        returns its address once it has written its file."""
+        self.file.unlink(missing_ok=True)
+        self.scheduler = self._spawn(
+            "dask_scheduler",
+            "--host=127.0.0.1",
+            f"--port={self.port}",
+            f"--scheduler-file={self.file}",
+            "--no-dashboard",
+        )
+        info = eventually(lambda: self.file.exists() and json.loads(self.file.read_text()))
+        self.port = int(info["address"].rsplit(":", 1)[1])
+        return self.address
+
+    def add_worker(self) -> subprocess.Popen[bytes]:
+        """Start a worker (one thread, no nanny: killing it is final) and wait until the
+        scheduler counts it."""
+        before = self.count_workers()
+        proc = self._spawn(
+            "dask_worker",
+            self.address,
+            "--nthreads=1",
+            "--no-nanny",
+            "--no-dashboard",
+            "--host=127.0.0.1",
+        )
+        self.workers.append(proc)
+        eventually(lambda: self.count_workers() > before)
+        return proc
+
+    def client(self) -> Any:
+        """A Client of the test's own, to look at the cluster."""
+        from distributed import Client
+
+        return Client(self.address, timeout=60, set_as_default=False)
+
+    def count_workers(self) -> int:
+        """How many workers the scheduler knows."""
+        with self.client() as client:
+            return len(client.scheduler_info(n_workers=-1)["workers"])
+
+    def kill_scheduler(self) -> None:
+        """SIGKILL the scheduler."""
+        if self.scheduler is not None:
+            self.scheduler.send_signal(signal.SIGKILL)
+            self.scheduler.wait()
+
+    def kill_workers(self) -> None:
+        """SIGKILL every worker."""
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+
+    def stop(self) -> None:
+        """Kill everything started."""
+        self.kill_workers()
+        self.kill_scheduler()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A started scheduler without workers yet; all killed after the test."""
+    found = Cluster(tmp_path)
+    found.start_scheduler()
+    yield found
+    found.stop()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start a crowdsource server on a SQLite file in `tmp_path` with these options."""
+    started: list[ServerProcess] = []
+
+    def make(*extra: str) -> ServerProcess:
+        server = ServerProcess(str(tmp_path / "crowdsource.db"), tmp_path, *extra).start(120)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+def regress(host: Api, rows: int = BIG_ROWS) -> tuple[int, pd.DataFrame]:
+    """Host a regression competition of `rows` rows; returns its id and a perfect answer."""
+    rng = np.random.default_rng(rows)
+    ids = rng.permutation(rows)
+    answer = pd.DataFrame({"id": ids, "y": rng.normal(size=rows)})
+    comp = host.host(
+        type="regress",
+        metric="rmse",
+        targets=["y"],
+        dataset={"format": "parquet", "data": _b64(answer[["id"]])},
+        answer={"format": "parquet", "data": _b64(answer)},
+    )
+    return comp["id"], answer
+
+
+def _b64(frame: pd.DataFrame) -> str:
+    """A frame as base64 Parquet, as the API takes it in JSON."""
+    import base64
+
+    return base64.b64encode(parquet(frame)).decode()
+
+
+def parquet(frame: pd.DataFrame) -> bytes:
+    """A frame as Parquet bytes."""
+    out = io.BytesIO()
+    frame.to_parquet(out, index=False)
+    return out.getvalue()
+
+
+def submit(who: Api, cid: int, body: bytes, *, wait: bool = True) -> requests.Response:
+    """Submit Parquet predictions."""
+    return who.session.post(
+        f"{who.url}/api/v1/competitions/{cid}/submissions",
+        params={"wait": str(wait).lower()},
+        data=body,
+        headers=PARQUET,
+        timeout=GENEROUS,
+    )
+
+
+def settled(who: Api, submission_id: int) -> dict[str, Any] | None:
+    """A submission once it is no longer pending."""
+    found = who.get(f"/submissions/{submission_id}").json()
+    return None if found["state"] == "pending" else dict(found)
+
+
+# ---------------------------------------------------------------- the normal path
+
+
+def test_scores_on_the_cluster_whose_workers_have_no_database(
+    cluster: Cluster, serve: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Large submissions, waited for or not, are scored on the workers, which get the answer
+    through the cluster and never open the database (they were given no URL of it)."""
+    cluster.add_worker()
+    server = serve("--scoring=dask", f"--dask-scheduler={cluster.address}", "--inline-kb=16")
+    host, bob = Api(server), Api(server)
+    cid, answer = regress(host)
+    scored = submit(bob, cid, parquet(answer))
+    assert scored.status_code == 201, scored.text
+    assert scored.json()["public_score"] == 0.0
+    later = submit(bob, cid, parquet(answer.assign(y=answer.y + 1.0)), wait=False)
+    assert later.status_code == 202, later.text
+    assert eventually(lambda: settled(bob, later.json()["id"]))["public_score"] == 1.0
+    db = str(tmp_path / "crowdsource.db")
+    with cluster.client() as client:
+        opened = client.run(_database_use, db)
+    assert opened and all(found == {"stores": 0, "open": []} for found in opened.values())
+
+
+def _database_use(db: str) -> dict[str, Any]:
+    """On a worker: the blob stores it made, and its open files that are the database."""
+    from crowdsource.server.scoring import workers
+
+    files = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            files.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    return {"stores": len(workers.CACHE._stores), "open": [f for f in files if db in f]}
+
+
+def test_a_killed_worker_costs_its_job_a_rerun_elsewhere(
+    cluster: Cluster, serve: Callable[..., ServerProcess]
+) -> None:
+    """A worker SIGKILLed while it scores: the scheduler runs the job on the other one and
+    every submission is scored once."""
+    first = cluster.add_worker()
+    cluster.add_worker()
+    server = serve("--scoring=dask", f"--dask-scheduler={cluster.address}", "--inline-kb=16")
+    host, bob = Api(server), Api(server)
+    cid, answer = regress(host, rows=400_000)
+    body = parquet(answer)
+    ids = [submit(bob, cid, body, wait=False).json()["id"] for _ in range(4)]
+    with cluster.client() as client:
+        pid = first.pid
+        eventually(lambda: _busy(client, pid), every=0.02)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    for submission_id in ids:
+        assert eventually(lambda i=submission_id: settled(bob, i))["state"] == "scored"
+    mine = bob.get(f"/competitions/{cid}/submissions").json()
+    assert sorted(s["id"] for s in mine) == sorted(ids)
+    assert all(len(s["history"]) == 1 for s in mine)
+
+
+def _busy(client: Any, pid: int) -> bool:
+    """Whether the worker of process `pid` is running a task."""
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    processing = client.processing()
+    return any(w.get("pid") == pid and processing.get(addr) for addr, w in info.items())
+
+
+# ---------------------------------------------------------------- the scheduler away
+
+
+def test_scheduler_back_without_workers_large_ones_time_out_small_ones_score(
+    cluster: Cluster, serve: Callable[..., ServerProcess]
+) -> None:
+    """The scheduler killed and started again with no worker: large submissions fail within
+    --scoring-timeout with a reason that says so (nothing hangs), small `wait=false` ones are
+    scored meanwhile on the server's threads; once a worker joins, large ones score again."""
+    cluster.add_worker()
+    server = serve(
+        "--scoring=dask",
+        f"--dask-scheduler={cluster.address}",
+        "--inline-kb=16",
+        "--scoring-timeout=15",
+    )
+    host, bob = Api(server), Api(server)
+    cid, answer = regress(host)
+    small_cid, small = regress(host, rows=50)
+    assert submit(bob, cid, parquet(answer)).status_code == 201
+    cluster.kill_workers()
+    cluster.kill_scheduler()
+    cluster.start_scheduler()
+
+    big = [submit(bob, cid, parquet(answer), wait=False).json()["id"] for _ in range(4)]
+    waited: list[requests.Response] = []
+    waiter = threading.Thread(target=lambda: waited.append(submit(bob, cid, parquet(answer))))
+    waiter.start()
+    few = [submit(bob, small_cid, parquet(small), wait=False).json()["id"] for _ in range(3)]
+    for submission_id in few:
+        assert eventually(lambda i=submission_id: settled(bob, i))["state"] == "scored"
+    for submission_id in big:
+        failed = eventually(lambda i=submission_id: settled(bob, i))
+        assert failed["state"] == "failed"
+        assert "--scoring-timeout" in failed["reason"] or "unreachable" in failed["reason"]
+    waiter.join(GENEROUS)
+    assert waited[0].status_code == 503, waited[0].text
+    assert waited[0].json()["error"]["message"]  # says why, and when to try again
+
+    cluster.add_worker()
+    assert eventually(lambda: submit(bob, cid, parquet(answer)).status_code == 201)
+
+
+def test_a_client_that_gave_up_is_not_charged(
+    cluster: Cluster, serve: Callable[..., ServerProcess]
+) -> None:
+    """A large submission whose client closed the request while no worker could score it is
+    never recorded, even once a worker scores it: it neither counts nor appears."""
+    server = serve(
+        "--scoring=dask",
+        f"--dask-scheduler={cluster.address}",
+        "--inline-kb=16",
+        "--scoring-timeout=600",
+    )
+    host, bob = Api(server), Api(server)
+    cid, answer = regress(host)
+    with pytest.raises(requests.Timeout):
+        requests.post(
+            f"{bob.url}/api/v1/competitions/{cid}/submissions",
+            data=parquet(answer),
+            headers={**PARQUET, "Authorization": f"Bearer {bob.token}"},
+            timeout=5,
+        )
+    cluster.add_worker()
+    kept = submit(bob, cid, parquet(answer))
+    assert kept.status_code == 201, kept.text
+    with cluster.client() as client:  # the abandoned job ran too (it was first in line)
+        eventually(lambda: not any(client.processing().values()))
+    time.sleep(2)  # its outcome reaches the server, which drops it
+    mine = bob.get(f"/competitions/{cid}/submissions").json()
+    assert [s["id"] for s in mine] == [kept.json()["id"]]
+
+
+def test_scheduler_unreachable_at_start_is_one_clear_line(
+    tmp_path: Path, serve: Callable[..., ServerProcess]
+) -> None:
+    """No scheduler at the address: the server exits with one line saying what to do, and
+    no traceback; with --dask-fallback=local it starts and scores on its own pool."""
+    with refusing_port() as port:
+        server = ServerProcess(
+            str(tmp_path / "crowdsource.db"),
+            tmp_path,
+            "--scoring=dask",
+            f"--dask-scheduler=tcp://127.0.0.1:{port}",
+        )
+        with pytest.raises(RuntimeError, match="cannot reach the Dask scheduler"):
+            server.start(GENEROUS)
+        assert server.proc is not None and server.proc.wait(GENEROUS) == 3
+        assert "Traceback" not in server.log.read_text()
+        assert "--dask-fallback=local" in server.log.read_text()
+
+        local = serve(
+            "--scoring=dask",
+            f"--dask-scheduler=tcp://127.0.0.1:{port}",
+            "--dask-fallback=local",
+            "--inline-kb=16",
+        )
+        host, bob = Api(local), Api(local)
+        cid, answer = regress(host)
+        scored = submit(bob, cid, parquet(answer))
+        assert scored.status_code == 201, scored.text
+        assert scored.json()["public_score"] == 0.0
