@@ -119,7 +119,9 @@ def check_books(c: Cluster, load: list[Submitter]) -> None:
         return not left
 
     wait_for("every acknowledged submission scored", pending, 300)
-    failed = c.sql("SELECT id, reason FROM submissions WHERE id = ANY(%s) AND state <> 'scored'", ids)
+    failed = c.sql(
+        "SELECT id, reason FROM submissions WHERE id = ANY(%s) AND state <> 'scored'", ids
+    )
     assert not failed, f"acknowledged, then failed: {failed}"
     for s in load:
         counted = c.sql(
@@ -169,7 +171,11 @@ def survive(c: Cluster, watcher: Watcher, fault: Callable[[], None]) -> None:
             s.stop()
     check_books(c, load)
     later, _ = host(c, SMALL)
-    wait_for("the watcher answers a competition posted after the fault", lambda: later in watcher.answered, 180)
+    wait_for(
+        "the watcher answers a competition posted after the fault",
+        lambda: later in watcher.answered,
+        180,
+    )
 
 
 def test_shipped_haproxy_config_is_valid() -> None:
@@ -211,7 +217,9 @@ def test_quick_example_through_the_balancer(topology: Cluster, tmp_path: Path) -
         assert all(re.search(r"\s\d\.\d+\s", row) for row in rows)
 
 
-def test_watcher_waits_for_a_board_through_the_balancer(topology: Cluster, watcher: Watcher) -> None:
+def test_watcher_waits_for_a_board_through_the_balancer(
+    topology: Cluster, watcher: Watcher
+) -> None:
     """A competition posted through one server reaches the watcher (on either) and its board."""
     cid, _ = host(topology, SMALL)
     board = watcher.client.wait_for_leaderboard(cid, entries=1, timeout=180)
@@ -262,12 +270,19 @@ def test_the_scheduler_killed_and_restarted(topology: Cluster, watcher: Watcher)
         topology.dask.start_workers()  # workers that gave up are restarted, as systemd would
 
     survive(topology, watcher, kill_and_restart)
+    before = topology.dask.tasks_run()
+    survive(topology, watcher, lambda: None)
+    assert topology.dask.tasks_run() > before, "the servers no longer score on Dask"
 
 
 def test_every_database_connection_terminated(topology: Cluster, watcher: Watcher) -> None:
     """pg_terminate_backend on every connection to the database (servers, their LISTEN
     connections, the workers): all reconnect by themselves, and events flow again."""
-    survive(topology, watcher, lambda: [topology.terminate_database_connections()])
+
+    def terminate() -> None:
+        assert topology.terminate_database_connections() > 0
+
+    survive(topology, watcher, terminate)
 
 
 def test_every_part_still_serves(topology: Cluster) -> None:
