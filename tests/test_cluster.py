@@ -26,9 +26,12 @@ import crowdsource.client as CC
 from tests.api import Api
 from tests.cluster import HAPROXY_CFG, ROOT, Cluster, Submitter, cluster, frame, wait_for
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("haproxy") is None, reason="HAProxy is not installed: run `make system-deps`"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("haproxy") is None, reason="HAProxy is not installed: run `make system-deps`"
+    ),
+    pytest.mark.timeout(1200),  # several rounds of load on a shared 2-core machine
+]
 
 SMALL, BIG = 200, 3000  # rows: a small submission is scored on a server thread, a big on Dask
 DAILY_LIMIT = 100_000
@@ -147,9 +150,15 @@ def check_books(c: Cluster, load: list[Submitter]) -> None:
         assert probe.remaining_today == DAILY_LIMIT - used
 
 
-def survive(c: Cluster, watcher: Watcher, fault: Callable[[], None]) -> None:
-    """Submit under load, run `fault`, check that the load goes on and the books are right,
-    and that the watcher hears of a competition posted after the fault."""
+def survive(
+    c: Cluster,
+    watcher: Watcher,
+    fault: Callable[[], None],
+    repair: Callable[[], None] = lambda: None,
+) -> None:
+    """Submit under load, run `fault`, check that the load goes on; `repair` (what systemd
+    would do); then check that the books are right and that the watcher hears of a
+    competition posted after the fault."""
     small, small_answer = host(c, SMALL)
     big, big_answer = host(c, BIG)
     load = [
@@ -169,6 +178,7 @@ def survive(c: Cluster, watcher: Watcher, fault: Callable[[], None]) -> None:
     finally:
         for s in load:
             s.stop()
+    repair()
     check_books(c, load)
     later, _ = host(c, SMALL)
     wait_for(
@@ -228,7 +238,8 @@ def test_watcher_waits_for_a_board_through_the_balancer(
 
 def test_a_server_killed(topology: Cluster, watcher: Watcher) -> None:
     """The server holding the watcher's stream is SIGKILLed: HAProxy takes it out, the load
-    goes on through the other, the watcher reconnects; restarted, it serves again."""
+    goes on through the other, the watcher reconnects; restarted (as systemd would), it
+    serves again and scores what it had acknowledged with 202 but not scored yet."""
     port = wait_for("the watcher's stream", watcher.stream_port, 60)
     name = wait_for("the watcher's server", lambda: topology.balancer.server_of(port), 60)
     victim = topology.servers[name]
@@ -239,9 +250,11 @@ def test_a_server_killed(topology: Cluster, watcher: Watcher) -> None:
         topology.balancer.wait_until(name, "DOWN")
         wait_for("the watcher reconnects", lambda: watcher.competitor.connections > connections)
 
-    survive(topology, watcher, kill)
-    victim.start(timeout=120)
-    topology.balancer.wait_until(name, "UP")
+    def restart() -> None:  # it finishes what it acknowledged (202) but had not scored
+        victim.start(timeout=120)
+        topology.balancer.wait_until(name, "UP")
+
+    survive(topology, watcher, kill, restart)
     assert Api(victim).get("/competitions").status_code == 200
     survive(topology, watcher, lambda: None)  # both serve again
 
@@ -291,3 +304,20 @@ def test_every_part_still_serves(topology: Cluster) -> None:
         assert Api(server).get("/competitions").status_code == 200
     assert Api(topology.balancer).get("/competitions").status_code == 200
     assert topology.dask.worker_names() == {"worker-1", "worker-2"}
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_shipped_systemd_units_verify(tmp_path: Path) -> None:
+    """examples/deploy/systemd/*.service pass `systemd-analyze verify` (with this venv's
+    commands in place of /opt/crowdsource/venv)."""
+    units = []
+    for unit in (ROOT / "examples" / "deploy" / "systemd").glob("*.service"):
+        name = unit.name.replace("@.", "@8881.")  # a template is verified as an instance
+        text = unit.read_text().replace("/opt/crowdsource/venv", str(Path(sys.prefix)))
+        (tmp_path / name).write_text(text)
+        units.append(str(tmp_path / name))
+    assert len(units) == 3
+    check = subprocess.run(
+        ["systemd-analyze", "verify", *units], capture_output=True, text=True, timeout=120
+    )
+    assert check.returncode == 0 and not check.stderr.strip(), check.stderr
