@@ -228,6 +228,14 @@ class Workers:
             except BrokenProcessPool:  # a worker was killed as it started: start afresh
                 self._renew(pool)
 
+    def problem(self) -> str | None:
+        """What keeps large submissions from being scored now, for the readiness check."""
+        if self._dask is not None and self._dask.status != "running":
+            return f"the Dask client is {self._dask.status}"
+        if self.backend == "process" and self._pool is None:
+            return "the scoring pool is not running"
+        return None
+
     def in_process(self, size: int) -> bool:
         """Whether a job of `size` bytes runs on a thread of this process."""
         return size <= self.inline_bytes or self.backend == "thread"
