@@ -141,6 +141,25 @@ def prepare_database(
         engine.dispose()
 
 
+def upgrade_schema(db: str) -> tuple[str | None, str]:
+    """`crowdsource db upgrade`: migrate under the lock; the revisions before and after."""
+    engine = make_engine(database_url(db), pool_size=1, max_overflow=0)
+    try:
+        return migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def schema_revision(db: str) -> tuple[str | None, str]:
+    """`crowdsource db current`: the database's revision and the newest one."""
+    engine = make_engine(database_url(db), pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            return current_revision(conn), head_revision()
+    finally:
+        engine.dispose()
+
+
 def check_schema(engine: Engine) -> None:
     """Refuse a schema that is not the newest this version knows."""
     with engine.connect() as conn:
