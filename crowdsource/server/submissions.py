@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from crowdsource.errors import (
 from crowdsource.server import competitions, leaderboards
 from crowdsource.server.competitions import CompetitionManager, status
 from crowdsource.server.events import Event, EventBus
+from crowdsource.server.monitoring import metrics
 from crowdsource.server.scoring import workers as jobs
 from crowdsource.server.scoring.score import Scored, Spec
 from crowdsource.server.scoring.workers import Workers
@@ -41,6 +42,8 @@ from crowdsource.server.storage.tables import (
 )
 from crowdsource.server.tasks import Background
 from crowdsource.times import iso, next_midnight, utcnow
+
+T = TypeVar("T")
 
 INSERT_SUBMISSION = insert(SUBMISSIONS).returning(SUBMISSIONS.c.id)
 INSERT_SCORE = insert(SCORES)
@@ -464,7 +467,7 @@ class SubmissionManager(LoggingConfigurable):
         if big:
             abandoned(gone)  # before the costly part, too
             shipped = body if self.workers.shares_files else frames.as_bytes(body)
-            scored = await self.workers.run(
+            scored = await self._run(
                 len(body), jobs.score_and_store, url, spec, shipped, content_type
             )
             new = False
@@ -475,7 +478,9 @@ class SubmissionManager(LoggingConfigurable):
                     await self.store.tx(blobs.delete_blob, scored.blob_id)
         else:
             data, new, stale = await self.store.write(
-                lambda: jobs.score_body(url, spec, body, content_type), write, locks=held
+                lambda: self._timed(jobs.score_body, url, spec, body, content_type),
+                write,
+                locks=held,
             )
         if new:
             self._announce(data)
@@ -531,7 +536,7 @@ class SubmissionManager(LoggingConfigurable):
         try:  # any fault fails this submission alone, with a reason; none stops a start
             found, data = await self.store.tx(load)
             spec = found
-            scored: Scored | None = await self.workers.run(
+            scored: Scored | None = await self._run(
                 len(data), jobs.rescore, self.store.url, found, data
             )
             reason = None
@@ -557,9 +562,20 @@ class SubmissionManager(LoggingConfigurable):
             return await self.finish(submission_id)
         self._announce(view)
 
+    async def _run(self, size: int, fn: Callable[..., T], *args: Any) -> T:
+        """Run a scoring job on the workers, counted as pending and timed (the metrics)."""
+        with metrics().scoring():
+            return await self.workers.run(size, fn, *args)
+
+    def _timed(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a scoring job here, timed."""
+        with metrics().scoring():
+            return fn(*args)
+
     def _announce(self, view: dict[str, Any]) -> None:
         """Publish the outcome of a scoring."""
         kind = "submission.failed" if view["state"] == "failed" else "submission.scored"
+        metrics().submissions.labels("failed" if kind == "submission.failed" else "scored").inc()
         data = {
             "submission_id": view["id"],
             "participant": view["participant"],
@@ -606,7 +622,7 @@ class SubmissionManager(LoggingConfigurable):
         results: list[tuple[int, Scored | str]] = []
         for submission_id, data in found:
             try:
-                outcome: Scored | str = await self.workers.run(
+                outcome: Scored | str = await self._run(
                     len(data), jobs.rescore, self.store.url, spec, data
                 )
             except Exception as exc:  # this submission fails; the others are still scored

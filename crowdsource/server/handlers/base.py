@@ -267,7 +267,7 @@ class APIHandler(JSONErrors):
                 raise Unauthorized("send the token as 'Authorization: Bearer <token>'")
             self.viewer = await self.participants.authenticate(token.strip())
             if self.request.method == "POST":
-                self.settings["rate_limiter"].check(self.viewer.id)
+                await self.settings["rate_limiter"].take(self.viewer.id)
         if self.request.method in self.frame_methods:
             self.participant  # noqa: B018 - large bodies only from a known caller, unread else
         declared = self.request.headers.get("Content-Length")

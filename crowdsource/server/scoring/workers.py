@@ -275,6 +275,18 @@ class Workers:
             except BrokenProcessPool:  # a worker was killed as it started: start afresh
                 self._renew(pool)
 
+    def problem(self) -> str | None:
+        """What keeps large submissions from being scored now, for the readiness check."""
+        if not self.ready():
+            found = self.status()
+            return (
+                f"Dask cannot score now (scheduler {found.get('scheduler')}, "
+                f"{found.get('workers', 0)} workers) and there is no --dask-fallback=local"
+            )
+        if self.backend == "process" and self._pool is None:
+            return "the scoring pool is not running"
+        return None
+
     def in_process(self, size: int) -> bool:
         """Whether a job of `size` bytes runs on a thread of this process."""
         return size <= self.inline_bytes or self.backend == "thread"
