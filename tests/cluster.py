@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -338,10 +339,12 @@ def cluster(workdir: Path) -> Iterator[Cluster]:
             # pool rather than failed: an acknowledged submission is always scored.
             "--dask-fallback=local",
         )
-        servers: dict[str, ServerProcess] = {}
-        for name in SERVERS:  # one after the other: main migrates at start, without a lock
-            servers[name] = ServerProcess(db, workdir, *args).start(timeout=120)
-            stack.callback(servers[name].stop)
+        servers = {name: ServerProcess(db, workdir, *args) for name in SERVERS}
+        for server in servers.values():
+            stack.callback(server.stop)
+        with ThreadPoolExecutor(len(servers)) as pool:  # together: one migrates, one waits
+            for started in [pool.submit(s.start, timeout=180) for s in servers.values()]:
+                started.result()
         balancer = Balancer(workdir, list(servers.values()))
         stack.callback(balancer.stop)
         balancer.start()

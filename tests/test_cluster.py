@@ -308,12 +308,18 @@ def test_every_part_still_serves(topology: Cluster) -> None:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
 def test_shipped_systemd_units_verify(tmp_path: Path) -> None:
-    """examples/deploy/systemd/*.service pass `systemd-analyze verify` (with this venv's
-    commands in place of /opt/crowdsource/venv)."""
+    """examples/deploy/systemd/*.service pass `systemd-analyze verify`, with a venv of
+    wrappers (running this Python's `crowdsource` and `dask`) in /opt/crowdsource/venv's place."""
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for command, module in (("crowdsource", "crowdsource.cli"), ("dask", "dask")):
+        wrapper = bin_dir / command
+        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m {module} "$@"\n')
+        wrapper.chmod(0o755)
     units = []
     for unit in (ROOT / "examples" / "deploy" / "systemd").glob("*.service"):
         name = unit.name.replace("@.", "@8881.")  # a template is verified as an instance
-        text = unit.read_text().replace("/opt/crowdsource/venv", str(Path(sys.prefix)))
+        text = unit.read_text().replace("/opt/crowdsource/venv", str(tmp_path / "venv"))
         (tmp_path / name).write_text(text)
         units.append(str(tmp_path / name))
     assert len(units) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -521,8 +522,22 @@ class SubmissionManager(LoggingConfigurable):
 
         view, new = await self.store.tx(write)
         if new:
-            self.tasks.spawn(self.finish(view["id"]))
+            self.tasks.spawn(self.finish_despite_outages(view["id"]))
         return view, new
+
+    async def finish_despite_outages(self, submission_id: int) -> None:
+        """Finish an acknowledged submission, trying again while the database is away (it
+        would otherwise stay pending until the next start)."""
+        delay = 0.5
+        while True:
+            try:
+                return await self.finish(submission_id)
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+                self.log.warning("submission %s waits for the database: %s", submission_id, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     async def finish(self, submission_id: int) -> None:
         """Score a pending submission; record the score or the reason it failed."""
