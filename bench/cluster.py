@@ -51,6 +51,14 @@ class Front:
         self.url, self.api, self.http = url, url + "/api/v1", requests.Session()
 
 
+def _server(workdir: Path, db: str, *extra: str) -> ours.Server:
+    """bench.ours.Server on the PostgreSQL database `db` instead of its SQLite file."""
+    workdir.mkdir()
+    srv = ours.Server(workdir, extra=list(extra))
+    srv.proc.cmd = [f"--db={db}" if a.startswith("--db=") else a for a in srv.proc.cmd]
+    return srv
+
+
 def _haproxy(workdir: Path, servers: list[ours.Server]) -> tuple[Proc, Front]:
     """HAProxy with the shipped config on a free port, in front of `servers`; started."""
     port = free_port()
@@ -95,9 +103,7 @@ def run(cfg: dict, log: Callable) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as td:
         work = Path(td)
         with _database() as db:
-            (work / "one").mkdir()
-            one = ours.Server(work / "one", extra=[f"--db={db}"])
-            one.start()
+            one = _server(work / "one", db).start()
             try:
                 out["one_pg"] = _rate(one, one.proc.pid, cfg, log, "one server on PostgreSQL")
             finally:
@@ -106,8 +112,7 @@ def run(cfg: dict, log: Callable) -> dict:
             secret = f"--secret-file={work / 'shared.secret'}"
             servers = []
             for name in ("web1", "web2"):  # one after the other: the first one migrates
-                (work / name).mkdir()
-                servers.append(ours.Server(work / name, extra=[f"--db={db}", secret]).start())
+                servers.append(_server(work / name, db, secret).start())
             balancer: Proc | None = None
             try:
                 balancer, front = _haproxy(work, servers)
