@@ -4,6 +4,7 @@ Every wait is bounded generously; nothing asserts how fast anything is."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -232,10 +233,8 @@ def _database_use(db: str) -> dict[str, Any]:
 
     files = []
     for fd in os.listdir("/proc/self/fd"):
-        try:
+        with contextlib.suppress(OSError):  # closed meanwhile
             files.append(os.readlink(f"/proc/self/fd/{fd}"))
-        except OSError:
-            pass
     return {"stores": len(workers.CACHE._stores), "open": [f for f in files if db in f]}
 
 
@@ -252,22 +251,16 @@ def test_a_killed_worker_costs_its_job_a_rerun_elsewhere(
     body = parquet(answer)
     ids = [submit(bob, cid, body, wait=False).json()["id"] for _ in range(4)]
     with cluster.client() as client:
-        pid = first.pid
-        eventually(lambda: _busy(client, pid), every=0.02)
+        address = next(a for a, pid in client.run(os.getpid).items() if pid == first.pid)
+        eventually(lambda: client.processing().get(address), every=0.02)
     first.send_signal(signal.SIGKILL)
     first.wait()
     for submission_id in ids:
-        assert eventually(lambda i=submission_id: settled(bob, i))["state"] == "scored"
-    mine = bob.get(f"/competitions/{cid}/submissions").json()
+        done = eventually(lambda i=submission_id: settled(bob, i))
+        assert done["state"] == "scored", done["reason"]
+    mine = bob.get(f"/competitions/{cid}/submissions").json()["submissions"]
     assert sorted(s["id"] for s in mine) == sorted(ids)
     assert all(len(s["history"]) == 1 for s in mine)
-
-
-def _busy(client: Any, pid: int) -> bool:
-    """Whether the worker of process `pid` is running a task."""
-    info = client.scheduler_info(n_workers=-1)["workers"]
-    processing = client.processing()
-    return any(w.get("pid") == pid and processing.get(addr) for addr, w in info.items())
 
 
 # ---------------------------------------------------------------- the scheduler away
@@ -284,7 +277,7 @@ def test_scheduler_back_without_workers_large_ones_time_out_small_ones_score(
         "--scoring=dask",
         f"--dask-scheduler={cluster.address}",
         "--inline-kb=16",
-        "--scoring-timeout=15",
+        "--scoring-timeout=60",
     )
     host, bob = Api(server), Api(server)
     cid, answer = regress(host)
@@ -307,7 +300,8 @@ def test_scheduler_back_without_workers_large_ones_time_out_small_ones_score(
         assert "--scoring-timeout" in failed["reason"] or "unreachable" in failed["reason"]
     waiter.join(GENEROUS)
     assert waited[0].status_code == 503, waited[0].text
-    assert waited[0].json()["error"]["message"]  # says why, and when to try again
+    assert "--scoring-timeout" in waited[0].json()["message"]
+    assert waited[0].headers["Retry-After"]
 
     cluster.add_worker()
     assert eventually(lambda: submit(bob, cid, parquet(answer)).status_code == 201)
@@ -339,7 +333,7 @@ def test_a_client_that_gave_up_is_not_charged(
     with cluster.client() as client:  # the abandoned job ran too (it was first in line)
         eventually(lambda: not any(client.processing().values()))
     time.sleep(2)  # its outcome reaches the server, which drops it
-    mine = bob.get(f"/competitions/{cid}/submissions").json()
+    mine = bob.get(f"/competitions/{cid}/submissions").json()["submissions"]
     assert [s["id"] for s in mine] == [kept.json()["id"]]
 
 

@@ -612,6 +612,7 @@ class CrowdsourceServer(Application):
         self.log.info("shutting down")
         server.stop()
         managers.close()
+        await workers.closed()
 
 
 def libpq_dsn(url: str) -> str:
