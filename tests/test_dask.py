@@ -4,6 +4,7 @@ Every wait is bounded generously; nothing asserts how fast anything is."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from crowdsource.errors import BadRequest
 from tests.api import Api
-from tests.support import ServerProcess, refusing_port
+from tests.support import ServerProcess, refusing_port, run
+from tests.test_scoring_faults import World, hosting, predictions
 
 pytestmark = pytest.mark.timeout(900)
 PARQUET = {"Content-Type": "application/vnd.apache.parquet"}
@@ -377,3 +383,63 @@ def test_scheduler_unreachable_at_start_is_one_clear_line(
         scored = submit(bob, cid, parquet(answer))
         assert scored.status_code == 201, scored.text
         assert scored.json()["public_score"] == 0.0
+
+
+# ---------------------------------------------------------------- in process: given up
+
+
+@pytest.fixture
+def world(database: str) -> Iterator[World]:
+    """The managers on a real database (SQLite file and PostgreSQL), scoring on threads."""
+    found = World(database)
+    yield found
+    found.m.close()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    checks_passed=st.integers(min_value=0, max_value=3),
+    wait=st.booleans(),
+    large=st.booleans(),
+)
+def test_a_submission_is_recorded_only_if_its_client_was_there(
+    world: World, checks_passed: int, wait: bool, large: bool
+) -> None:
+    """Whenever the client goes away (before scoring, while scoring, before the insert), the
+    submission is either refused unrecorded (no quota used, not listed) or recorded once
+    and scored: never recorded for a client that was gone when it was written."""
+    world.m.workers.inline_bytes = 10 if large else 1 << 20
+    seen: list[bool] = []
+
+    def gone() -> bool:
+        seen.append(len(seen) >= checks_passed)
+        return seen[-1]
+
+    async def scenario() -> tuple[bool, list[dict[str, Any]]]:
+        people, tag = world.m.participants, uuid.uuid4().hex[:12]
+        host = await people.authenticate((await people.register(f"h-{tag}"))["token"])
+        me = await people.authenticate((await people.register(f"p-{tag}"))["token"])
+        spec = json.dumps({**hosting(metric="accuracy"), "daily_limit": 5}).encode()
+        cid = (await world.m.competitions.host(host, spec, "application/json"))["id"]
+        try:
+            await world.m.submissions.submit(
+                cid, me, predictions(), None, key=None, wait=wait, gone=gone
+            )
+            recorded = True
+        except BadRequest as exc:
+            assert "nothing was recorded" in exc.message
+            recorded = False
+        await asyncio.sleep(0)
+        for _ in range(200):  # a wait=false one is scored in the background
+            mine = await world.m.submissions.mine(me, cid)
+            if all(s["state"] != "pending" for s in mine):
+                break
+            await asyncio.sleep(0.05)
+        return recorded, mine
+
+    recorded, mine = run(scenario())
+    assert recorded == (True not in seen)
+    assert len(mine) == int(recorded)
+    if recorded:
+        assert mine[0]["state"] == "scored" and len(mine[0]["history"]) == 1
+        assert mine[0]["remaining_today"] == 4
