@@ -27,6 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crowdsource.errors import BadRequest
+from crowdsource.server.scoring.cluster import SchedulerUnreachable
+from crowdsource.server.scoring.workers import Workers
 from tests.api import Api
 from tests.support import ServerProcess, refusing_port, run
 from tests.test_scoring_faults import World, hosting, predictions
@@ -443,3 +445,70 @@ def test_a_submission_is_recorded_only_if_its_client_was_there(
     if recorded:
         assert mine[0]["state"] == "scored" and len(mine[0]["history"]) == 1
         assert mine[0]["remaining_today"] == 4
+
+
+# ---------------------------------------------------------------- in process: readiness
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    """Wait on the loop until `check()` holds (generously)."""
+    deadline = time.monotonic() + GENEROUS
+    while not check():
+        assert time.monotonic() < deadline, "gave up waiting"
+        await asyncio.sleep(0.2)
+
+
+def test_readiness_follows_the_scheduler_and_its_workers(cluster: Cluster) -> None:
+    """Ready with a connected scheduler that has a worker; not while it has none, nor while
+    it is gone; connected again by itself once it is back at the same address."""
+
+    async def scenario() -> list[dict[str, Any]]:
+        workers = Workers(backend="dask", dask_scheduler=cluster.address, timeout=60)
+        await workers.start()
+        seen = [workers.status()]
+        await asyncio.to_thread(cluster.add_worker)
+        await _until(workers.ready)
+        seen.append(workers.status())
+        await asyncio.to_thread(cluster.stop)
+        await _until(lambda: workers.status()["scheduler"] == "unreachable")
+        seen.append(workers.status())
+        await asyncio.to_thread(cluster.start_scheduler)
+        await _until(lambda: workers.status()["scheduler"] == "connected")
+        seen.append(workers.status())
+        workers.close()
+        await workers.closed()
+        return seen
+
+    alone, ready, lost, back = run(scenario())
+    assert (alone["scheduler"], alone["workers"], alone["ready"]) == ("connected", 0, False)
+    assert (ready["workers"], ready["ready"]) == (1, True)
+    assert (lost["scheduler"], lost["ready"]) == ("unreachable", False)
+    assert (back["scheduler"], back["ready"]) == ("connected", False)  # no worker yet
+
+
+def test_an_unreachable_scheduler_with_the_fallback_is_ready_without_it() -> None:
+    """With --dask-fallback=local a missing scheduler is no reason to refuse traffic; without
+    it, starting fails with the one line the server prints."""
+
+    async def scenario(port: int) -> tuple[dict[str, Any], str]:
+        address = f"tcp://127.0.0.1:{port}"
+        local = Workers(backend="dask", dask_scheduler=address, dask_fallback="local")
+        await local.start()
+        status = local.status()
+        local.close()
+        await local.closed()
+        strict = Workers(backend="dask", dask_scheduler=address)
+        with pytest.raises(SchedulerUnreachable) as refused:
+            await strict.start()
+        strict.close()
+        return status, str(refused.value)
+
+    with refusing_port() as port:
+        status, message = run(scenario(port))
+    assert (status["scheduler"], status["ready"], status["fallback"]) == (
+        "unreachable",
+        True,
+        "local",
+    )
+    assert message.startswith(f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}")
+    assert "\n" not in message
