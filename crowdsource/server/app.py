@@ -748,6 +748,7 @@ class CrowdsourceServer(Application):
         sampler.stop()
         await self._drain(server, traffic, managers)
         managers.close()
+        await workers.closed()
         self.log.info("stopped")
 
     def _limiter(self, store: Store) -> RateLimiter:

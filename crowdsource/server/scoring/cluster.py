@@ -1,8 +1,9 @@
 """Scoring on a Dask cluster, from the server's event loop: the distributed Client runs
 asynchronously there, so no server thread ever waits on the scheduler; every job has a time
 limit; a lost scheduler is reconnected to in the background; and the workers get each
-competition's answer through the cluster (scattered once per answer version, prepared there
-and kept), so they need the `crowdsource` package and nothing else: no database access.
+competition's answer through the cluster (sent once per answer version, prepared there and
+kept where its submissions are scored), so they need the `crowdsource` package and nothing
+else: no database access.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -166,25 +168,38 @@ class DaskScoring:
     async def _run(
         self, client: Any, fn: Callable[..., Any], db: str, spec: Spec, *args: Any
     ) -> Any:
-        """Submit the job next to its answer and await it (cancelled if this is)."""
+        """Submit the job beside its answer and await it (cancelled if this is); once more
+        if the cluster lost the answer meanwhile (every worker that held it died)."""
         from distributed.client import FutureCancelledError
 
-        answer = await self._answer(client, db, spec)
-        future = client.submit(on_worker, frames.LIMITS, fn, answer, spec, *args, pure=False)
-        try:
-            return await future
-        except FutureCancelledError:
-            self._answers.clear()  # they went with the scheduler
-            raise Away(f"lost the connection to {self.where} while scoring") from None
-        finally:
-            if not future.done():  # over the time limit: free the worker
-                with contextlib.suppress(Exception):
-                    await client.cancel([future])
+        for attempt in (1, 2):
+            answer = await self._answer(client, db, spec)
+            future = client.submit(on_worker, frames.LIMITS, fn, answer, spec, *args, pure=False)
+            try:
+                return await future
+            except FutureCancelledError:
+                self._forget(answer)
+                if attempt == 2 or client.status != "running":
+                    raise Away(f"lost the connection to {self.where} while scoring") from None
+                log.warning("%s lost a prepared answer; preparing it again", self.where)
+            finally:
+                if not future.done():  # over the time limit: free the worker
+                    with contextlib.suppress(Exception):
+                        await client.cancel([future])
+        raise AssertionError("not reached")
+
+    def _forget(self, answer: Any) -> None:
+        """Drop a prepared answer the cluster lost."""
+        for key, found in list(self._answers.items()):
+            if found is answer:
+                del self._answers[key]
 
     async def _answer(self, client: Any, db: str, spec: Spec) -> Any:
-        """The future of a competition's prepared answer on the cluster: its Parquet bytes
-        scattered to every worker once per version, then prepared there (and prepared
-        again from them if the worker holding it dies)."""
+        """The future of a competition's prepared answer on the cluster, made there once per
+        answer version from the Parquet bytes this server reads, and kept; the workers that
+        score its submissions fetch it from the one holding it. The bytes go in the task
+        itself rather than scattered: if every worker holding the answer dies, the
+        scheduler prepares it again on another (scattered data would be lost for good)."""
         key = (spec.competition_id, spec.dataset_blob_id, spec.answer_blob_id)
         async with self._preparing:
             found = self._answers.get(key)
@@ -194,17 +209,11 @@ class DaskScoring:
                 return found
             loop = asyncio.get_running_loop()
             dataset, answer = await loop.run_in_executor(None, self.load, db, spec)
-            parts = await client.scatter(
-                [dataset] if answer is None else [dataset, answer], broadcast=True, hash=False
-            )
-            prepared = client.submit(
-                prepare_answer,
-                frames.LIMITS,
-                spec,
-                *parts,
-                *([None] * (2 - len(parts))),
-                pure=False,
-            )
+            with warnings.catch_warnings():  # a large answer in the task is meant
+                warnings.simplefilter("ignore")
+                prepared = client.submit(
+                    prepare_answer, frames.LIMITS, spec, dataset, answer, pure=False
+                )
             self._answers[key] = prepared
             while len(self._answers) > ANSWERS_KEPT:
                 self._answers.popitem(last=False)

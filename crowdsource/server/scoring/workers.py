@@ -221,6 +221,7 @@ class Workers:
         self._pool: Executor | None = None
         self._renewing = threading.Lock()
         self.dask: DaskScoring | None = None
+        self._closing: asyncio.Task[None] | None = None
         if backend == "process" or self.fallback == "local":
             self._pool = self._new_pool()
         if backend == "dask":
@@ -335,4 +336,9 @@ class Workers:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self.dask is not None:
             with contextlib.suppress(RuntimeError):  # no loop: nothing of it runs any more
-                asyncio.get_running_loop().create_task(self.dask.close())
+                self._closing = asyncio.get_running_loop().create_task(self.dask.close())
+
+    async def closed(self) -> None:
+        """Wait until the Dask client has closed (its connection ended cleanly)."""
+        if self._closing is not None:
+            await self._closing
