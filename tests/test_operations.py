@@ -274,7 +274,7 @@ def test_sigterm_under_load_drains(tmp_path: Path, kind: str) -> None:
         _, cid, ids = competition(server)
         players = [Api(server) for _ in range(3)]
         ws = websocket.create_connection(events_url(server), timeout=30)
-        read_event(ws, "resync")
+        read_event(ws, "hello")
         outcomes: list[tuple[int, int | None]] = []
         threads = [
             threading.Thread(target=submit_until_refused, args=(p, cid, ids, i, outcomes))
@@ -286,6 +286,7 @@ def test_sigterm_under_load_drains(tmp_path: Path, kind: str) -> None:
             time.sleep(0.05)
         assert server.proc is not None
         server.proc.send_signal(signal.SIGTERM)
+        ws.settimeout(60)
         frame = ws.recv_data_frame(control_frame=True)[1]
         while frame.opcode != websocket.ABNF.OPCODE_CLOSE:
             frame = ws.recv_data_frame(control_frame=True)[1]
