@@ -4,6 +4,7 @@ environment, and write limits shared by several servers."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -20,12 +21,28 @@ import psycopg
 import pytest
 import requests
 import websocket
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from crowdsource.errors import RateLimited
+from crowdsource.server.ratelimit import RateLimiter, SharedRateLimiter
+from crowdsource.server.storage.engine import migrate
+from crowdsource.server.storage.store import Store
 from tests.api import Api, classify_data, events_url, probabilities, read_event
 from tests.support import ServerProcess, bearer, postgres_database
 
 CLASSES = ("a", "b", "c")
+EXAMPLES = itertools.count(1)
+
+
+@pytest.fixture
+def store(database: str) -> Any:
+    """A migrated store on a fresh SQLite file or PostgreSQL database, in this process."""
+    opened = Store(db=database)
+    migrate(opened.engine)
+    yield opened
+    opened.close()
 
 
 def metrics(server: ServerProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -274,7 +291,7 @@ def test_sigterm_under_load_drains(tmp_path: Path, kind: str) -> None:
         _, cid, ids = competition(server)
         players = [Api(server) for _ in range(3)]
         ws = websocket.create_connection(events_url(server), timeout=30)
-        read_event(ws, "resync")
+        read_event(ws, "hello")
         outcomes: list[tuple[int, int | None]] = []
         threads = [
             threading.Thread(target=submit_until_refused, args=(p, cid, ids, i, outcomes))
@@ -286,6 +303,7 @@ def test_sigterm_under_load_drains(tmp_path: Path, kind: str) -> None:
             time.sleep(0.05)
         assert server.proc is not None
         server.proc.send_signal(signal.SIGTERM)
+        ws.settimeout(60)
         frame = ws.recv_data_frame(control_frame=True)[1]
         while frame.opcode != websocket.ABNF.OPCODE_CLOSE:
             frame = ws.recv_data_frame(control_frame=True)[1]
@@ -397,3 +415,32 @@ def test_sqlite_processes_share_the_write_burst(tmp_path: Path) -> None:
         assert flood([server.url], token, 10) == [404] * 4 + [429] * 6
     finally:
         server.stop()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from([0.0, 0.01, 0.1, 0.5, 1.0, 3.0]), st.sampled_from([1, 2])),
+        min_size=1,
+        max_size=40,
+    ),
+    rate=st.sampled_from([0.5, 2.0, 10.0]),
+    burst=st.integers(min_value=1, max_value=5),
+)
+def test_the_shared_bucket_decides_as_the_in_memory_one(
+    store: Store, steps: list[tuple[float, int]], rate: float, burst: int
+) -> None:
+    """Any sequence of writes, at any pace, by any participants: the database's bucket grants
+    and refuses exactly as the one-process bucket does."""
+    now = [1_800_000_000.0]  # both buckets read this clock
+    fresh = next(EXAMPLES) * 10  # the database keeps buckets from one example to the next
+    alone = RateLimiter(rate=rate, burst=burst, clock=lambda: now[0])
+    shared = SharedRateLimiter(rate=rate, burst=burst, store=store, clock=lambda: now[0])
+    for dt, key in steps:
+        now[0] += dt
+        try:
+            alone.check(key)
+            expected = True
+        except RateLimited:
+            expected = False
+        assert shared._take(fresh + key)[1] == expected

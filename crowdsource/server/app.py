@@ -742,14 +742,25 @@ class CrowdsourceServer(Application):
             lambda: metrics().sample_pool(store.engine.pool), SAMPLE_SECONDS * 1000
         )
         sampler.start()
-        await managers.recover(rescore=index == 0)
-        await loop.run_in_executor(None, workers.warm)
+        # Recovery and warming run while the server serves; a stop does not wait for them
+        # (what they leave undone is done at the next start).
+        starting = asyncio.ensure_future(self._recover(managers, first=index == 0))
         await stop.wait()
+        starting.cancel()
         sampler.stop()
         await self._drain(server, traffic, managers)
         managers.close()
         await workers.closed()
         self.log.info("stopped")
+
+    async def _recover(self, managers: Managers, *, first: bool) -> None:
+        """Finish what a stop left (the first process of several does it) and start the
+        scoring pool's workers."""
+        try:
+            await managers.recover(rescore=first)
+            await asyncio.get_running_loop().run_in_executor(None, managers.workers.warm)
+        except Exception:
+            self.log.exception("recovery after the start failed; serving on")
 
     def _limiter(self, store: Store) -> RateLimiter:
         """Write-rate buckets in memory for one process alone, else in the database (shared by

@@ -5,6 +5,7 @@ SQLite) keep them in the database, so that N servers give the limit once, not N 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ class RateLimiter:
 
     rate: float
     burst: float
+    clock: Callable[[], float] = time.monotonic
     _buckets: dict[int, tuple[float, float]] = field(default_factory=dict)
 
     async def take(self, key: int) -> None:
@@ -43,7 +45,7 @@ class RateLimiter:
         """Take one token for `key` now, or raise RateLimited."""
         if self.rate <= 0:
             return
-        now = time.monotonic()
+        now = self.clock()
         tokens, last = self._buckets.get(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         if tokens < 1:
@@ -82,8 +84,10 @@ class SharedRateLimiter(RateLimiter):
     """The same buckets, in the database's `write_buckets` table: one INSERT ... ON CONFLICT
     DO UPDATE ... RETURNING per write, on PostgreSQL in autocommit (one round trip)."""
 
-    def __init__(self, *, rate: float, burst: float, store: Store) -> None:
-        super().__init__(rate=rate, burst=burst)
+    def __init__(
+        self, *, rate: float, burst: float, store: Store, clock: Callable[[], float] = time.time
+    ) -> None:
+        super().__init__(rate=rate, burst=burst, clock=clock)  # the servers' common clock
         self.store = store
         self._statement = text(take_statement(store.dialect))
 
@@ -97,7 +101,7 @@ class SharedRateLimiter(RateLimiter):
 
     def _take(self, key: int) -> tuple[float, bool]:
         """Run the statement on a database thread."""
-        values = {"key": key, "burst": float(self.burst), "rate": self.rate, "now": time.time()}
+        values = {"key": key, "burst": float(self.burst), "rate": self.rate, "now": self.clock()}
         engine = self.store.engine
         if engine.dialect.name == "postgresql":
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
