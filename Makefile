@@ -20,10 +20,11 @@ $(STAMP): pyproject.toml $(EXTENSION) | $(PY)
 
 install: $(STAMP)
 
-# Debian packages the browser tests and the benchmark use (the machine runs as root).
+# Debian packages the browser tests, the cluster test (HAProxy) and the benchmark use (the
+# machine runs as root).
 system-deps:
-	@command -v chromium >/dev/null && command -v wrk >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium wrk >/dev/null; }
+	@command -v chromium >/dev/null && command -v wrk >/dev/null && command -v haproxy >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium wrk haproxy >/dev/null; }
 
 demo: install
 	PYTHON=$(PY) bash examples/demo.sh

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import cluster
+
 NOT_RUN = "not run"
 
 
@@ -304,6 +306,7 @@ def rows(res: dict) -> list[dict]:
             }
         )
     out.append(_hosting_row(res, peer_cell))
+    out.extend(cluster.rows(res, lambda c, key: f"{_num(_g(c, key, 'rps'))}/s{_cpu(c.get(key))}"))
     return out
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import floor, hosting, ours, peer, report
+from bench import cluster, floor, hosting, ours, peer, report
 from bench.common import (
     PG_ADMIN,
     ROOT,
@@ -78,6 +78,7 @@ WORKLOADS = (
     "w4",
     "w1_multi",
     "w3",
+    "cluster",
 )
 
 
@@ -225,6 +226,10 @@ def main() -> int:
     if any(want(k) for k in ours_keys):
         log("ours: crowdsource server")
         run_ours(results, cfg, deadline, want)
+    # ---- PostgreSQL: one server, then two behind HAProxy (bench/cluster.py)
+    if want("cluster"):
+        log("cluster: one server on PostgreSQL, then two behind HAProxy")
+        attempt(results, "cluster", cluster.run, cfg, log)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
 
     text = report.render(results)
@@ -238,7 +243,18 @@ def main() -> int:
     log(f"\nwrote {out} and {raw} in {results['elapsed_s']:.0f}s")
     failed = [
         k
-        for k in ("hello", "floor_score", "hosting", "w1", "w1_pg", "w1_multi", "w2", "w3", "w4")
+        for k in (
+            "hello",
+            "floor_score",
+            "hosting",
+            "w1",
+            "w1_pg",
+            "w1_multi",
+            "w2",
+            "w3",
+            "w4",
+            "cluster",
+        )
         if "error" in results.get(k, {})
     ] + (["server"] if "server_error" in results else [])
     if failed:

@@ -348,7 +348,7 @@ def cmd_edit(args: argparse.Namespace, client: Client) -> int:
     if args.no_daily_limit:
         changes["daily_limit"] = None
     if not changes:
-        return _fail("say what to change: --title, --description, --closes-at or --daily-limit")
+        raise ValueError("say what to change: --title, --description, --closes-at or --daily-limit")
     competition = client.edit_competition(args.id, **changes)
     text = f"competition {competition.id}: {competition.title} ({competition.status})"
     _emit(args, competition.to_dict(), text + f", closes {competition.closes_at or 'never'}")
@@ -510,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
     subs.add_parser("serve", help="run the server (see `crowdsource serve --help`)", add_help=False)
+    subs.add_parser(
+        "db", help="migrate the server's database (see `crowdsource db --help`)", add_help=False
+    )
     parent = _common(suppress=True)
     p = _command(subs, "register", cmd_register, "register a participant, save its token", parent)
     p.add_argument("name", nargs="?", help="display name (default: generated)")
@@ -566,6 +569,68 @@ def _serve(argv: list[str]) -> int:
     return int(serve_main(argv) or 0)
 
 
+def db_parser() -> argparse.ArgumentParser:
+    """The parser of `crowdsource db`."""
+    parser = argparse.ArgumentParser(
+        prog="crowdsource db",
+        description=(
+            "Migrate the server's database as a step of its own (then start the servers with "
+            "--no-migrate). Servers that migrate at start take the same lock, so this is safe "
+            "while they start."
+        ),
+    )
+    subs = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (
+        ("upgrade", "create or upgrade the schema to the newest revision"),
+        ("current", "show the schema's revision; exit 1 if it is not the newest"),
+    ):
+        p = subs.add_parser(name, help=text, description=text)
+        p.add_argument(
+            "--db",
+            default=os.environ.get("CROWDSOURCE_DB", "crowdsource.db"),
+            help="SQLite file or SQLAlchemy URL (default: $CROWDSOURCE_DB, else crowdsource.db)",
+        )
+    return parser
+
+
+def _db(argv: list[str]) -> int:
+    """`crowdsource db upgrade|current`."""
+    args = db_parser().parse_args(argv)
+    try:
+        from crowdsource.server.storage.engine import database_url, unavailable
+        from crowdsource.server.storage.store import schema_revision, upgrade_schema
+    except ImportError as exc:
+        return _db_fail(f"the server is not available: {exc}")
+    try:
+        if args.action == "upgrade":
+            before, after = upgrade_schema(args.db)
+            _print(
+                f"schema at revision {after}"
+                + ("" if before == after else f" (was {before or 'none'})")
+            )
+            return 0
+        current, newest = schema_revision(args.db)
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        first = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
+        return _db_fail(f"cannot reach the database {database_url(args.db)}: {first}")
+    if current == newest:
+        _print(f"schema at revision {current} (the newest)")
+        return 0
+    _print(
+        f"schema at revision {current or 'none'}; the newest is {newest}: "
+        "run `crowdsource db upgrade`"
+    )
+    return 1
+
+
+def _db_fail(message: str) -> int:
+    """Print one error line; return the exit status."""
+    print(f"crowdsource: error: {message}", file=sys.stderr)
+    return 1
+
+
 # What the API's messages point to, as the command line says it.
 API_HINTS = (
     (re.compile(r"list them at /api/v1/competitions\b"), "`crowdsource competitions` lists them"),
@@ -607,6 +672,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["serve"]:
         return _serve(args_list[1:])
+    if args_list[:1] == ["db"]:
+        return _db(args_list[1:])
     parser = build_parser()
     Parser.json_errors = "--json" in args_list
     args = parser.parse_args(glue_option_values(args_list))

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy.engine import make_url
-from tornado import netutil, web
-from traitlets import Bool, Enum, Float, Integer, List, Type, Unicode, default, validate
+from tornado import ioloop, netutil, web
+from traitlets import Bool, Enum, Float, Integer, List, TraitError, Type, Unicode, default, validate
 from traitlets.config import Application
 
 from crowdsource import frames
@@ -26,12 +26,24 @@ from crowdsource.extras import MissingExtra
 from crowdsource.server.connections import GuardedHTTPServer, default_max_connections
 from crowdsource.server.events import EventBus, PostgresEventBus, SocketEventBus, peers_folder
 from crowdsource.server.managers import MANAGER_CLASSES, Managers
-from crowdsource.server.ratelimit import RateLimiter
+from crowdsource.server.monitoring import (
+    Readiness,
+    ServingApplication,
+    Traffic,
+    forget_process,
+    metrics,
+    share_metrics,
+    unshare_metrics,
+)
+from crowdsource.server.ratelimit import RateLimiter, SharedRateLimiter
+from crowdsource.server.scoring.cluster import SchedulerUnreachable
 from crowdsource.server.scoring.workers import Workers, end_with_parent
-from crowdsource.server.storage.engine import database_url
-from crowdsource.server.storage.store import Store, prepare_database
+from crowdsource.server.storage.engine import database_url, unavailable
+from crowdsource.server.storage.store import RefusedStart, Store, prepare_database
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+ENV_PREFIX = "CROWDSOURCE_"  # CROWDSOURCE_<OPTION> in the environment sets --<option>
+SAMPLE_SECONDS = 2.0  # how often the gauges that are read, not counted, are refreshed
 MAX_RESTARTS = 100  # crashes of serving processes before the server gives up
 HANDLER_MODULES = (
     "participants",
@@ -80,13 +92,18 @@ def make_app(
     small_body_timeout: float = 60.0,
     process: int = 1,
     ping_interval: float = 20.0,
+    traffic: Traffic | None = None,
+    readiness: Readiness | None = None,
 ) -> web.Application:
-    """The Tornado application over the managers, in serving process number `process`."""
+    """The Tornado application over the managers, in serving process number `process`;
+    `traffic` counts its requests and WebSockets, `readiness` answers /readyz."""
     from crowdsource.server.handlers.base import NotFoundHandler
 
-    return web.Application(
+    return ServingApplication(
         routes(),
         **managers.settings(),
+        traffic=traffic or Traffic(),
+        readiness=readiness,
         rate_limiter=limiter,
         allow_origins=allow_origins,
         max_body_size=max_body_size,
@@ -136,8 +153,12 @@ class CrowdsourceServer(Application):
     version = __version__
     description = (
         "Run the crowdsource competition server.\n\n"
-        "Every option can also be set in a config file (--config) or as "
-        "--CrowdsourceServer.<option>=<value>."
+        "Every option below can also be set in the environment as CROWDSOURCE_<OPTION> "
+        "(the option's name in capitals, dashes as underscores: CROWDSOURCE_DB, "
+        "CROWDSOURCE_PORT, CROWDSOURCE_IP, CROWDSOURCE_DB_POOL_SIZE, CROWDSOURCE_NO_MIGRATE=1, "
+        "...; lists comma-separated), in a config file (--config), or as "
+        "--CrowdsourceServer.<option>=<value>. The command line beats the environment, "
+        "which beats the config file, which beats the defaults."
     )
     examples = (
         "crowdsource serve                      # port 8889, ./crowdsource.db\n"
@@ -277,6 +298,22 @@ class CrowdsourceServer(Application):
     dask_scheduler = Unicode(
         "", help=("Dask scheduler address for --scoring=dask (empty: a local cluster).")
     ).tag(config=True)
+    scoring_timeout = Float(
+        300.0,
+        help=(
+            "Seconds a large submission may take to score on the pool or on Dask; past them it "
+            "fails with a reason that says so (or, with --dask-fallback=local, is scored here)."
+        ),
+    ).tag(config=True)
+    dask_fallback = Enum(
+        ["fail", "local"],
+        "fail",
+        help=(
+            "With --scoring=dask, when the scheduler is unreachable (at start too) or a job "
+            "runs past --scoring-timeout: fail the submission with the reason, or score it on "
+            "this machine's process pool."
+        ),
+    ).tag(config=True)
     write_rate = Float(
         20.0,
         help=(
@@ -285,6 +322,39 @@ class CrowdsourceServer(Application):
         ),
     ).tag(config=True)
     write_burst = Integer(200, help="Writes per participant allowed in one burst.").tag(config=True)
+    no_migrate = Bool(
+        False,
+        help=(
+            "Do not create or upgrade the database schema at start (deployments that run "
+            "`crowdsource db upgrade` as a step of their own); refuse to start if it is not "
+            "current. Without it, servers starting together migrate one at a time under a "
+            "lock (a PostgreSQL advisory lock; SQLite's write lock)."
+        ),
+    ).tag(config=True)
+    drain_timeout = Float(
+        30.0,
+        help=(
+            "On SIGTERM, seconds to finish requests in flight and background scoring after "
+            "the server stops accepting connections and closes WebSockets (code 1001); then "
+            "it exits 0. Requests still running then are cut off (their clients see the "
+            "connection close, never a 500)."
+        ),
+    ).tag(config=True)
+    db_pool_size = Integer(
+        8,
+        help=(
+            "Database connections each server process keeps open; also the number of its "
+            "threads running transactions. Per process on PostgreSQL: up to db-pool-size + "
+            "db-max-overflow connections, plus 2 for the event bus."
+        ),
+    ).tag(config=True)
+    db_max_overflow = Integer(
+        8,
+        help=(
+            "Database connections a server process may open above --db-pool-size at busy "
+            "times (closed again when returned)."
+        ),
+    ).tag(config=True)
     trust_xheaders = Bool(
         False,
         help=("Trust X-Forwarded-For / X-Real-Ip from a load balancer in front (for the logs)."),
@@ -331,14 +401,25 @@ class CrowdsourceServer(Application):
         "scoring-processes": "CrowdsourceServer.scoring_processes",
         "processes": "CrowdsourceServer.processes",
         "dask-scheduler": "CrowdsourceServer.dask_scheduler",
+        "dask-fallback": "CrowdsourceServer.dask_fallback",
+        "scoring-timeout": "CrowdsourceServer.scoring_timeout",
         "inline-kb": "CrowdsourceServer.inline_kb",
         "sqlite-synchronous": "CrowdsourceServer.sqlite_synchronous",
         "config": "CrowdsourceServer.config_file",
         "write-rate": "CrowdsourceServer.write_rate",
         "write-burst": "CrowdsourceServer.write_burst",
+        "drain-timeout": "CrowdsourceServer.drain_timeout",
+        "db-pool-size": "CrowdsourceServer.db_pool_size",
+        "db-max-overflow": "CrowdsourceServer.db_max_overflow",
         "log-level": "Application.log_level",
     }
-    flags = {"debug": ({"Application": {"log_level": "DEBUG"}}, "Log at debug level.")}
+    flags = {
+        "debug": ({"Application": {"log_level": "DEBUG"}}, "Log at debug level."),
+        "no-migrate": (
+            {"CrowdsourceServer": {"no_migrate": True}},
+            "Do not migrate the database at start; refuse to start if it is not current.",
+        ),
+    }
 
     @default("log_level")
     def _default_log_level(self) -> int:
@@ -360,6 +441,14 @@ class CrowdsourceServer(Application):
             raise ValueError(f"--processes must be 1 or more; got {value}")
         return value
 
+    @validate("db_pool_size", "db_max_overflow")
+    def _check_pool(self, proposal: Any) -> int:
+        """At least one kept connection; no negative overflow."""
+        value = int(proposal["value"])
+        if value < (1 if proposal["trait"].name == "db_pool_size" else 0):
+            raise ValueError(f"--{proposal['trait'].name.replace('_', '-')} is too small: {value}")
+        return value
+
     @validate("max_json_kb", "max_connections")
     def _check_count(self, proposal: Any) -> int:
         """Not negative (0 has a meaning for --max-connections only)."""
@@ -369,6 +458,7 @@ class CrowdsourceServer(Application):
         return value
 
     @validate("idle_timeout", "body_timeout", "ping_interval")
+    @validate("idle_timeout", "body_timeout", "scoring_timeout", "drain_timeout")
     def _check_timeout(self, proposal: Any) -> float:
         """A positive number of seconds."""
         value = float(proposal["value"])
@@ -385,16 +475,45 @@ class CrowdsourceServer(Application):
         return value
 
     def initialize(self, argv: Any = None) -> None:
-        """Parse the command line and any config file."""
+        """Parse the command line, the environment and any config file."""
         super().initialize(argv)
-        if self.config_file:
-            path = Path(self.config_file)
+        env = self._environment()
+        path = Path(str(env.get("config_file", self.config_file)))
+        if self.config_file or "config_file" in env:
             self.load_config_file(path.name, path=str(path.parent))
+        for name, value in env.items():  # over the file, under the command line
+            if name not in self.cli_config.get("CrowdsourceServer", {}):
+                try:
+                    setattr(self, name, value)
+                except (TraitError, ValueError) as exc:
+                    self.log.critical("%s%s: %s", ENV_PREFIX, name.upper(), exc)
+                    self.exit(2)
+        level = os.environ.get(ENV_PREFIX + "LOG_LEVEL")
+        if level and "log_level" not in self.cli_config.get("Application", {}):
+            self.log_level = level
         which = " %(process)d" if self.processes > 1 else ""  # which process logged a line
         logging.basicConfig(
             level=cast(int, self.log_level),
             format=f"%(asctime)s{which} %(levelname)s %(name)s: %(message)s",
         )
+
+    def _environment(self) -> dict[str, Any]:
+        """The server's options set as CROWDSOURCE_<OPTION> in the environment, parsed; a
+        value that does not parse stops the server with one line saying which."""
+        found: dict[str, Any] = {}
+        for name, trait in self.class_traits(config=True).items():
+            text = os.environ.get(ENV_PREFIX + name.upper())
+            if text is None:
+                continue
+            try:
+                if isinstance(trait, List):
+                    found[name] = trait.from_string_list([p for p in text.split(",") if p])
+                else:
+                    found[name] = trait.from_string(text)
+            except (TraitError, ValueError) as exc:
+                self.log.critical("%s%s=%r: %s", ENV_PREFIX, name.upper(), text, exc)
+                self.exit(2)
+        return found
 
     def start(self) -> None:
         """Run until stopped; an optional part that is missing is one line naming its extra."""
@@ -407,17 +526,40 @@ class CrowdsourceServer(Application):
     def _start(self) -> None:
         """Run until stopped: one process, or `--processes` of them sharing the port."""
         os.umask(0o077)  # every file and folder the server makes is for its user alone
-        prepare_database(self.db)
         self._warn_if_open(Path(self.secret_file), *sqlite_files(self.db))
-        load_secret(Path(self.secret_file))  # made once, before any process reads it
+        secret = load_secret(Path(self.secret_file))  # made once, before any process reads it
+        self._prepare(secret)
         if self.processes == 1:
             asyncio.run(self._serve(index=0))
             return
         probe = self._claim_port()  # held, not listening: nobody else takes the port meanwhile
         self.port = int(probe.getsockname()[1])
-        index = self._fork()
+        folder = share_metrics()  # before forking: every process writes its metrics there
+        index = self._fork(folder)
         probe.close()  # the serving processes bind their own
         asyncio.run(self._serve(index=index))
+
+    def _prepare(self, secret: bytes) -> None:
+        """Migrate (or check the schema) and check the secret; a refusal or an unreachable
+        database stops the server with one line saying what to do."""
+        try:
+            prepare_database(
+                self.db, upgrade=not self.no_migrate, secret=secret, secret_file=self.secret_file
+            )
+        except RefusedStart as exc:
+            self.log.critical("not starting: %s", exc)
+            self.exit(1)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            first = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
+            self.log.critical(
+                "not starting: cannot reach the database %s (%s); check --db and that the "
+                "database server is up",
+                make_url(database_url(self.db)).render_as_string(hide_password=True),
+                first,
+            )
+            self.exit(1)
 
     def _warn_if_open(self, *paths: Path) -> None:
         """Say so when a file made before (or by hand) lets other users read it."""
@@ -466,7 +608,7 @@ class CrowdsourceServer(Application):
         )
         self.exit(1)
 
-    def _fork(self) -> int:
+    def _fork(self, metrics_folder: str) -> int:
         """Fork the serving processes and stay to watch them: one that crashes is started
         again; on SIGTERM or SIGINT they are stopped and waited for, so that the port and the
         database are free once this process is gone. Returns the serving process's index."""
@@ -505,6 +647,7 @@ class CrowdsourceServer(Application):
             pending = []
             pid, status = os.wait()
             index = children.pop(pid, -1)
+            forget_process(pid)
             if index < 0 or stopping or os.waitstatus_to_exitcode(status) == 0:
                 continue
             restarts += 1
@@ -520,6 +663,7 @@ class CrowdsourceServer(Application):
                 stop(signal.SIGTERM, None)
                 continue
             pending = [index]
+        unshare_metrics(metrics_folder)
         sys.exit(1 if restarts > MAX_RESTARTS else 0)
 
     def _bus(self, store: Store) -> EventBus:
@@ -545,13 +689,26 @@ class CrowdsourceServer(Application):
                 decoded_bytes=int(self.max_decoded_mb * 2**20),
             )
         )
-        store = Store(db=self.db, sqlite_synchronous=self.sqlite_synchronous)
+        store = Store(
+            db=self.db,
+            sqlite_synchronous=self.sqlite_synchronous,
+            threads=self.db_pool_size,
+            pool_size=self.db_pool_size,
+            max_overflow=self.db_max_overflow,
+        )
         workers = self.workers_class(
             backend=self.scoring,
             processes=self.scoring_processes,
             inline_bytes=self.inline_kb * 1024,
             dask_scheduler=self.dask_scheduler,
+            timeout=self.scoring_timeout,
+            dask_fallback=self.dask_fallback,
         )
+        try:
+            await workers.start()
+        except SchedulerUnreachable as exc:
+            self.log.critical("%s", exc)
+            self.exit(3)
         managers = Managers.build(
             store=store,
             bus=self._bus(store),
@@ -560,16 +717,18 @@ class CrowdsourceServer(Application):
             parent=self,
         )
         max_body = int(self.max_body_mb * 2**20)
-        limiter = RateLimiter(rate=self.write_rate, burst=self.write_burst)
+        traffic = Traffic()
         app = make_app(
             managers,
             allow_origins=list(self.allow_origins),
             max_body_size=max_body,
             max_json_size=self.max_json_kb * 1024,
             small_body_timeout=self.idle_timeout,
-            limiter=limiter,
+            limiter=self._limiter(store),
             process=index + 1,
             ping_interval=self.ping_interval,
+            traffic=traffic,
+            readiness=Readiness(store=store, bus=managers.bus, workers=workers, traffic=traffic),
         )
         server = GuardedHTTPServer(
             app,
@@ -597,12 +756,65 @@ class CrowdsourceServer(Application):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await managers.recover(rescore=index == 0)
-        await loop.run_in_executor(None, workers.warm)
+        sampler = ioloop.PeriodicCallback(
+            lambda: metrics().sample_pool(store.engine.pool), SAMPLE_SECONDS * 1000
+        )
+        sampler.start()
+        # Recovery and warming run while the server serves; a stop does not wait for them
+        # (what they leave undone is done at the next start).
+        starting = asyncio.ensure_future(self._recover(managers, first=index == 0))
         await stop.wait()
-        self.log.info("shutting down")
-        server.stop()
+        starting.cancel()
+        sampler.stop()
+        await self._drain(server, traffic, managers)
         managers.close()
+        await workers.closed()
+        self.log.info("stopped")
+
+    async def _recover(self, managers: Managers, *, first: bool) -> None:
+        """Finish what a stop left (the first process of several does it) and start the
+        scoring pool's workers."""
+        try:
+            await managers.recover(rescore=first)
+            await asyncio.get_running_loop().run_in_executor(None, managers.workers.warm)
+        except Exception:
+            self.log.exception("recovery after the start failed; serving on")
+
+    def _limiter(self, store: Store) -> RateLimiter:
+        """Write-rate buckets in memory for one process alone, else in the database (shared by
+        every process and every server on it)."""
+        if store.dialect == "postgresql" or self.processes > 1:
+            return SharedRateLimiter(rate=self.write_rate, burst=self.write_burst, store=store)
+        return RateLimiter(rate=self.write_rate, burst=self.write_burst)
+
+    async def _drain(self, server: GuardedHTTPServer, traffic: Traffic, managers: Managers) -> None:
+        """Stop gracefully: stop accepting and say so on /readyz, close WebSockets with 1001,
+        finish requests in flight and background scoring up to --drain-timeout, then close
+        what connections are left (idle keep-alive ones, or requests past the timeout)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_timeout
+        self.log.info(
+            "stopping: %d request(s) in flight, %d WebSocket(s); waiting up to %g s",
+            len(traffic.in_flight),
+            len(traffic.websockets),
+            self.drain_timeout,
+        )
+        traffic.draining = True
+        server.stop()  # no new connections: the balancer's next try goes to another server
+        server.conn_params.no_keep_alive = True  # answers from now on close their connection
+        await traffic.close_websockets("the server is stopping", min(2.0, self.drain_timeout))
+        if not await traffic.quiet(max(0.0, deadline - loop.time())):
+            self.log.warning(
+                "%d request(s) still running after --drain-timeout; cutting them off",
+                len(traffic.in_flight),
+            )
+        background = managers.submissions.tasks.drain()
+        try:
+            await asyncio.wait_for(background, max(0.1, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            self.log.warning("background scoring still running; it is finished after a restart")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(server.close_all_connections(), 5.0)
 
 
 def libpq_dsn(url: str) -> str:

@@ -18,7 +18,14 @@ from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
 from crowdsource import frames
-from crowdsource.errors import BadRequest, Conflict, Forbidden, InvalidCompetition, NotFound
+from crowdsource.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidCompetition,
+    NotFound,
+    Unavailable,
+)
 from crowdsource.metrics import DEFAULT_METRIC, allowed_metrics, get_metric
 from crowdsource.server.events import RESYNC, Event, EventBus
 from crowdsource.server.scoring import workers as jobs
@@ -792,7 +799,10 @@ class CompetitionManager(LoggingConfigurable):
     async def preload(self, competition_id: int, *, rows: int) -> None:
         """Load the answer where its submissions will be scored, before the first arrives."""
         found = await self.spec(competition_id)
-        await self.workers.run(rows * BODY_BYTES_PER_ROW, jobs.preload, self.store.url, found)
+        try:
+            await self.workers.run(rows * BODY_BYTES_PER_ROW, jobs.preload, self.store.url, found)
+        except Unavailable as exc:  # only a head start: the first submission loads it
+            self.log.warning("competition %s: answer not preloaded: %s", competition_id, exc)
 
     async def add_rows(
         self, competition_id: int, viewer: Participant, body: frames.Body, content_type: str | None

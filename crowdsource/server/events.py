@@ -101,6 +101,10 @@ class EventBus:
             except Exception:
                 log.exception("event subscriber failed on %s", event.type)
 
+    def problem(self) -> str | None:
+        """What keeps events from flowing now, for the readiness check (None: nothing)."""
+        return None
+
     def close(self) -> None:
         """Stop delivering."""
         self._subscribers.clear()
@@ -137,6 +141,12 @@ class PostgresEventBus(EventBus):
                 log.warning("%d events wait for the database; dropping the oldest", OUTBOX_LIMIT)
             self._outbox.append(_trimmed(event, NOTIFY_LIMIT).decode())
             self._ready.notify()
+
+    def problem(self) -> str | None:
+        """Not listening: events from other servers are not heard until it listens again."""
+        if self._listen is None or not self._threads[0].is_alive():
+            return "the event listener is not connected to PostgreSQL (reconnecting)"
+        return None
 
     def _send_all(self) -> None:
         """Send queued events, reconnecting with backoff while the database is away."""

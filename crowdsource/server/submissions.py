@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import TextClause, bindparam, insert, select, text
 from sqlalchemy.orm import Session
@@ -24,6 +26,7 @@ from crowdsource.metrics import get_metric
 from crowdsource.server import competitions, finals, leaderboards, teams
 from crowdsource.server.competitions import CompetitionManager, status
 from crowdsource.server.events import Event, EventBus
+from crowdsource.server.monitoring import metrics
 from crowdsource.server.scoring import workers as jobs
 from crowdsource.server.scoring.score import Scored, Spec
 from crowdsource.server.scoring.workers import Workers
@@ -43,6 +46,8 @@ from crowdsource.server.storage.tables import (
 from crowdsource.server.tasks import Background
 from crowdsource.times import iso, next_midnight, utcnow
 
+T = TypeVar("T")
+
 INSERT_SUBMISSION = insert(SUBMISSIONS).returning(SUBMISSIONS.c.id)
 INSERT_SCORE = insert(SCORES)
 
@@ -60,6 +65,16 @@ def check_key(key: str | None) -> str | None:
     if key is not None and not 1 <= len(key) <= 200:
         raise BadRequest("the Idempotency-Key header must be 1 to 200 characters")
     return key
+
+
+def abandoned(gone: Callable[[], bool]) -> None:
+    """Refuse to record a submission whose client closed the request (checked last thing
+    before the insert: once recorded, it is scored exactly once whoever waits for it)."""
+    if gone():
+        raise BadRequest(
+            "the request was closed before the submission was recorded: nothing was recorded "
+            "and no quota was used; send it again (with the same Idempotency-Key)"
+        )
 
 
 def check_open(comp: Competition, participant: Participant, now: datetime) -> None:
@@ -548,9 +563,12 @@ class SubmissionManager(LoggingConfigurable):
         *,
         key: str | None,
         wait: bool,
+        gone: Callable[[], bool] = lambda: False,
     ) -> tuple[dict[str, Any], bool]:
         """Validate, score and record a submission. Returns its view and whether it is new.
-        A large one is scored and stored by a scoring worker, from its spooled file."""
+        A large one is scored and stored by a scoring worker, from its spooled file. Once
+        `gone()` (the client closed the request) it is not recorded: nobody was told it was,
+        so it must neither count against the quota nor appear later."""
         key = check_key(key)
         spec = await self.competitions.spec(competition_id)
         held = locks(competition_id, participant.id)
@@ -560,9 +578,10 @@ class SubmissionManager(LoggingConfigurable):
             if existing is not None:
                 return existing, False
         if not wait:
-            return await self._submit_later(spec, participant, body, content_type, key)
+            return await self._submit_later(spec, participant, body, content_type, key, gone)
 
         def write(session: Session, scored: Scored) -> tuple[dict[str, Any], bool, bool]:
+            abandoned(gone)
             comp = self.competitions.current(session, competition_id)
             view, new = record(
                 session,
@@ -577,8 +596,9 @@ class SubmissionManager(LoggingConfigurable):
 
         url = self.store.url
         if big:
+            abandoned(gone)  # before the costly part, too
             shipped = body if self.workers.shares_files else frames.as_bytes(body)
-            scored = await self.workers.run(
+            scored = await self._run(
                 len(body), jobs.score_and_store, url, spec, shipped, content_type
             )
             new = False
@@ -589,7 +609,9 @@ class SubmissionManager(LoggingConfigurable):
                     await self.store.tx(blobs.delete_blob, scored.blob_id)
         else:
             data, new, stale = await self.store.write(
-                lambda: jobs.score_body(url, spec, body, content_type), write, locks=held
+                lambda: self._timed(jobs.score_body, url, spec, body, content_type),
+                write,
+                locks=held,
             )
         if new:
             self._announce(data)
@@ -605,6 +627,7 @@ class SubmissionManager(LoggingConfigurable):
         body: frames.Body,
         content_type: str | None,
         key: str | None,
+        gone: Callable[[], bool],
     ) -> tuple[dict[str, Any], bool]:
         """Store a submission as pending (acknowledged, durable) and score it afterwards."""
 
@@ -616,6 +639,7 @@ class SubmissionManager(LoggingConfigurable):
         data = await self.store.in_thread(encode)
 
         def write(session: Session) -> tuple[dict[str, Any], bool]:
+            abandoned(gone)
             return record(
                 session,
                 comp=competitions.get(session, spec.competition_id),
@@ -628,8 +652,22 @@ class SubmissionManager(LoggingConfigurable):
 
         view, new = await self.store.tx(write)
         if new:
-            self.tasks.spawn(self.finish(view["id"]))
+            self.tasks.spawn(self.finish_despite_outages(view["id"]))
         return view, new
+
+    async def finish_despite_outages(self, submission_id: int) -> None:
+        """Finish an acknowledged submission, trying again while the database is away (it
+        would otherwise stay pending until the next start)."""
+        delay = 0.5
+        while True:
+            try:
+                return await self.finish(submission_id)
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+                self.log.warning("submission %s waits for the database: %s", submission_id, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     async def finish(self, submission_id: int) -> None:
         """Score a pending submission; record the score or the reason it failed."""
@@ -641,9 +679,10 @@ class SubmissionManager(LoggingConfigurable):
 
         spec: Spec | None = None
         try:  # any fault fails this submission alone, with a reason; none stops a start
-            spec, data = await self.store.tx(load)
-            scored: Scored | None = await self.workers.run(
-                len(data), jobs.rescore, self.store.url, spec, data
+            found, data = await self.store.tx(load)
+            spec = found
+            scored: Scored | None = await self._run(
+                len(data), jobs.rescore, self.store.url, found, data
             )
             reason = None
         except Exception as exc:
@@ -668,9 +707,20 @@ class SubmissionManager(LoggingConfigurable):
             return await self.finish(submission_id)
         self._announce(view)
 
+    async def _run(self, size: int, fn: Callable[..., T], *args: Any) -> T:
+        """Run a scoring job on the workers, counted as pending and timed (the metrics)."""
+        with metrics().scoring():
+            return await self.workers.run(size, fn, *args)
+
+    def _timed(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a scoring job here, timed."""
+        with metrics().scoring():
+            return fn(*args)
+
     def _announce(self, view: dict[str, Any]) -> None:
         """Publish the outcome of a scoring."""
         kind = "submission.failed" if view["state"] == "failed" else "submission.scored"
+        metrics().submissions.labels("failed" if kind == "submission.failed" else "scored").inc()
         data = {
             "submission_id": view["id"],
             "participant": view["participant"],
@@ -717,7 +767,7 @@ class SubmissionManager(LoggingConfigurable):
         results: list[tuple[int, Scored | str]] = []
         for submission_id, data in found:
             try:
-                outcome: Scored | str = await self.workers.run(
+                outcome: Scored | str = await self._run(
                     len(data), jobs.rescore, self.store.url, spec, data
                 )
             except Exception as exc:  # this submission fails; the others are still scored

@@ -188,6 +188,7 @@ class APIHandler(JSONErrors):
 
     viewer: Participant | None = None
     _spool: Any = None  # the file a large body goes to, chunk by chunk
+    gone = False  # the client closed the connection: what it asked is not to be recorded
 
     @property
     def participants(self) -> ParticipantManager:
@@ -275,7 +276,7 @@ class APIHandler(JSONErrors):
                 raise Unauthorized("send the token as 'Authorization: Bearer <token>'")
             self.viewer = await self.participants.authenticate(token.strip())
             if self.request.method in WRITES:
-                self.settings["rate_limiter"].check(self.viewer.id)
+                await self.settings["rate_limiter"].take(self.viewer.id)
         if self.request.method in self.frame_methods:
             self.participant  # noqa: B018 - large bodies only from a known caller, unread else
         declared = self.request.headers.get("Content-Length")
@@ -327,6 +328,7 @@ class APIHandler(JSONErrors):
 
     def on_connection_close(self) -> None:
         """The client went away mid-request."""
+        self.gone = True
         self._drop_spool()
         super().on_connection_close()  # ends the wait for the rest of a streamed body
 

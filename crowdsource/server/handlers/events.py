@@ -107,6 +107,7 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
         """Subscribe, then greet so the client knows to resync."""
         leaderboards: LeaderboardManager = self.settings["leaderboard_manager"]
         self._unsubscribe = leaderboards.listen(self._on_event)
+        self.settings["traffic"].opened(self)  # closed with 1001 when the server stops
         self.write_message(Event(RESYNC, self.competition or 0, {}).to_json())
 
     def _on_event(self, event: Event) -> None:
@@ -125,6 +126,7 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
 
     def on_close(self) -> None:
         """Unsubscribe."""
+        self.settings["traffic"].closed(self)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

@@ -20,6 +20,7 @@ class CompetitionSubmissionsHandler(APIHandler):
             self.request.headers.get("Content-Type"),
             key=self.request.headers.get("Idempotency-Key"),
             wait=wait,
+            gone=lambda: self.gone,
         )
         self.send(data, (201 if wait else 202) if new else 200)
 

@@ -1,7 +1,11 @@
 """Where scoring runs: small jobs on a thread, large ones in a process pool or on Dask,
 so the server's event loop never waits on a metric; and the jobs themselves, which load the
-stored frames (through the blob store), keep prepared answers cached in each process, and
-contain every fault of scoring.
+stored frames (through the blob store) or are handed the prepared answer (on Dask: see
+cluster.py), keep prepared answers cached in each process, and contain every fault of scoring.
+
+Every job sent off this process has a time limit (--scoring-timeout): past it, or with the
+Dask scheduler away, the job fails with a reason that says so, or runs on the local process
+pool instead with --dask-fallback=local.
 
 Containment: scoring refuses what it cannot score with an InvalidSubmission, whatever the
 input. A refusal the scorer made keeps its message; any other exception is logged with its
@@ -13,6 +17,7 @@ costs at most its own job: the pool is rebuilt and the job retried once, else Un
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import dataclasses
 import functools
@@ -26,11 +31,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from crowdsource import frames
 from crowdsource.errors import CrowdsourceError, InvalidSubmission, Unavailable
 from crowdsource.extras import require
+from crowdsource.server.scoring.cluster import Away, DaskScoring
 from crowdsource.server.scoring.score import Prepared, Scored, Spec, prepare, score
 from crowdsource.server.storage.blobs import BlobStore
 
@@ -40,6 +46,7 @@ P = ParamSpec("P")
 PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies
 UNSCORABLE = "could not be scored: the server logged the error"
 RETRY_AFTER = 2  # seconds: a fresh pool is already starting when a 503 is sent
+Source = str | Prepared  # a database URL to load the answer through, or the answer itself
 
 
 # ---------------------------------------------------------------- containment
@@ -89,8 +96,11 @@ class AnswerCache:
                 self._stores[db_url] = BlobStore(db_url)
             return self._stores[db_url]
 
-    def get(self, db_url: str, spec: Spec) -> Prepared:
-        """The sorted dataset ids and the truth for this spec."""
+    def get(self, source: Source, spec: Spec) -> Prepared:
+        """The sorted dataset ids and the truth for this spec (as given, on Dask)."""
+        if not isinstance(source, str):
+            return source
+        db_url = source
         key = (db_url, spec.dataset_blob_id, spec.answer_blob_id)
         with self._lock:
             if key in self._items:
@@ -117,9 +127,16 @@ _prepare = contained(prepare)
 # ---------------------------------------------------------------- the jobs
 
 
-def preload(db_url: str, spec: Spec) -> None:
+def preload(source: Source, spec: Spec) -> None:
     """Load a competition's dataset ids and answer into this process's cache."""
-    CACHE.get(db_url, spec)
+    CACHE.get(source, spec)
+
+
+def load(db_url: str, spec: Spec) -> tuple[bytes, bytes | None]:
+    """A competition's stored dataset and answer, as Parquet bytes (to send to Dask)."""
+    blobs = CACHE.store(db_url)
+    answer = None if spec.answer_blob_id is None else blobs.get(spec.answer_blob_id)
+    return blobs.get(spec.dataset_blob_id), answer
 
 
 @contained
@@ -128,22 +145,28 @@ def _score(spec: Spec, prepared: Prepared, body: frames.Body, content_type: str 
     return score(spec, prepared, body, content_type)
 
 
-def score_body(db_url: str, spec: Spec, body: frames.Body, content_type: str | None) -> Scored:
+def score_body(source: Source, spec: Spec, body: frames.Body, content_type: str | None) -> Scored:
     """Decode, validate, align and score one submission body: the unit of scoring work."""
-    return _score(spec, CACHE.get(db_url, spec), body, content_type)
+    return _score(spec, CACHE.get(source, spec), body, content_type)
 
 
-def score_and_store(db_url: str, spec: Spec, body: frames.Body, content_type: str | None) -> Scored:
+def score_and_store(
+    source: Source, spec: Spec, body: frames.Body, content_type: str | None
+) -> Scored:
     """Score a large body, then store its predictions from here, once the scoring arrays are
-    freed: the server process never holds them. The outcome carries the blob's id."""
-    scored = _score(spec, CACHE.get(db_url, spec), body, content_type)
+    freed: the server process never holds them. The outcome carries the blob's id. Handed
+    the answer (on a Dask worker, with no database), it only scores: the server stores."""
+    scored = _score(spec, CACHE.get(source, spec), body, content_type)
+    if not isinstance(source, str):
+        return scored
+    db_url = source
     data = frames.as_bytes(body) if scored.predictions is None else scored.predictions
     return dataclasses.replace(scored, predictions=None, blob_id=CACHE.store(db_url).put(data))
 
 
-def rescore(db_url: str, spec: Spec, predictions: bytes) -> Scored:
+def rescore(source: Source, spec: Spec, predictions: bytes) -> Scored:
     """Score stored predictions again, against the newest answer."""
-    return _score(spec, CACHE.get(db_url, spec), predictions, frames.PARQUET)
+    return _score(spec, CACHE.get(source, spec), predictions, frames.PARQUET)
 
 
 # ---------------------------------------------------------------- where jobs run
@@ -181,25 +204,52 @@ class Workers:
         processes: int = 2,
         inline_bytes: int = 256 * 1024,
         dask_scheduler: str = "",
+        timeout: float = 300.0,
+        dask_fallback: str = "fail",
     ) -> None:
+        if backend not in ("process", "thread", "dask"):
+            raise ValueError(f"scoring backend must be process, thread or dask; got {backend!r}")
+        if dask_fallback not in ("fail", "local"):
+            raise ValueError(f"the Dask fallback must be fail or local; got {dask_fallback!r}")
         self.backend = backend
         self.processes = processes
         self.inline_bytes = inline_bytes
-        self.shares_files = not dask_scheduler  # a remote cluster cannot read our spooled files
+        self.timeout = timeout
+        self.fallback = dask_fallback if backend == "dask" else "fail"
+        # a Dask worker cannot read our spooled files (and may run elsewhere): ship bytes
+        self.shares_files = backend != "dask"
         self._threads = ThreadPoolExecutor(4, thread_name_prefix="crowdsource-score")
         self._pool: Executor | None = None
         self._renewing = threading.Lock()
-        self._dask: Any = None
-        if backend == "process":
+        self.dask: DaskScoring | None = None
+        self._closing: asyncio.Task[None] | None = None
+        if backend == "process" or self.fallback == "local":
             self._pool = self._new_pool()
-        elif backend == "dask":
-            distributed = require("distributed", extra="dask", needed_for="--scoring=dask")
-            cluster = dask_scheduler or distributed.LocalCluster(
-                n_workers=processes, threads_per_worker=1, dashboard_address=None
+        if backend == "dask":
+            require("distributed", extra="dask", needed_for="--scoring=dask")
+            self.dask = DaskScoring(
+                scheduler=dask_scheduler, timeout=timeout, processes=processes, load=load
             )
-            self._dask = distributed.Client(cluster)
-        elif backend != "thread":
-            raise ValueError(f"scoring backend must be process, thread or dask; got {backend!r}")
+
+    async def start(self) -> None:
+        """Connect to Dask (on this loop); unreachable without a fallback: raises
+        SchedulerUnreachable, whose message is the one line to show."""
+        if self.dask is not None:
+            await self.dask.start(required=self.fallback != "local")
+
+    def status(self) -> dict[str, Any]:
+        """Where scoring runs and whether it can now (cheap: for a readiness check)."""
+        found: dict[str, Any] = {"backend": self.backend, "ready": True}
+        if self.dask is not None:
+            found.update(self.dask.status(), fallback=self.fallback)
+            found["ready"] = self.fallback == "local" or (
+                found["scheduler"] == "connected" and found["workers"] > 0
+            )
+        return found
+
+    def ready(self) -> bool:
+        """Whether a large submission can be scored now (on Dask, or by the fallback)."""
+        return bool(self.status()["ready"])
 
     def _new_pool(self) -> ProcessPoolExecutor:
         """A process pool whose workers end with this process and share its limits."""
@@ -221,32 +271,60 @@ class Workers:
     def warm(self) -> None:
         """Start pool workers now rather than on the first big submission."""
         pool = self._pool
-        if pool is not None:
+        if pool is not None and self.backend == "process":
             try:
                 for future in [pool.submit(_warm) for _ in range(2)]:
                     future.result()
             except BrokenProcessPool:  # a worker was killed as it started: start afresh
                 self._renew(pool)
 
+    def problem(self) -> str | None:
+        """What keeps large submissions from being scored now, for the readiness check."""
+        if not self.ready():
+            found = self.status()
+            return (
+                f"Dask cannot score now (scheduler {found.get('scheduler')}, "
+                f"{found.get('workers', 0)} workers) and there is no --dask-fallback=local"
+            )
+        if self.backend == "process" and self._pool is None:
+            return "the scoring pool is not running"
+        return None
+
     def in_process(self, size: int) -> bool:
         """Whether a job of `size` bytes runs on a thread of this process."""
         return size <= self.inline_bytes or self.backend == "thread"
 
-    async def run(self, size: int, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(*args)` off the loop; `size` (bytes of input) picks where."""
+    async def run(self, size: int, fn: Callable[..., T], db: str, spec: Spec, *args: Any) -> T:
+        """Run `fn(db, spec, *args)` off the loop (on Dask, `fn(answer, spec, *args)`);
+        `size` (bytes of input) picks where."""
         loop = asyncio.get_running_loop()
         if self.in_process(size):
-            return await loop.run_in_executor(self._threads, fn, *args)
-        if self._dask is not None:
-            future = self._dask.submit(fn, *args, pure=False)
-            return await loop.run_in_executor(self._threads, future.result)
+            return await loop.run_in_executor(self._threads, fn, db, spec, *args)
+        if self.dask is not None:
+            try:
+                return cast(T, await self.dask.run(fn, db, spec, *args))
+            except Away as exc:
+                if self.fallback != "local":
+                    raise exc.refusal() from None
+                log.warning("%s; scoring on this machine instead", exc)
+        return await self._on_pool(fn, db, spec, *args)
+
+    async def _on_pool(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a job on the process pool, within the time limit."""
+        loop = asyncio.get_running_loop()
         for _ in range(2):  # a worker that died costs its job one retry on a fresh pool
             pool = self._pool
             assert pool is not None
             try:
-                return await loop.run_in_executor(pool, fn, *args)
+                return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), self.timeout)
             except BrokenProcessPool:
                 self._renew(pool)
+            except TimeoutError:
+                raise Unavailable(
+                    f"scoring took longer than the server's limit of {self.timeout:g} s "
+                    "(--scoring-timeout); it was not scored",
+                    retry_after=RETRY_AFTER,
+                ) from None
         raise Unavailable(
             "the scoring worker for this submission stopped twice; nothing was recorded and no "
             f"quota was used: send it again in {RETRY_AFTER} seconds",
@@ -254,9 +332,15 @@ class Workers:
         )
 
     def close(self) -> None:
-        """Shut the pools down."""
+        """Shut the pools down (and the Dask client, on a running loop)."""
         self._threads.shutdown(wait=False, cancel_futures=True)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._dask is not None:
-            self._dask.close()
+        if self.dask is not None:
+            with contextlib.suppress(RuntimeError):  # no loop: nothing of it runs any more
+                self._closing = asyncio.get_running_loop().create_task(self.dask.close())
+
+    async def closed(self) -> None:
+        """Wait until the Dask client has closed (its connection ended cleanly)."""
+        if self._closing is not None:
+            await self._closing

@@ -9,7 +9,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy import exc as db
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
@@ -18,6 +19,8 @@ from sqlalchemy.pool import StaticPool
 from crowdsource.extras import require
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# The advisory lock servers take around migrating (a key of its own: see storage/locks.py).
+MIGRATION_LOCK = 0x63730000
 _MEMORY: dict[str, Engine] = {}  # an in-memory database is one engine per URL in a process
 # libpq options: a connect gives up after a few seconds (the request answers 503), and
 # keepalives notice a server that vanished without closing its connections.
@@ -88,9 +91,12 @@ def _create_private(path: str | None) -> None:
         os.close(os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
-def make_engine(db: str, *, synchronous: str = "NORMAL") -> Engine:
-    """Create the engine for `db`. On SQLite, `synchronous` NORMAL (WAL) keeps every commit
-    through a process crash; FULL also through a power cut, at an fsync per commit."""
+def make_engine(
+    db: str, *, synchronous: str = "NORMAL", pool_size: int = 8, max_overflow: int = 8
+) -> Engine:
+    """Create the engine for `db`, keeping `pool_size` connections and opening up to
+    `max_overflow` more at busy times. On SQLite, `synchronous` NORMAL (WAL) keeps every
+    commit through a process crash; FULL also through a power cut, at an fsync per commit."""
     if synchronous not in ("NORMAL", "FULL"):
         raise ValueError(f"synchronous must be NORMAL or FULL; got {synchronous!r}")
     url = make_url(database_url(db))
@@ -104,7 +110,7 @@ def make_engine(db: str, *, synchronous: str = "NORMAL") -> Engine:
             _MEMORY[str(url)] = engine
         else:
             _create_private(url.database)
-            engine = create_engine(url, pool_size=8, max_overflow=8)
+            engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
         event.listen(engine, "connect", _sqlite_pragmas(synchronous))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -113,7 +119,13 @@ def make_engine(db: str, *, synchronous: str = "NORMAL") -> Engine:
     if postgres and url.get_driver_name() == "psycopg":
         require("psycopg", extra="postgres", needed_for="a PostgreSQL database")
     connect = {k: v for k, v in PG_CONNECT.items() if postgres and k not in url.query}
-    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, connect_args=connect)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        connect_args=connect,
+    )
 
 
 def unavailable(exc: BaseException | None) -> bool:
@@ -124,13 +136,46 @@ def unavailable(exc: BaseException | None) -> bool:
     return isinstance(exc, db.DBAPIError) and exc.connection_invalidated
 
 
-def migrate(engine: Engine) -> None:
-    """Create or upgrade the schema to the newest revision."""
+def _alembic() -> Config:
+    """Alembic's configuration: our migrations, run on a connection we hand over."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest schema revision this version of crowdsource knows."""
+    head = ScriptDirectory.from_config(_alembic()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The database's schema revision (None: never migrated). Read directly, not through
+    Alembic, which logs each time (readiness probes ask every few seconds)."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.scalar(text("SELECT version_num FROM alembic_version"))
+
+
+def migrating(conn: Connection) -> None:
+    """Hold the migration lock until `conn`'s transaction ends, so that servers starting
+    together migrate one at a time: the first upgrades, the others then find nothing to do.
+    On SQLite the transaction's BEGIN IMMEDIATE is that lock already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:space, 0)"), {"space": MIGRATION_LOCK})
+
+
+def migrate(engine: Engine) -> tuple[str | None, str]:
+    """Create or upgrade the schema to the newest revision, under the migration lock.
+    Returns the revisions before and after."""
+    cfg = _alembic()
     with engine.begin() as conn:
+        migrating(conn)
+        before = current_revision(conn)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+    return before, head_revision()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Any]:

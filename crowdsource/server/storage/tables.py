@@ -190,3 +190,22 @@ SUBMISSIONS = cast(Table, Submission.__table__)
 SCORES = cast(Table, Score.__table__)
 ENTRIES = cast(Table, Entry.__table__)
 FINALS = cast(Table, Final.__table__)
+
+
+class Setting(Base):
+    """A fact about the whole deployment that every server checks (the secret's fingerprint)."""
+
+    __tablename__ = "settings"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class WriteBucket(Base):
+    """A participant's write-rate token bucket, shared by every server process: `tokens` left
+    at `at` (seconds since the epoch); `granted` says whether the last write was allowed."""
+
+    __tablename__ = "write_buckets"
+    participant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    at: Mapped[float] = mapped_column(Float)
+    granted: Mapped[bool] = mapped_column(default=True)
