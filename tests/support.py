@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,13 @@ from typing import Any
 import requests
 
 PG_ADMIN_URL = os.environ.get("CROWDSOURCE_TEST_PG", "postgresql://127.0.0.1:5432/test")
+SECRETS = Path(tempfile.gettempdir()) / "crowdsource-test-secrets"
+
+
+def shared_secret(db: str) -> Path:
+    """The secret file every test server on one PostgreSQL database uses, as the servers of
+    one deployment share theirs (a server with another secret refuses to start)."""
+    return SECRETS / f"{db.rsplit('/', 1)[-1]}.secret"
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -44,6 +52,8 @@ class ServerProcess:
         self.db = db
         self.workdir = workdir
         self.extra = list(extra)
+        if "://" in db and not any(arg.startswith("--secret-file") for arg in extra):
+            self.extra.append(f"--secret-file={shared_secret(db)}")
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.name = f"server-{uuid.uuid4().hex[:12]}"
@@ -127,6 +137,7 @@ def postgres_database() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shared_secret(name).unlink(missing_ok=True)
 
 
 @contextmanager

@@ -144,14 +144,15 @@ def test_a_server_with_another_secret_refuses_to_start_and_names_the_file(tmp_pa
     first_dir.mkdir()
     second_dir.mkdir()
     with postgres_database() as url:
-        first = ServerProcess(url, first_dir).start()
+        own = "--secret-file=crowdsource.secret"  # each in its own folder
+        first = ServerProcess(url, first_dir, own).start()
         try:
             (second_dir / "crowdsource.secret").write_text("another secret")
-            log = refused_start(url, second_dir)
+            log = refused_start(url, second_dir, own)
             assert str(second_dir / "crowdsource.secret") in log
             assert "copy the secret file" in log
             shutil.copy(first_dir / "crowdsource.secret", second_dir / "crowdsource.secret")
-            second = ServerProcess(url, second_dir).start()
+            second = ServerProcess(url, second_dir, own).start()
             try:
                 token = first.register()["token"]
                 me = requests.get(second.url + "/api/v1/participants/me", headers=bearer(token))

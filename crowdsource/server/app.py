@@ -544,7 +544,10 @@ class CrowdsourceServer(Application):
         database stops the server with one line saying what to do."""
         try:
             prepare_database(
-                self.db, upgrade=not self.no_migrate, secret=secret, secret_file=self.secret_file
+                self.db,
+                upgrade=not self.no_migrate,
+                secret=secret,
+                secret_file=str(Path(self.secret_file).resolve()),  # the file to replace
             )
         except RefusedStart as exc:
             self.log.critical("not starting: %s", exc)

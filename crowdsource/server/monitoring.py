@@ -280,11 +280,16 @@ class Readiness:
 
     async def problems(self, timeout: float = 5.0) -> dict[str, str]:
         """What is not ready, by part (empty: ready)."""
+        database, events, scoring = await asyncio.gather(  # at once: the answer within timeout
+            check("database", self._database, timeout),
+            check("event bus", self._bus, timeout),
+            check("scoring backend", self._scoring, timeout),
+        )
         found = {
             "server": "stopping: finishing requests in flight" if self.traffic.draining else None,
-            "database": await check("database", self._database, timeout),
-            "events": await check("event bus", self._bus, timeout),
-            "scoring": await check("scoring backend", self._scoring, timeout),
+            "database": database,
+            "events": events,
+            "scoring": scoring,
         }
         return {part: problem for part, problem in found.items() if problem}
 

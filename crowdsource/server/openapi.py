@@ -159,6 +159,18 @@ HOSTING_BODY = {
     },
 }
 CID, SID = _path_id("cid"), _path_id("sid")
+READINESS = {
+    "type": "object",
+    "required": ["status", "problems"],
+    "properties": {
+        "status": {"enum": ["ready", "not ready"]},
+        "problems": {
+            "type": "object",
+            "description": "What is not ready, by part: server, database, events, scoring",
+            "additionalProperties": {"type": "string"},
+        },
+    },
+}
 PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/participants": {
         "post": _op(
@@ -305,6 +317,30 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/api/v1/openapi.json": {"get": _op("This document")},
+    "/healthz": {"get": _op("Liveness: the process answers (asks nothing else)")},
+    "/readyz": {
+        "get": {
+            **_op("Readiness: database, schema, event bus and scoring up, not stopping"),
+            "responses": {
+                "200": {"description": "Ready", "content": _json(READINESS)},
+                "503": {
+                    "description": "Not ready; `problems` says what",
+                    "content": _json(READINESS),
+                },
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            **_op("Prometheus metrics of every process of this server"),
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
 }
 
 
