@@ -360,7 +360,8 @@ def test_scheduler_unreachable_at_start_is_one_clear_line(
     tmp_path: Path, serve: Callable[..., ServerProcess]
 ) -> None:
     """No scheduler at the address: the server exits with one line saying what to do, and
-    no traceback; with --dask-fallback=local it starts and scores on its own pool."""
+    no traceback (with several processes too, none started again); with
+    --dask-fallback=local it starts and scores on its own pool."""
     with refusing_port() as port:
         server = ServerProcess(
             str(tmp_path / "crowdsource.db"),
@@ -373,6 +374,18 @@ def test_scheduler_unreachable_at_start_is_one_clear_line(
         assert server.proc is not None and server.proc.wait(GENEROUS) == 3
         assert "Traceback" not in server.log.read_text()
         assert "--dask-fallback=local" in server.log.read_text()
+
+        several = ServerProcess(
+            str(tmp_path / "crowdsource.db"),
+            tmp_path,
+            "--processes=2",
+            "--scoring=dask",
+            f"--dask-scheduler=tcp://127.0.0.1:{port}",
+        )
+        with pytest.raises(RuntimeError, match="cannot reach the Dask scheduler"):
+            several.start(GENEROUS)
+        assert several.proc is not None and several.proc.wait(GENEROUS) == 3
+        assert "starting it again" not in several.log.read_text()
 
         local = serve(
             "--scoring=dask",

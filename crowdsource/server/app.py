@@ -45,6 +45,7 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 ENV_PREFIX = "CROWDSOURCE_"  # CROWDSOURCE_<OPTION> in the environment sets --<option>
 SAMPLE_SECONDS = 2.0  # how often the gauges that are read, not counted, are refreshed
 MAX_RESTARTS = 100  # crashes of serving processes before the server gives up
+UNREACHABLE = 3  # exit status when the Dask scheduler cannot be reached at start
 HANDLER_MODULES = (
     "participants",
     "competitions",
@@ -640,7 +641,7 @@ class CrowdsourceServer(Application):
             return pid == 0
 
         before = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
-        restarts = 0
+        restarts = gave_up = 0
         pending = list(range(self.processes))
         while pending or children:
             for index in [] if stopping else pending:
@@ -655,6 +656,10 @@ class CrowdsourceServer(Application):
                 continue
             restarts += 1
             code = os.waitstatus_to_exitcode(status)
+            if code == UNREACHABLE:  # it said why; starting it again cannot help
+                stop(signal.SIGTERM, None)
+                gave_up = UNREACHABLE
+                continue
             self.log.warning(
                 "server process %d (pid %d) %s; starting it again",
                 index + 1,
@@ -667,7 +672,7 @@ class CrowdsourceServer(Application):
                 continue
             pending = [index]
         unshare_metrics(metrics_folder)
-        sys.exit(1 if restarts > MAX_RESTARTS else 0)
+        sys.exit(gave_up or (1 if restarts > MAX_RESTARTS else 0))
 
     def _bus(self, store: Store) -> EventBus:
         """The event bus: the configured class, or the one the database and processes need."""
@@ -711,7 +716,7 @@ class CrowdsourceServer(Application):
             await workers.start()
         except SchedulerUnreachable as exc:
             self.log.critical("%s", exc)
-            self.exit(3)
+            self.exit(UNREACHABLE)
         managers = Managers.build(
             store=store,
             bus=self._bus(store),

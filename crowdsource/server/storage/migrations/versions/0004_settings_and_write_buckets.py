@@ -1,7 +1,7 @@
 """settings (the secret's fingerprint) and shared write-rate buckets
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 """
 
 import sqlalchemy as sa
