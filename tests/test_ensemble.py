@@ -5,7 +5,12 @@ from the frames as sent (rows shuffled), aligned by id (real servers, SQLite and
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,14 +18,18 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from IPython.core.interactiveshell import InteractiveShell
 from sklearn.metrics import accuracy_score, log_loss, mean_squared_error, roc_auc_score
 
+from crowdsource.client import Client, Forbidden
+from crowdsource.notebook import session
 from crowdsource.server.ensemble import vote
 from tests.api import Api, classify_data
 from tests.support import ServerProcess
 from tests.test_finals import split_of
 
 PARTICIPANTS = 4
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def shuffled(df: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -185,3 +194,55 @@ def test_vote_is_a_majority_with_best_ranked_tie_break(labels: list[list[int]]) 
     """The vectorised vote equals a plain row-by-row one."""
     got = vote([np.array(row) for row in labels])
     assert got.tolist() == majority([np.array(row) for row in labels]).tolist()
+
+
+# ---------------------------------------------------------------- the faces
+
+
+def test_client_cli_and_magic_show_the_same_curve(
+    sqlite_server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Client.ensemble`, `crowdsource ensemble ID` and `%crowdsource ensemble ID` all show
+    the server's curve; the notebook's chart marks the best single member by name."""
+    w = world(sqlite_server, "rmse")
+    cid, host = w["comp"]["id"], w["host"]
+    served = ensemble(host, cid)["scores"]
+
+    client = Client(sqlite_server.url, token=host.token, progress=False)
+    found = client.ensemble(cid)
+    assert found.scores["public_score"].tolist() == [s["public_score"] for s in served]
+    assert found.scores["member"].tolist() == [m["name"] for m in found.members]
+    best = found.best_member
+    assert best is not None and best["public_score"] == min(
+        m["public_score"] for m in found.members
+    )
+    assert client.ensemble(cid, k=3).scores["k"].tolist() == [3]
+    with pytest.raises(Forbidden, match="host"):
+        Client(sqlite_server.url, token=Api(sqlite_server).token, progress=False).ensemble(cid)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CROWDSOURCE_")}
+    env |= {"CROWDSOURCE_URL": sqlite_server.url, "CROWDSOURCE_TOKEN": host.token}
+    env["CROWDSOURCE_CONFIG_DIR"] = str(tmp_path / "config")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    cli = [sys.executable, "-m", "crowdsource.cli", "ensemble", str(cid)]
+    text = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert best["name"] in text.stdout and "best single member" in text.stdout
+    as_json = subprocess.run(
+        [*cli, "--k", "2", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    assert [r["public_score"] for r in json.loads(as_json.stdout)] == [served[1]["public_score"]]
+
+    monkeypatch.setenv("CROWDSOURCE_CONFIG_DIR", str(tmp_path / "kernel"))
+    monkeypatch.delenv("CROWDSOURCE_URL", raising=False)
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "crowdsource")
+    try:
+        ip.run_line_magic("crowdsource", f"connect {sqlite_server.url} --token {host.token}")
+        fig = ip.run_line_magic("crowdsource", f"ensemble {cid}")
+        blend, members = fig.data
+        assert list(blend.y) == [s["public_score"] for s in served]
+        assert list(members.text) == [m["name"] for m in found.members]
+        assert any(best["name"] in a.text for a in fig.layout.annotations)
+    finally:
+        session.state().client = None
