@@ -246,3 +246,28 @@ def test_client_cli_and_magic_show_the_same_curve(
         assert any(best["name"] in a.text for a in fig.layout.annotations)
     finally:
         session.state().client = None
+
+
+def test_a_team_is_one_member(server: ServerProcess) -> None:
+    """A team's entry brings one submission, its best public final one, whoever sent it."""
+    rng = np.random.default_rng(9)
+    ids = np.arange(100)
+    y = rng.normal(size=100)
+    host, alice, bob, carol = (Api(server) for _ in range(4))
+    comp = host.host(
+        type="regress",
+        metric="rmse",
+        targets=["y"],
+        dataset=pd.DataFrame({"id": ids, "x": y}),
+        answer=pd.DataFrame({"id": ids, "y": y}),
+    )
+    cid = comp["id"]
+    code = alice.post(f"/competitions/{cid}/teams", json={"name": "Duo"}).json()["code"]
+    assert bob.post(f"/competitions/{cid}/teams/join", json={"code": code}).status_code == 201
+    sent = {}
+    for who, noise in ((alice, 2.0), (bob, 0.5), (carol, 1.0)):
+        frame = pd.DataFrame({"id": ids, "y": y + rng.normal(0, noise, 100)})
+        sent[who.name] = who.submit(cid, shuffled(frame, seed=1)).json()["id"]
+    found = ensemble(host, cid)
+    assert [m["name"] for m in found["members"]] == ["Duo", carol.name]
+    assert [m["submission_id"] for m in found["members"]] == [sent[bob.name], sent[carol.name]]
