@@ -160,12 +160,17 @@ def test_ensemble_scores_equal_scikit_learn(server: ServerProcess, metric: str) 
 
 
 def test_one_k_and_bad_k(server: ServerProcess) -> None:
-    """`?k=` gives one blend, the same as the curve's; a k out of range is a 400 saying
-    which k may be asked for."""
+    """`?k=` gives one blend, the same as the curve's; a new entry makes a new curve; a k out
+    of range is a 400 saying which k may be asked for."""
     w = world(server, "rmse")
     cid = w["comp"]["id"]
     curve = ensemble(w["host"], cid)["scores"]
     assert ensemble(w["host"], cid, k=2)["scores"] == [curve[1]]
+    newcomer = pd.DataFrame({"id": w["truth"].index, "y": w["truth"].to_numpy()})
+    assert Api(server).submit(cid, shuffled(newcomer, seed=9)).status_code == 201
+    fresh = ensemble(w["host"], cid)  # a new board state: not the cached curve
+    assert len(fresh["scores"]) == PARTICIPANTS + 1 and fresh["members"][0]["rank"] == 1
+    assert fresh["scores"][0]["public_score"] == 0.0
     for bad in ("0", "x", "99"):
         r = w["host"].get(f"/competitions/{cid}/ensemble", params={"k": bad})
         assert r.status_code == 400 and "k" in r.json()["message"], r.text
@@ -271,3 +276,16 @@ def test_a_team_is_one_member(server: ServerProcess) -> None:
     found = ensemble(host, cid)
     assert [m["name"] for m in found["members"]] == ["Duo", carol.name]
     assert [m["submission_id"] for m in found["members"]] == [sent[bob.name], sent[carol.name]]
+
+
+def test_clusters_are_not_blended(sqlite_server: ServerProcess) -> None:
+    """Cluster ids mean nothing across submissions: a 400 says so."""
+    host, ids = Api(sqlite_server), np.arange(30)
+    comp = host.host(
+        type="cluster",
+        targets=["cluster"],
+        dataset=pd.DataFrame({"id": ids, "x": ids * 1.0}),
+        answer=pd.DataFrame({"id": ids, "cluster": ids % 3}),
+    )
+    r = host.get(f"/competitions/{comp['id']}/ensemble")
+    assert r.status_code == 400 and "cannot be blended" in r.json()["message"], r.text
