@@ -419,6 +419,25 @@ def _add_host_tools(subs: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("id", type=int, help="competition id")
 
 
+# -- the crowd's ensemble -------------------------------------------------------------------------
+
+
+def cmd_ensemble(args: argparse.Namespace, client: Client) -> int:
+    """Show the crowd's ensemble of a competition you host: its score for each k."""
+    found = client.ensemble(args.id, k=args.k)
+    table = _table(found.scores, "no scored entries to blend yet")
+    _emit(args, found.scores.to_dict(orient="records"), f"{table}\n{found.summary}")
+    return 0
+
+
+def _add_ensemble(subs: Any, parent: argparse.ArgumentParser) -> None:
+    """The `ensemble` subcommand."""
+    help = "the blend of the top k entries of one you host, scored for each k"
+    p = _command(subs, "ensemble", cmd_ensemble, help, parent)
+    p.add_argument("id", type=int, help="competition id")
+    p.add_argument("--k", type=int, help="only the blend of the top K entries")
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -556,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--template", action="store_true", help="ids with empty target columns")
     group.add_argument("--answer", action="store_true", help="the answer rows (host only)")
     _add_host_tools(subs, parent)
+    _add_ensemble(subs, parent)
     return parser
 
 

@@ -30,7 +30,7 @@ from crowdsource.client.errors import (
     UnsupportedMediaType,
 )
 from crowdsource.client.events import EventStream
-from crowdsource.client.models import Competition, Event, Submission, Team
+from crowdsource.client.models import Competition, Ensemble, Event, Submission, Team
 
 __all__ = [
     "BadRequest",
@@ -42,6 +42,7 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "CrowdsourceError",
+    "Ensemble",
     "Event",
     "EventStream",
     "Forbidden",

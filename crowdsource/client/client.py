@@ -44,6 +44,7 @@ from crowdsource.client.events import EventStream
 from crowdsource.client.models import (
     LEADERBOARD_COLUMNS,
     Competition,
+    Ensemble,
     Submission,
     Team,
     leaderboard_frame,
@@ -570,6 +571,13 @@ class Client:
         columns = ["competition_id", "board", *LEADERBOARD_COLUMNS]
         frames = [f for f in frames if not f.empty]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+    def ensemble(self, competition_id: int, *, k: int | None = None) -> Ensemble:
+        """The crowd's ensemble of a competition you host: the blend of the top `k` entries'
+        final submissions and its score (without `k`, its score for every k)."""
+        params = {} if k is None else {"k": int(k)}
+        path = f"/competitions/{int(competition_id)}/ensemble"
+        return Ensemble.from_json(self._json("GET", path, params=params))
 
     # -- events and competing -------------------------------------------------------------------
 

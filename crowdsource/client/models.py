@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LEADERBOARD_COLUMNS",
     "Competition",
+    "Ensemble",
     "Event",
     "Submission",
     "Team",
@@ -240,6 +241,94 @@ class Event:
             competition_id=message.get("competition_id"),
             at=message.get("at"),
             data=data if isinstance(data, dict) else {},
+        )
+
+
+ENSEMBLE_COLUMNS = ["k", "member", "member_score", "public_score", "private_score"]
+
+
+@dataclass(eq=False)
+class Ensemble:
+    """The crowd's ensemble of a competition, as its host sees it: `scores` holds one row per
+    k (the k-th member's name and own score, and the blend of the top k's public and, after
+    close, private score); the board the members are ranked by is `board`."""
+
+    competition_id: int
+    metric: str
+    higher_is_better: bool
+    board: str
+    closed: bool
+    scores: pd.DataFrame
+    members: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Ensemble:
+        """Build from the server's ensemble object."""
+        score = "private_score" if data["closed"] else "public_score"
+        by_k = {i: m for i, m in enumerate(data["members"], start=1)}
+        rows = [
+            {
+                "k": s["k"],
+                "member": by_k[s["k"]]["name"],
+                "member_score": by_k[s["k"]][score],
+                "public_score": s["public_score"],
+                "private_score": s["private_score"],
+            }
+            for s in data["scores"]
+        ]
+        return cls(
+            competition_id=data["competition_id"],
+            metric=data["metric"],
+            higher_is_better=data["higher_is_better"],
+            board=data["board"],
+            closed=data["closed"],
+            scores=pd.DataFrame(rows, columns=ENSEMBLE_COLUMNS),
+            members=list(data["members"]),
+        )
+
+    @property
+    def score_column(self) -> str:
+        """The column the members are ranked and compared by: private after close."""
+        return "private_score" if self.closed else "public_score"
+
+    @property
+    def best_member(self) -> dict[str, Any] | None:
+        """The member with the best own score on the ranking board (None with no members)."""
+        scored = [m for m in self.members if m[self.score_column] is not None]
+        if not scored:
+            return None
+        sign = -1.0 if self.higher_is_better else 1.0
+        return min(scored, key=lambda m: sign * m[self.score_column])
+
+    @property
+    def best_k(self) -> int | None:
+        """The k whose blend scores best (None with no scores)."""
+        pairs = [
+            (int(k), float(v))
+            for k, v in zip(self.scores["k"], self.scores[self.score_column], strict=True)
+            if v is not None and not pd.isna(v)
+        ]
+        if not pairs:
+            return None
+        sign = -1.0 if self.higher_is_better else 1.0
+        return min(pairs, key=lambda pair: (sign * pair[1], pair[0]))[0]  # the smaller k on a tie
+
+    @property
+    def summary(self) -> str:
+        """One line: the best blend against the best single member."""
+        best, k = self.best_member, self.best_k
+        if best is None or k is None:
+            return f"competition {self.competition_id}: no scored entries to blend yet"
+        column = self.score_column
+        blend = float(self.scores.loc[self.scores["k"] == k, column].iloc[0])
+        board = "private" if self.closed else "public"
+        mine = best[column]
+        better = blend > mine if self.higher_is_better else blend < mine
+        verdict = "beats" if better else "does not beat"
+        return (
+            f"competition {self.competition_id} ({self.metric}, {board} rows): the blend of the "
+            f"top {k} scores {blend:.6g}, which {verdict} the best single member, "
+            f"{best['name']} ({mine:.6g})"
         )
 
 

@@ -476,6 +476,20 @@ def cmd_team(self: CrowdsourceMagics, args: Any) -> Text:
     )
 
 
+@magic_arguments(name="crowdsource ensemble")
+@HELP
+@argument("id", type=int, help="competition id (one you host)")
+@argument("--k", type=int, help="only the blend of the top K entries")
+def cmd_ensemble(self: CrowdsourceMagics, args: Any) -> Any:
+    """The crowd's ensemble: a chart of the blend's score as k grows, best member marked."""
+    from crowdsource.notebook.ensemble import ensemble_figure
+
+    client = session.identified_client()
+    with session.usage_errors(competition=args.id):
+        found = client.ensemble(args.id, k=args.k)
+    return ensemble_figure(found)
+
+
 HOST_TOOLS: dict[str, Handler] = {
     "final": cmd_final,
     "board": cmd_board,
@@ -483,6 +497,7 @@ HOST_TOOLS: dict[str, Handler] = {
     "edit": cmd_edit,
     "delete": cmd_delete,
     "disqualify": cmd_disqualify,
+    "ensemble": cmd_ensemble,
 }
 
 

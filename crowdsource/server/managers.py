@@ -8,6 +8,7 @@ from typing import Any
 from traitlets.config import Configurable
 
 from crowdsource.server.competitions import CompetitionManager
+from crowdsource.server.ensemble import EnsembleManager
 from crowdsource.server.events import EventBus
 from crowdsource.server.leaderboards import LeaderboardManager
 from crowdsource.server.participants import ParticipantManager
@@ -22,6 +23,7 @@ MANAGER_CLASSES = [
     SubmissionManager,
     LeaderboardManager,
     TeamManager,
+    EnsembleManager,
 ]
 
 
@@ -37,6 +39,7 @@ class Managers:
     submissions: SubmissionManager
     leaderboards: LeaderboardManager
     teams: TeamManager
+    ensembles: EnsembleManager
 
     @classmethod
     def build(
@@ -63,6 +66,9 @@ class Managers:
                 parent=parent, store=store, bus=bus, competitions=competitions
             ),
             teams=TeamManager(parent=parent, store=store, competitions=competitions),
+            ensembles=EnsembleManager(
+                parent=parent, store=store, workers=workers, competitions=competitions
+            ),
         )
 
     def settings(self) -> dict[str, Any]:
@@ -73,6 +79,7 @@ class Managers:
             "submission_manager": self.submissions,
             "leaderboard_manager": self.leaderboards,
             "team_manager": self.teams,
+            "ensemble_manager": self.ensembles,
             "inline_bytes": self.workers.inline_bytes,
         }
 

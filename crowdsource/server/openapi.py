@@ -256,6 +256,14 @@ PATHS: dict[str, dict[str, Any]] = {
             csv_out=True,
         )
     },
+    "/api/v1/competitions/{cid}/ensemble": {
+        "get": _op(
+            "The crowd's ensemble: the blend of the top k entries' final submissions, scored "
+            "(host only); without k, its score for every k",
+            auth=True,
+            params=[CID, _query("k", {"type": "integer", "minimum": 1})],
+        )
+    },
     "/api/v1/competitions/{cid}/submissions": {
         "get": _op(
             "Your submissions to a competition (the host: every one)", auth=True, params=[CID]

@@ -28,6 +28,7 @@ from crowdsource.errors import (
     Unavailable,
 )
 from crowdsource.server.competitions import CompetitionManager
+from crowdsource.server.ensemble import EnsembleManager
 from crowdsource.server.leaderboards import LeaderboardManager
 from crowdsource.server.openapi import MAX_ID
 from crowdsource.server.participants import ParticipantManager
@@ -214,6 +215,11 @@ class APIHandler(JSONErrors):
     def teams(self) -> TeamManager:
         """Teams."""
         return self.settings["team_manager"]
+
+    @property
+    def ensembles(self) -> EnsembleManager:
+        """The crowd's ensemble."""
+        return self.settings["ensemble_manager"]
 
     def set_default_headers(self) -> None:
         """JSON by default; CORS for the configured origins."""

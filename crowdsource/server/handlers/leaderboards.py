@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from crowdsource.server.ensemble import check_k
 from crowdsource.server.handlers.base import ID_ROUTE, APIHandler, path_id
 
 
@@ -18,6 +19,15 @@ class LeaderboardHandler(APIHandler):
         self.finish(await self.leaderboards.board_text(cid_, board=board, viewer=self.viewer))
 
 
+class EnsembleHandler(APIHandler):
+    """`/competitions/{id}/ensemble?k=`: the crowd's ensemble, for the host."""
+
+    async def get(self, cid: str) -> None:
+        """The blend of the top k entries, or (no `k`) its score for every k."""
+        k = check_k(self.get_argument("k", None))
+        self.send(await self.ensembles.ensemble(path_id(cid, "competition"), self.participant, k=k))
+
+
 class LeaderboardsHandler(APIHandler):
     """`/leaderboards`: every competition's boards."""
 
@@ -28,5 +38,6 @@ class LeaderboardsHandler(APIHandler):
 
 default_handlers = [
     (f"/api/v1/competitions/{ID_ROUTE}/leaderboard", LeaderboardHandler),
+    (f"/api/v1/competitions/{ID_ROUTE}/ensemble", EnsembleHandler),
     (r"/api/v1/leaderboards", LeaderboardsHandler),
 ]
