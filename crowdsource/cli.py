@@ -164,6 +164,8 @@ def cmd_host(args: argparse.Namespace, client: Client) -> int:
         daily_limit=args.daily_limit,
         public_fraction=args.public_fraction,
         final_submissions=args.final_submissions,
+        public_scoring=args.public_scoring,
+        ladder_step=args.ladder_step,
     )
     text = f"created competition {competition.id}: {competition.title} ({competition.status})"
     _emit(args, competition.to_dict(), text)
@@ -359,6 +361,13 @@ def _add_host(subs: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--final-submissions", type=int, default=2, help="final submissions each (default 2)"
     )
+    p.add_argument(
+        "--public-scoring",
+        choices=("plain", "ladder"),
+        default="plain",
+        help="the public board: plain, or the Ladder (docs/ladder.md)",
+    )
+    p.add_argument("--ladder-step", type=float, default=0.01, help="the Ladder's step (0.01)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,6 +53,8 @@ COMPETITION_SPEC = {
         "daily_limit": {"type": ["integer", "null"], "minimum": 1},
         "public_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
         "final_submissions": {"type": "integer", "minimum": 1, "maximum": 100},
+        "public_scoring": {"enum": ["plain", "ladder"]},
+        "ladder_step": {"type": "number", "exclusiveMinimum": 0},
     },
 }
 COMPETITION_EDIT = {

@@ -196,6 +196,7 @@ def record(
         rank=leaderboards.rank(session, comp, participant_id=participant.id),
         left=Quota(remaining, left.resets_at),
         history=history,
+        shown=leaderboards.shown(session, comp, participant_id=participant.id),
     ), True
 
 
@@ -362,6 +363,7 @@ def as_json(
         rank=leaderboards.rank(session, comp, participant_id=owner.id),
         left=quota(session, comp, owner, now),
         history=history(session, sub),
+        shown=leaderboards.shown(session, comp, participant_id=owner.id),
     )
 
 
@@ -374,9 +376,16 @@ def view(
     rank: int | None,
     left: Quota,
     history: list[dict[str, Any]],
+    shown: float | None = None,
 ) -> dict[str, Any]:
-    """What the API shows of a submission: the private score only once the competition closed."""
+    """What the API shows of a submission: the private score only once the competition closed.
+    Under the Ladder its public score is the owner's board score, `shown` (the exact one would
+    hand back, through the response, what the Ladder keeps from the probes it stops)."""
     closed = status(comp, now) == "closed"
+    if comp.public_scoring == "ladder":
+        scored = row["public_score"] is not None
+        row = {**row, "public_score": shown if scored else None}
+        history = [{**h, "public_score": shown if scored else None} for h in history]
     return {
         "id": row["id"],
         "competition_id": comp.id,
