@@ -4,8 +4,13 @@ combined by majority vote) overfits a plain public board and far less a Ladder o
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,10 +18,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crowdsource.client import Client
 from crowdsource.server.ladder import climb, rounded
 from tests.api import Api
 from tests.support import ServerProcess
 
+ROOT = Path(__file__).resolve().parents[1]
 STEPS = st.sampled_from([0.001, 0.01, 0.05, 0.1, 0.25])
 SCORES = st.lists(st.floats(-10, 10, allow_nan=False), min_size=1, max_size=40)
 
@@ -205,3 +212,68 @@ def test_bad_ladder_settings_are_refused(
     r = host.post("/competitions", json=spec)
     assert r.status_code == 400, r.text
     assert message in r.json()["message"]
+
+
+def test_competitions_made_before_the_ladder_keep_a_plain_board(database: str) -> None:
+    """Migration 0004_ladder gives existing competitions the plain board (and the default step)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from crowdsource.server.storage.engine import MIGRATIONS, make_engine, migrate
+    from crowdsource.times import utcnow
+
+    engine = make_engine(database)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+    now = utcnow().replace(tzinfo=None)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO participants VALUES (1, 'h', 'x', :t)"), {"t": now})
+        conn.execute(text("INSERT INTO blobs (id, data) VALUES (1, :d)"), {"d": b"-"})
+        conn.execute(
+            text(
+                "INSERT INTO competitions (id, host_id, title, description, type, metric,"
+                " id_column, targets, opens_at, public_fraction, split_salt, rows, answer_rows,"
+                " answer_version, dataset_blob_id, closed_announced, created_at) VALUES (1, 1,"
+                " 't', '', 'regress', 'rmse', 'id', '[\"y\"]', :t, 1.0, 's', 1, 0, 0, 1, false,"
+                " :t)"
+            ),
+            {"t": now},
+        )
+    migrate(engine)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT public_scoring, ladder_step FROM competitions")).one()
+    engine.dispose()
+    assert tuple(row) == ("plain", 0.01)
+
+
+def test_every_face_can_host_a_ladder(sqlite_server: ServerProcess, tmp_path: Path) -> None:
+    """The client's keyword and the command line's flags make a Ladder competition."""
+    client = Client(sqlite_server.url, token=Api(sqlite_server).token)
+    ids = np.arange(20)
+    dataset = pd.DataFrame({"id": ids, "x": np.zeros(20)})
+    answer = pd.DataFrame({"id": ids, "label": ["a", "b"] * 10})
+    comp = client.host(
+        dataset, answer, metric="accuracy", public_scoring="ladder", ladder_step=0.05
+    )
+    assert (comp.public_scoring, comp.ladder_step) == ("ladder", 0.05)
+    dataset.to_csv(tmp_path / "dataset.csv", index=False)
+    answer.to_csv(tmp_path / "answer.csv", index=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CROWDSOURCE_")}
+    env |= {"CROWDSOURCE_URL": sqlite_server.url, "CROWDSOURCE_TOKEN": client.token or ""}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    args = ["host", "--dataset", "dataset.csv", "--answer", "answer.csv", "--metric", "accuracy"]
+    done = subprocess.run(
+        [sys.executable, "-m", "crowdsource.cli", "--json", *args, "--public-scoring", "ladder"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    made = json.loads(done.stdout)
+    assert (made["public_scoring"], made["ladder_step"]) == ("ladder", 0.01)
