@@ -238,6 +238,8 @@ def cmd_host(args: argparse.Namespace, client: Client) -> int:
         public_fraction=args.public_fraction,
         max_team_size=args.max_team_size,
         final_submissions=args.final_submissions,
+        public_scoring=args.public_scoring,
+        ladder_step=args.ladder_step,
     )
     text = f"created competition {competition.id}: {competition.title} ({competition.status})"
     _emit(args, competition.to_dict(), text)
@@ -498,6 +500,13 @@ def _add_host(subs: Any, parent: argparse.ArgumentParser) -> None:
         "--final-submissions", type=int, default=2, help="final submissions each (default 2)"
     )
     p.add_argument("--max-team-size", type=int, default=5, help="members per team (default 5)")
+    p.add_argument(
+        "--public-scoring",
+        choices=("plain", "ladder"),
+        default="plain",
+        help="the public board: plain, or the Ladder (docs/ladder.md)",
+    )
+    p.add_argument("--ladder-step", type=float, default=0.01, help="the Ladder's step (0.01)")
 
 
 def _add_team(subs: Any, parent: argparse.ArgumentParser) -> None:

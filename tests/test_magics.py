@@ -180,6 +180,12 @@ def test_host_quoted_title(shell: InteractiveShell, hosted: NotebookCompetition)
     assert cs(shell, 'host data answer --title "Two words"').title == "Two words"
 
 
+def test_host_a_ladder(shell: InteractiveShell, hosted: NotebookCompetition) -> None:
+    """`--public-scoring ladder` makes the public board a Ladder (docs/ladder.md)."""
+    comp = cs(shell, "host data answer --public-scoring ladder --ladder-step 0.05")
+    assert (comp.public_scoring, comp.ladder_step) == ("ladder", 0.05)
+
+
 def test_host_without_answer(shell: InteractiveShell, hosted: NotebookCompetition) -> None:
     """Only a predict round may start without an answer."""
     assert "give the answer too" in usage_error(shell, "host data")

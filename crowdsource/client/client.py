@@ -371,10 +371,13 @@ class Client:
         public_fraction: float = 1.0,
         max_team_size: int = 5,
         final_submissions: int = 2,
+        public_scoring: str = "plain",
+        ladder_step: float = 0.01,
     ) -> Competition:
         """Create a competition from DataFrames; `answer` may be None for a later `resolve`.
         Each participant's `final_submissions` best (or selected) ones count on the private
-        board."""
+        board. `public_scoring="ladder"` makes the public board a Ladder of `ladder_step`
+        (docs/ladder.md)."""
         dataset = with_id_column(dataset, id_column)
         _require_column(dataset, id_column, "dataset", InvalidCompetition)
         if answer is not None:
@@ -393,6 +396,8 @@ class Client:
             "public_fraction": public_fraction,
             "max_team_size": max_team_size,
             "final_submissions": final_submissions,
+            "public_scoring": public_scoring,
+            "ladder_step": ladder_step,
         }
         if metric is None:
             del spec["metric"]

@@ -56,6 +56,8 @@ class Competition:
     rows: int | None = None
     answer_rows: int | None = None
     final_submissions: int = 2
+    public_scoring: str = "plain"
+    ladder_step: float | None = None
     archived: bool = False
     created_at: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)

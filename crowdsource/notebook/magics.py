@@ -287,6 +287,8 @@ def cmd_stop(self: CrowdsourceMagics, args: Any) -> Text:
 @argument("--public-fraction", type=float, default=1.0, help="share of rows on the public board")
 @argument("--final-submissions", type=int, default=2, help="final submissions each (default 2)")
 @argument("--max-team-size", type=int, default=5, help="members per team (default 5)")
+@argument("--public-scoring", choices=("plain", "ladder"), default="plain", help="the public board")
+@argument("--ladder-step", type=float, default=0.01, help="the Ladder's step (default 0.01)")
 def cmd_host(self: CrowdsourceMagics, args: Any) -> session.NotebookCompetition:
     """Create a competition from DataFrame variables; returns it."""
     client = session.identified_client()
@@ -314,6 +316,8 @@ def cmd_host(self: CrowdsourceMagics, args: Any) -> session.NotebookCompetition:
             public_fraction=args.public_fraction,
             final_submissions=args.final_submissions,
             max_team_size=args.max_team_size,
+            public_scoring=args.public_scoring,
+            ladder_step=args.ladder_step,
         )
     return session.NotebookCompetition.wrap(created)
 

@@ -27,6 +27,7 @@ from crowdsource.errors import (
     Unavailable,
 )
 from crowdsource.metrics import DEFAULT_METRIC, allowed_metrics, get_metric
+from crowdsource.server import ladder
 from crowdsource.server.events import RESYNC, Event, EventBus
 from crowdsource.server.scoring import workers as jobs
 from crowdsource.server.scoring.score import (
@@ -122,6 +123,8 @@ def as_json(comp: Competition, host: Participant, now: datetime) -> dict[str, An
         "rows": comp.rows,
         "answer_rows": comp.answer_rows,
         "final_submissions": comp.final_submissions,
+        "public_scoring": comp.public_scoring,
+        "ladder_step": comp.ladder_step if comp.public_scoring == "ladder" else None,
         "archived": comp.archived,
         "created_at": iso(comp.created_at),
     }
@@ -294,6 +297,10 @@ def _check(body: Any, parts: dict[str, bytes]) -> Hosting:
         "public_fraction": _number(body, "public_fraction", default=1.0, low=0.01, high=1.0),
         "final_submissions": _number(
             body, "final_submissions", default=2, low=1, high=MAX_FINALS, integer=True
+        ),
+        "public_scoring": _choice(body, "public_scoring", ladder.SCORINGS, default="plain"),
+        "ladder_step": _number(
+            body, "ladder_step", default=ladder.DEFAULT_STEP, low=1e-9, high=1e9
         ),
         "classes": _classes(answer, targets, metric) if kind == "classify" else None,
         "rows": len(dataset),

@@ -17,7 +17,7 @@ from traitlets.config import LoggingConfigurable
 
 from crowdsource.errors import BadRequest, Forbidden
 from crowdsource.metrics import get_metric
-from crowdsource.server import competitions, finals
+from crowdsource.server import competitions, finals, ladder
 from crowdsource.server.competitions import CompetitionManager
 from crowdsource.server.events import RESYNC, Event, EventBus
 from crowdsource.server.storage import locks
@@ -63,6 +63,13 @@ def apply(
     score. (The private board is read from the final submissions: `private_entries`.)"""
     if str(participant_id) in comp.disqualified:
         return
+    if comp.public_scoring == "ladder" and public is not None:  # None: the board stays
+        public = ladder.climb(
+            shown(session, comp, participant_id=participant_id),
+            public,
+            step=comp.ladder_step,
+            higher_is_better=get_metric(comp.metric).higher_is_better,
+        )
     row = {
         "competition_id": comp.id,
         "board": "public",
@@ -73,6 +80,17 @@ def apply(
         "last_submission_at": at if count else None,
     }
     session.connection().execute(UPSERT[get_metric(comp.metric).higher_is_better], row)
+
+
+def shown(session: Session, comp: Competition, *, participant_id: int) -> float | None:
+    """A participant's score on the public board (None before one)."""
+    return session.scalar(
+        select(Entry.score).where(
+            Entry.competition_id == comp.id,
+            Entry.board == "public",
+            Entry.participant_id == participant_id,
+        )
+    )
 
 
 def on_conflict(wins: str) -> str:

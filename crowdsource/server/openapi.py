@@ -54,6 +54,8 @@ COMPETITION_SPEC = {
         "max_team_size": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 5},
         "public_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
         "final_submissions": {"type": "integer", "minimum": 1, "maximum": 100},
+        "public_scoring": {"enum": ["plain", "ladder"]},
+        "ladder_step": {"type": "number", "exclusiveMinimum": 0},
     },
 }
 COMPETITION_EDIT = {

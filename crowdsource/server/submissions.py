@@ -184,9 +184,10 @@ def record(
     }
     data = None if isinstance(predictions, int) else predictions
     history = [] if scored is None else [_score_row(scored, now)]
-    # PostgreSQL in one statement; but a disqualified captain's team has no entry to write:
-    # the statement-by-statement path (whose `leaderboards.apply` knows that) takes it
-    at_once = session.get_bind().dialect.name == "postgresql"
+    # PostgreSQL in one statement; but a disqualified captain's team has no entry to write,
+    # and a Ladder board moves by its steps: the statement-by-statement path (whose
+    # `leaderboards.apply` knows both) takes those
+    at_once = session.get_bind().dialect.name == "postgresql" and comp.public_scoring != "ladder"
     at_once = at_once and str(who.participant_id) not in comp.disqualified
     insert = _insert_at_once if at_once else _insert
     row["id"], rank = insert(session, comp, row, data, history, entrant=who.participant_id)
@@ -199,6 +200,7 @@ def record(
         rank=rank,
         left=Quota(remaining, left.resets_at),
         history=history,
+        shown=leaderboards.shown(session, comp, participant_id=participant.id),
     ), True
 
 
@@ -474,6 +476,7 @@ def as_json(
         rank=leaderboards.rank(session, comp, participant_id=who.participant_id),
         left=quota(session, comp, who, now),
         history=history(session, sub),
+        shown=leaderboards.shown(session, comp, participant_id=owner.id),
     )
 
 
@@ -486,9 +489,16 @@ def view(
     rank: int | None,
     left: Quota,
     history: list[dict[str, Any]],
+    shown: float | None = None,
 ) -> dict[str, Any]:
-    """What the API shows of a submission: the private score only once the competition closed."""
+    """What the API shows of a submission: the private score only once the competition closed.
+    Under the Ladder its public score is the owner's board score, `shown` (the exact one would
+    hand back, through the response, what the Ladder keeps from the probes it stops)."""
     closed = status(comp, now) == "closed"
+    if comp.public_scoring == "ladder":
+        scored = row["public_score"] is not None
+        row = {**row, "public_score": shown if scored else None}
+        history = [{**h, "public_score": shown if scored else None} for h in history]
     return {
         "id": row["id"],
         "competition_id": comp.id,

@@ -123,6 +123,8 @@ class Competition(Base):
     # participant id (as text, JSON keys are) -> the reason they were disqualified
     disqualified: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     revision: Mapped[int] = mapped_column(Integer, default=0)  # counts the host's edits
+    public_scoring: Mapped[str] = mapped_column(String(16), default="plain")  # or "ladder"
+    ladder_step: Mapped[float] = mapped_column(Float, default=0.01)
 
 
 class Submission(Base):
