@@ -24,6 +24,7 @@ __all__ = [
     "Unauthorized",
     "UnexpectedResponse",
     "UnsupportedMediaType",
+    "error_from_code",
     "error_from_response",
 ]
 
@@ -201,3 +202,9 @@ def error_from_response(status: int, body: Any, fallback: str) -> CrowdsourceErr
     if cls is None:
         cls = ServerError if status >= 500 else CrowdsourceError
     return cls(str(message or fallback), status=status, body=body)
+
+
+def error_from_code(code: str, message: str) -> CrowdsourceError:
+    """The client error for a server error code, raised here without a response (the
+    pre-flight check runs the server's own checks locally)."""
+    return _BY_CODE.get(code, CrowdsourceError)(message)
