@@ -408,6 +408,8 @@ class Competitor:
         except CrowdsourceError as exc:
             result = failed(f"{type(exc).__name__} (found before submitting): {exc}")
             return replace(result, state=NOT_SUBMITTED)
+        except Exception:  # a fault of the check itself: the server will judge the frame
+            log.exception("competition %s: the pre-flight check failed", competition.id)
         key = idempotency_key(competition.id, registration.name, fingerprint(registration.fn))
         try:
             submission = self._retrying(
