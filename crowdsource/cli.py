@@ -221,6 +221,15 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
     return 1 if sub.state == "failed" else 0
 
 
+def cmd_check(args: argparse.Namespace, client: Client) -> int:
+    """Check a predictions file as the server would, without submitting it."""
+    rows = client.check(args.id, read_frame_file(args.file))
+    data = {"competition_id": args.id, "path": args.file, "rows": rows, "ok": True}
+    text = f"{args.file} fits competition {args.id}: {rows} rows checked; nothing was submitted"
+    _emit(args, data, text)
+    return 0
+
+
 def cmd_host(args: argparse.Namespace, client: Client) -> int:
     """Create a competition from dataset (and answer) files."""
     competition = client.host(
@@ -570,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int, help="competition id")
     p.add_argument("file", help="CSV or Parquet file with the id column and predictions")
     p.add_argument("--no-wait", action="store_true", help="do not wait for the score")
+    p = _command(subs, "check", cmd_check, "check predictions as the server would", parent)
+    p.add_argument("id", type=int, help="competition id")
+    p.add_argument("file", help="CSV or Parquet file with the id column and predictions")
     _add_host(subs, parent)
     _add_team(subs, parent)
     p = _command(subs, "resolve", cmd_resolve, "add or replace answer rows from a file", parent)

@@ -261,3 +261,16 @@ def test_submissions_show_the_private_score_after_close(env, tmp_path) -> None:
     table = ok(env, "submissions", "--competition", competition_id)
     assert "private_score" in table.splitlines()[0]
     assert json.loads(ok(env, "submissions", "--json"))[0]["private_score"] == 1.0
+def test_check_before_submitting(env, tmp_path) -> None:
+    """`check ID FILE` says what the server would of a file, and submits nothing."""
+    competition_id = hosted(env, tmp_path)
+    ok(env, "register", f"player-{uuid.uuid4().hex[:12]}")
+    template = tmp_path / "template.csv"
+    ok(env, "download", str(competition_id), "--template", "-o", str(template))
+    pd.read_csv(template).assign(label=1).to_csv(tmp_path / "good.csv", index=False)
+    pd.read_csv(template).assign(label=1).head(18).to_csv(tmp_path / "short.csv", index=False)
+    assert "20 rows checked" in ok(env, "check", str(competition_id), str(tmp_path / "good.csv"))
+    said = fails(env, "check", str(competition_id), str(tmp_path / "short.csv"))
+    assert "InvalidSubmission: 2 ids missing (19, 20)" in said
+    assert said == fails(env, "submit", str(competition_id), str(tmp_path / "short.csv"))
+    assert json.loads(ok(env, "submissions", "--json")) == []

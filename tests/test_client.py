@@ -133,12 +133,16 @@ def test_invalid_submission_carries_server_message(server: ServerProcess) -> Non
 
 
 def test_missing_id_column_is_a_clear_error(sqlite_server) -> None:
-    """A frame without the id column names the column to add."""
+    """A frame without the id column names the column to add (the server's words, which
+    the pre-flight check says too)."""
     _, competition = hosted(sqlite_server)
     player = registered(sqlite_server)
     mine = player.competition(competition.id)
-    with pytest.raises(CC.InvalidSubmission, match="no 'id' column"):
+    with pytest.raises(CC.InvalidSubmission, match="need the id column 'id'") as info:
         mine.submit(perfect(mine).drop(columns="id"))
+    assert info.value.status == 422
+    with pytest.raises(CC.InvalidSubmission, match="need the id column 'id'"):
+        mine.check(perfect(mine).drop(columns="id"))
 
 
 def test_host_needs_id_column(sqlite_server) -> None:

@@ -464,3 +464,29 @@ def test_serve_elsewhere_when_8889_is_taken(shell: InteractiveShell) -> None:
     finally:
         cs(shell, "serve --stop")
         holder.close()
+# -- the pre-flight check --------------------------------------------------------------------------
+def test_check_magic(shell: InteractiveShell, participant: NotebookCompetition) -> None:
+    """`check ID VAR` passes a good frame and says the server's words of a bad one, unsent."""
+    assert "30 rows checked" in repr(cs(shell, f"check {participant.id} pred"))
+    shell.user_ns["partial"] = shell.user_ns["pred"].head(10)
+    said = usage_error(shell, f"check {participant.id} partial")
+    assert said == usage_error(shell, f"submit {participant.id} partial")
+    assert "20 ids missing" in said
+    assert session.identified_client().submissions(participant.id) == []
+
+
+def test_compete_checks_before_submitting(
+    shell: InteractiveShell, participant: NotebookCompetition
+) -> None:
+    """A competing function whose frame cannot fit is stopped before it submits."""
+    from crowdsource import compete
+
+    @compete("classify", name="nan", show=False)
+    def nan(c: Any) -> pd.DataFrame:
+        return c.template()
+
+    assert nan.wait(1, timeout=30)
+    run = nan.results.iloc[0]
+    assert run["state"] == "not submitted"
+    assert "found before submitting" in run["error"] and "(NaN)" in run["error"]
+    assert session.identified_client().submissions(participant.id) == []

@@ -38,6 +38,7 @@ from crowdsource.client.errors import (
     Timeout,
     Unauthorized,
     UnexpectedResponse,
+    error_from_code,
     error_from_response,
 )
 from crowdsource.client.events import EventStream
@@ -56,6 +57,7 @@ from crowdsource.client.progress import (
     iter_with_progress,
     make_bar,
 )
+from crowdsource.errors import CrowdsourceError as DomainError
 from crowdsource.frames import (
     PARQUET,
     decode_frame,
@@ -64,6 +66,7 @@ from crowdsource.frames import (
     with_id_column,
 )
 from crowdsource.times import from_now
+from crowdsource.validation import Shape, check_frame, expected_ids
 
 if TYPE_CHECKING:
     from crowdsource.client.competitor import Competitor, RunResult
@@ -493,11 +496,16 @@ class Client:
         data = self._json(
             "POST",
             f"/competitions/{int(id)}/submissions",
-            data=self._upload(to_parquet(frame), "submission"),
+            data=self._upload(_encoded(frame), "submission"),
             headers=headers,
             params={} if wait else {"wait": "false"},
         )
         return Submission.from_json(data)
+
+    def check(self, competition_id: int, predictions: pd.DataFrame) -> int:
+        """Check predictions as the server would, without submitting (the pre-flight check):
+        returns their rows, or raises InvalidSubmission with the server's very message."""
+        return self.competition(competition_id).check(predictions)
 
     def submissions(self, competition_id: int | None = None) -> list[Submission]:
         """Your own submissions, newest first (to one competition if given; to one you host:
@@ -693,14 +701,32 @@ def _prediction_frame(predictions: Any, id_column: str | None) -> pd.DataFrame:
     if id_column is None:
         named = [n for n in predictions.index.names if n is not None]
         return predictions.reset_index() if named else predictions
-    frame = with_id_column(predictions, id_column)
-    if id_column not in frame.columns:
-        have = ", ".join(map(str, frame.columns)) or "none"
-        raise InvalidSubmission(
-            f"predictions have no {id_column!r} column (columns: {have});"
-            f" start from competition.template()"
-        )
-    return frame
+    return with_id_column(predictions, id_column)
+
+
+def _encoded(frame: pd.DataFrame) -> bytes:
+    """Predictions as the Parquet bytes sent; a frame Parquet cannot hold is a BadRequest."""
+    try:
+        return to_parquet(frame, what="predictions")
+    except DomainError as exc:
+        raise error_from_code(exc.code, exc.message) from None
+
+
+def preflight(competition: Competition, predictions: Any, dataset: pd.DataFrame) -> int:
+    """Run the server's checks on predictions for `competition` here; raise what it would."""
+    frame = _prediction_frame(predictions, competition.id_column)
+    shape = Shape(
+        id_column=competition.id_column,
+        metric=competition.metric,
+        targets=tuple(competition.targets),
+        classes=tuple(competition.classes) if competition.classes else None,
+        rows=competition.rows,
+    )
+    expected = expected_ids(dataset[competition.id_column].to_numpy())
+    try:
+        return check_frame(shape, frame, expected)
+    except DomainError as exc:  # the server's refusal, as the client would have received it
+        raise error_from_code(exc.code, exc.message) from None
 
 
 def _session_for(url: str) -> requests.Session:

@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -45,6 +45,7 @@ log = logging.getLogger("crowdsource.client.competitor")
 T = TypeVar("T")
 CompeteFn = Callable[[Competition], "pd.DataFrame | None"]
 RETRYABLE = (ConnectionFailed, ServerError, RateLimited, Timeout)
+NOT_SUBMITTED = "not submitted"  # the state of a run whose frame failed the pre-flight check
 _SEQUENCE = itertools.count()
 
 
@@ -402,6 +403,13 @@ class Competitor:
             return failed(f"{type(exc).__name__}: {exc}")
         if predictions is None:
             return failed("the function returned None instead of a DataFrame")
+        try:  # the server's own checks, here: a frame that cannot fit is never sent
+            competition.check(predictions)
+        except CrowdsourceError as exc:
+            result = failed(f"{type(exc).__name__} (found before submitting): {exc}")
+            return replace(result, state=NOT_SUBMITTED)
+        except Exception:  # a fault of the check itself: the server will judge the frame
+            log.exception("competition %s: the pre-flight check failed", competition.id)
         key = idempotency_key(competition.id, registration.name, fingerprint(registration.fn))
         try:
             submission = self._retrying(

@@ -26,6 +26,7 @@ __all__ = [
     "UnexpectedResponse",
     "UnknownIdentity",
     "UnsupportedMediaType",
+    "error_from_code",
     "error_from_response",
 ]
 
@@ -215,3 +216,9 @@ def error_from_response(status: int, body: Any, fallback: str) -> CrowdsourceErr
     if cls is None:
         cls = ServerError if status >= 500 else CrowdsourceError
     return cls(str(message or fallback), status=status, body=body)
+
+
+def error_from_code(code: str, message: str) -> CrowdsourceError:
+    """The client error for a server error code, raised here without a response (the
+    pre-flight check runs the server's own checks locally)."""
+    return _BY_CODE.get(code, CrowdsourceError)(message)

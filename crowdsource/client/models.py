@@ -102,6 +102,14 @@ class Competition:
             frame[column] = np.nan
         return frame
 
+    def check(self, predictions: pd.DataFrame) -> int:
+        """The pre-flight check: run the server's checks on predictions here, against this
+        competition's description and dataset ids, without submitting. Returns their rows;
+        raises InvalidSubmission with the very message the server would answer."""
+        from crowdsource.client.client import preflight
+
+        return preflight(self, predictions, self.dataset)
+
     def submit(self, predictions: pd.DataFrame, *, wait: bool = True) -> Submission:
         """Submit predictions to this competition."""
         return self._require_client().submit(self.id, predictions, wait=wait)

@@ -248,6 +248,25 @@ def cmd_submit(self: CrowdsourceMagics, args: Any) -> SubmissionReport:
     return SubmissionReport(submission)
 
 
+@magic_arguments(name="crowdsource check")
+@HELP
+@argument("id", type=int, help="competition id")
+@argument("var", help="name of the DataFrame variable holding your predictions")
+def cmd_check(self: CrowdsourceMagics, args: Any) -> Text:
+    """Check a DataFrame of predictions as the server would, without submitting it."""
+    frame = session.namespace_frame(_namespace(self), args.var)
+    found = session.competition(args.id)
+    with session.usage_errors(competition=args.id):
+        try:
+            rows = found.check(frame)
+        except InvalidSubmission as exc:
+            message = " ".join(str(exc).split())
+            raise UsageError(
+                f"{args.var!r} does not fit competition {args.id}: {message}"
+            ) from None
+    return Text(f"{args.var!r} fits competition {args.id}: {rows} rows checked; nothing was sent")
+
+
 @magic_arguments(name="crowdsource runs")
 @HELP
 def cmd_runs(self: CrowdsourceMagics, args: Any) -> Any:
@@ -515,6 +534,7 @@ SUBCOMMANDS: dict[str, Handler] = {
     "leaderboard": cmd_leaderboard,
     "browse": cmd_browse,
     "submit": cmd_submit,
+    "check": cmd_check,
     "host": cmd_host,
     "resolve": cmd_resolve,
     "close": cmd_close,
