@@ -261,6 +261,8 @@ def test_submissions_show_the_private_score_after_close(env, tmp_path) -> None:
     table = ok(env, "submissions", "--competition", competition_id)
     assert "private_score" in table.splitlines()[0]
     assert json.loads(ok(env, "submissions", "--json"))[0]["private_score"] == 1.0
+
+
 def test_check_before_submitting(env, tmp_path) -> None:
     """`check ID FILE` says what the server would of a file, and submits nothing."""
     competition_id = hosted(env, tmp_path)

@@ -464,6 +464,8 @@ def test_serve_elsewhere_when_8889_is_taken(shell: InteractiveShell) -> None:
     finally:
         cs(shell, "serve --stop")
         holder.close()
+
+
 # -- the pre-flight check --------------------------------------------------------------------------
 def test_check_magic(shell: InteractiveShell, participant: NotebookCompetition) -> None:
     """`check ID VAR` passes a good frame and says the server's words of a bad one, unsent."""

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from traitlets import Int
 from traitlets.config import LoggingConfigurable
 
-from crowdsource import frames
+from crowdsource import frames, validation
 from crowdsource.errors import BadRequest, Forbidden
 from crowdsource.metrics import get_metric
 from crowdsource.server import competitions, finals, leaderboards
@@ -88,11 +88,8 @@ def vote(labels: Sequence[np.ndarray]) -> np.ndarray:
 
 def encoded(spec: Spec, expected: np.ndarray, data: bytes) -> np.ndarray:
     """Stored predictions, aligned by id to the sorted dataset ids and encoded."""
-    if expected.dtype == object:
-        expected = expected.astype(str).astype(object)
-    cols = scoring.read_columns(data, frames.PARQUET, spec)
-    ids, values = scoring.align(spec, cols, expected)
-    return scoring.encode_predictions(spec, ids, values)
+    cols = validation.read_columns(data, frames.PARQUET, spec.shape)
+    return validation.validate(spec.shape, cols, expected)[2]
 
 
 def curve(
