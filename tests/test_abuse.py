@@ -441,14 +441,15 @@ def test_private_scores_stay_null_and_the_private_board_closed_before_close(game
 
 
 def test_predictions_are_for_their_owner_only(game: Round) -> None:
-    """Bob and the host cannot read Alice's submission's predictions; Alice can."""
+    """Bob cannot read Alice's submission's predictions, nor the host before close; Alice can."""
     sid = game.alice_subs[0]
     for accept in ("application/json", PARQUET):
         assert is_json_error(
             game.get(f"/submissions/{sid}/predictions", game.bob, Accept=accept), 404
         )
         r = game.get(f"/submissions/{sid}/predictions", game.host, Accept=accept)
-        assert is_json_error(r, 404)
+        assert is_json_error(r, 403)  # the host reads predictions once the competition closes
+        assert "close" in r.json()["message"]
         assert is_json_error(game.get(f"/submissions/{sid}/predictions", None, Accept=accept), 401)
     assert is_json_error(game.get(f"/submissions/{sid}", game.bob), 404)
     seen_by_host = game.get(f"/submissions/{sid}", game.host)
