@@ -159,3 +159,36 @@ def run(coro: Any) -> Any:
     """Run a coroutine to its end on a loop of its own (a test may already be in a loop)."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def database_at(database: str, revision: str) -> Any:
+    """An engine on `database` migrated only to `revision`, holding one host and one regress
+    competition as that schema stored them (for tests that upgrade it to the newest)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from crowdsource.server.storage.engine import MIGRATIONS, make_engine
+    from crowdsource.times import utcnow
+
+    engine = make_engine(database)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    now = utcnow().replace(tzinfo=None)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO participants VALUES (1, 'h', 'x', :t)"), {"t": now})
+        conn.execute(text("INSERT INTO blobs (id, data) VALUES (1, :d)"), {"d": b"-"})
+        conn.execute(
+            text(
+                "INSERT INTO competitions (id, host_id, title, description, type, metric,"
+                " id_column, targets, opens_at, public_fraction, split_salt, rows, answer_rows,"
+                " answer_version, dataset_blob_id, closed_announced, created_at) VALUES (1, 1,"
+                " 't', '', 'regress', 'rmse', 'id', '[\"y\"]', :t, 1.0, 's', 1, 0, 0, 1, false,"
+                " :t)"
+            ),
+            {"t": now},
+        )
+    return engine

@@ -13,10 +13,10 @@ from sqlalchemy import create_engine, text
 
 from crowdsource.server.finals import Candidate, best_private, counted
 from crowdsource.server.scoring.score import public_mask
-from crowdsource.server.storage.engine import database_url
+from crowdsource.server.storage.engine import database_url, migrate
 from crowdsource.times import utcnow
 from tests.api import Api, classify_data
-from tests.support import ServerProcess
+from tests.support import ServerProcess, database_at
 
 CLASSES = ("a", "b", "c")
 
@@ -195,31 +195,9 @@ def test_finals_are_the_selection_or_the_best_public(
 def test_a_database_of_the_first_schema_upgrades(database: str) -> None:
     """A database made before final submissions upgrades in place: its competitions get two
     finals each, nobody disqualified, and its old private entries (best of all) are gone."""
-    from alembic import command
-    from alembic.config import Config
-
-    from crowdsource.server.storage.engine import MIGRATIONS, make_engine, migrate
-
-    engine = make_engine(database)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+    engine = database_at(database, "0001")
     now = utcnow().replace(tzinfo=None)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO participants VALUES (1, 'h', 'x', :t)"), {"t": now})
-        conn.execute(text("INSERT INTO blobs (id, data) VALUES (1, :d)"), {"d": b"-"})
-        conn.execute(
-            text(
-                "INSERT INTO competitions (id, host_id, title, description, type, metric,"
-                " id_column, targets, opens_at, public_fraction, split_salt, rows, answer_rows,"
-                " answer_version, dataset_blob_id, closed_announced, created_at) VALUES (1, 1,"
-                " 't', '', 'regress', 'rmse', 'id', '[\"y\"]', :t, 1.0, 's', 1, 0, 0, 1, false,"
-                " :t)"
-            ),
-            {"t": now},
-        )
         for board in ("public", "private"):
             conn.execute(
                 text("INSERT INTO entries VALUES (1, :b, 1, 0.5, NULL, 1, :t)"),

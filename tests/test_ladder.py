@@ -17,11 +17,13 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from crowdsource.client import Client
 from crowdsource.server.ladder import climb, rounded
+from crowdsource.server.storage.engine import migrate
 from tests.api import Api
-from tests.support import ServerProcess
+from tests.support import ServerProcess, database_at
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = st.sampled_from([0.001, 0.01, 0.05, 0.1, 0.25])
@@ -221,33 +223,7 @@ def test_bad_ladder_settings_are_refused(
 
 def test_competitions_made_before_the_ladder_keep_a_plain_board(database: str) -> None:
     """Migration 0005 gives existing competitions the plain board (and the default step)."""
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import text
-
-    from crowdsource.server.storage.engine import MIGRATIONS, make_engine, migrate
-    from crowdsource.times import utcnow
-
-    engine = make_engine(database)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
-    now = utcnow().replace(tzinfo=None)
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO participants VALUES (1, 'h', 'x', :t)"), {"t": now})
-        conn.execute(text("INSERT INTO blobs (id, data) VALUES (1, :d)"), {"d": b"-"})
-        conn.execute(
-            text(
-                "INSERT INTO competitions (id, host_id, title, description, type, metric,"
-                " id_column, targets, opens_at, public_fraction, split_salt, rows, answer_rows,"
-                " answer_version, dataset_blob_id, closed_announced, created_at) VALUES (1, 1,"
-                " 't', '', 'regress', 'rmse', 'id', '[\"y\"]', :t, 1.0, 's', 1, 0, 0, 1, false,"
-                " :t)"
-            ),
-            {"t": now},
-        )
+    engine = database_at(database, "0002")
     migrate(engine)
     with engine.connect() as conn:
         row = conn.execute(text("SELECT public_scoring, ladder_step FROM competitions")).one()

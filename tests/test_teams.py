@@ -12,14 +12,16 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 import crowdsource.client as CC
 from crowdsource.notebook import session
+from crowdsource.server.storage.engine import migrate
 from tests import test_cli as cli
 from tests import test_magics as magic
 from tests import test_managers as managers
 from tests.api import Api, classify_data, probabilities, split
-from tests.support import ServerProcess, run
+from tests.support import ServerProcess, database_at, run
 from tests.test_cli import env  # noqa: F401 - the fixture: a CLI environment for a server
 from tests.test_magics import hosted, shell  # noqa: F401 - fixtures: an IPython shell, a host
 
@@ -481,33 +483,7 @@ def test_the_board_is_the_best_of_each_teams_submissions_whenever_members_join(p
 def test_a_database_before_teams_upgrades_in_place(database: str) -> None:
     """A database of the schema before teams (revision 0002) gets `max_team_size` 5 on its
     competitions and empty team tables, on SQLite and PostgreSQL."""
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import text
-
-    from crowdsource.server.storage.engine import MIGRATIONS, make_engine, migrate
-    from crowdsource.times import utcnow
-
-    engine = make_engine(database)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
-    now = utcnow().replace(tzinfo=None)
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO participants VALUES (1, 'h', 'x', :t)"), {"t": now})
-        conn.execute(text("INSERT INTO blobs (id, data) VALUES (1, :d)"), {"d": b"-"})
-        conn.execute(
-            text(
-                "INSERT INTO competitions (id, host_id, title, description, type, metric,"
-                " id_column, targets, opens_at, public_fraction, split_salt, rows, answer_rows,"
-                " answer_version, dataset_blob_id, closed_announced, created_at) VALUES (1, 1,"
-                " 't', '', 'regress', 'rmse', 'id', '[\"y\"]', :t, 1.0, 's', 1, 0, 0, 1, false,"
-                " :t)"
-            ),
-            {"t": now},
-        )
+    engine = database_at(database, "0002")
     migrate(engine)
     with engine.connect() as conn:
         size = conn.execute(text("SELECT max_team_size FROM competitions")).scalar_one()
