@@ -66,8 +66,9 @@ def cmd_connect(self: CrowdsourceMagics, args: Any) -> Text:
 @argument("name", help="your display name on the server")
 @argument("--no-save", action="store_true", help="keep the token in this kernel only")
 def cmd_register(self: CrowdsourceMagics, args: Any) -> Text:
-    """Join the connected server as a new participant; the notebook then acts as them (an
-    identity saved before stays saved: `%crowdsource use NAME` returns to it)."""
+    """Join the connected server as a new participant; the notebook then acts as them.
+
+    An identity saved before stays saved: `%crowdsource use NAME` returns to it."""
     url = session.client().url
     server = session.state().server
     embedded = server is not None and server.url == url
