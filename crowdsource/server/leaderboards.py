@@ -101,7 +101,9 @@ def on_conflict(wins: str) -> str:
     return f"""
         ON CONFLICT (competition_id, board, participant_id) DO UPDATE SET
             submissions = entries.submissions + excluded.submissions,
-            last_submission_at = CASE WHEN excluded.submissions > 0
+            last_submission_at = CASE WHEN excluded.submissions > 0 AND (
+                    entries.last_submission_at IS NULL
+                    OR excluded.last_submission_at > entries.last_submission_at)
                 THEN excluded.last_submission_at ELSE entries.last_submission_at END,
             score = CASE WHEN {better} THEN excluded.score ELSE entries.score END,
             best_submission_id = CASE WHEN {better}
