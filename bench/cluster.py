@@ -4,19 +4,25 @@ CI topology test runs it), measured one after the other in the same run."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from bench import ours
-from bench.common import PARQUET, ROOT, Proc, classify_data, free_port, to_parquet
+from bench.common import (
+    PARQUET,
+    ROOT,
+    Proc,
+    classify_data,
+    free_port,
+    postgres_database,
+    to_parquet,
+)
 from bench.loadgen import load, measured
 
 PG_ADMIN = os.environ.get(
@@ -24,21 +30,6 @@ PG_ADMIN = os.environ.get(
     os.environ.get("CROWDSOURCE_TEST_PG", "postgresql://127.0.0.1:5432/test"),
 )
 HAPROXY_CFG = ROOT / "examples" / "deploy" / "haproxy.cfg"
-
-
-@contextlib.contextmanager
-def _database() -> Iterator[str]:
-    """A private PostgreSQL database; its SQLAlchemy URL; dropped after."""
-    import psycopg
-
-    name = f"cs_bench_cluster_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://{PG_ADMIN.split('://', 1)[1].rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Front:
@@ -102,13 +93,13 @@ def run(cfg: dict, log: Callable) -> dict:
     out: dict[str, Any] = {"rows": cfg["rows_small"]}
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as td:
         work = Path(td)
-        with _database() as db:
+        with postgres_database() as db:
             one = _server(work / "one", db).start()
             try:
                 out["one_pg"] = _rate(one, one.proc.pid, cfg, log, "one server on PostgreSQL")
             finally:
                 one.stop()
-        with _database() as db:
+        with postgres_database() as db:
             secret = f"--secret-file={work / 'shared.secret'}"
             servers = []
             for name in ("web1", "web2"):  # one after the other: the first one migrates

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -202,6 +203,7 @@ class Balancer:
     free port and hands over (`bind fd@N`), so no other process can take the port first."""
 
     def __init__(self, workdir: Path, servers: list[ServerProcess]) -> None:
+        assert shutil.which("haproxy"), "HAProxy is not installed: run `make system-deps`"
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(128)

@@ -200,7 +200,7 @@ def record(
         rank=rank,
         left=Quota(remaining, left.resets_at),
         history=history,
-        shown=leaderboards.shown(session, comp, participant_id=participant.id),
+        shown=laddered(session, comp, entrant=who.participant_id),
     ), True
 
 
@@ -476,8 +476,16 @@ def as_json(
         rank=leaderboards.rank(session, comp, participant_id=who.participant_id),
         left=quota(session, comp, who, now),
         history=history(session, sub),
-        shown=leaderboards.shown(session, comp, participant_id=owner.id),
+        shown=laddered(session, comp, entrant=who.participant_id),
     )
+
+
+def laddered(session: Session, comp: Competition, *, entrant: int) -> float | None:
+    """The entrant's board score, which a Ladder competition shows its owner in place of the
+    exact one (no query for a plain board: this is on every submission's path)."""
+    if comp.public_scoring != "ladder":
+        return None
+    return leaderboards.shown(session, comp, participant_id=entrant)
 
 
 def view(
