@@ -24,6 +24,8 @@ PARQUET = "application/vnd.apache.parquet"
 PARQUET_TYPES = (PARQUET, "application/x-parquet", "application/parquet")
 FORM = "multipart/form-data"
 FORM_PARTS = 16  # a form holds at most this many parts
+# where a Parquet submission carries its provenance (JSON): its footer's key-value metadata
+PROVENANCE_KEY = b"crowdsource.provenance"
 
 
 def is_parquet(content_type: str | None) -> bool:
@@ -193,13 +195,18 @@ def read_parquet(data: Body) -> pd.DataFrame:
     return read_table(data).to_pandas(use_threads=False)
 
 
-def to_parquet(df: pd.DataFrame, *, what: str = "frame") -> bytes:
-    """Encode a frame as Parquet bytes (no index), saying which column cannot be stored. On
-    this thread: pandas' own call starts a thread pool each time, which costs more than a
-    small frame's encoding."""
+def to_parquet(
+    df: pd.DataFrame, *, what: str = "frame", metadata: dict[bytes, bytes] | None = None
+) -> bytes:
+    """Encode a frame as Parquet bytes (no index), saying which column cannot be stored; with
+    `metadata` added to its footer. On this thread: pandas' own call starts a thread pool
+    each time, which costs more than a small frame's encoding."""
     sink = pa.BufferOutputStream()
     try:
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False, nthreads=1), sink)
+        table = pa.Table.from_pandas(df, preserve_index=False, nthreads=1)
+        if metadata:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+        pq.write_table(table, sink)
     except STORE_ERRORS as exc:
         raise BadRequest(
             f"{what} cannot be stored: {_culprit(df)}. Give each column one type (numbers or "

@@ -487,8 +487,19 @@ class Client:
         *,
         wait: bool = True,
         idempotency_key: str | None = None,
+        function: Callable[..., Any] | None = None,
+        share_source: bool = False,
+        provenance: dict[str, Any] | None = None,
     ) -> Submission:
-        """Submit predictions (sent as Parquet); with `wait` the answer is already scored."""
+        """Submit predictions (sent as Parquet); with `wait` the answer is already scored.
+        With `function` (the one that made them) the submission records where it came from,
+        its source too if `share_source` (docs/provenance.md); `provenance` gives that record
+        ready-made."""
+        from crowdsource.client import provenance as origin
+
+        if provenance is None and function is not None:
+            name = _function_name(function)
+            provenance = origin.collect(function, name=name, share_source=share_source)
         frame = _prediction_frame(predictions, self._id_columns.get(int(id)))
         headers = {"Content-Type": PARQUET}
         if idempotency_key:
@@ -496,7 +507,7 @@ class Client:
         data = self._json(
             "POST",
             f"/competitions/{int(id)}/submissions",
-            data=self._upload(_encoded(frame), "submission"),
+            data=self._upload(_encoded(frame, origin.parquet_metadata(provenance)), "submission"),
             headers=headers,
             params={} if wait else {"wait": "false"},
         )
@@ -538,6 +549,12 @@ class Client:
         """The predictions of one of your submissions."""
         path = f"/submissions/{int(submission_id)}/predictions"
         return self._frame(path, f"predictions {submission_id}")
+
+    def provenance(self, submission_id: int) -> dict[str, Any]:
+        """Where a submission came from (yours; as host, once the competition closed):
+        `{"submission_id", "competition_id", "participant", "created_at", "provenance"}`,
+        `provenance` None if it recorded none (docs/provenance.md)."""
+        return dict(self._json("GET", f"/submissions/{int(submission_id)}/provenance"))
 
     # -- teams ----------------------------------------------------------------------------------
 
@@ -628,12 +645,15 @@ class Client:
         *,
         name: str | None = None,
         on_result: Callable[[RunResult], None] | None = None,
+        share_source: bool = False,
     ) -> Competitor:
-        """Run `fn` on every open competition of `type`, now and to come; submit its frames."""
+        """Run `fn` on every open competition of `type`, now and to come; submit its frames
+        (each recording `fn`'s name, code digest and, with `share_source`, its source)."""
         from crowdsource.client.competitor import Competitor
 
         if self._competitor is None or self._competitor.stopped:
             self._competitor = Competitor(self)
+        self._competitor.share_source = share_source or self._competitor.share_source
         if on_result is not None:
             self._competitor.on_result(on_result)
         self._competitor.add(type, fn, name=name)
@@ -655,6 +675,13 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _function_name(fn: Callable[..., Any]) -> str:
+    """A function's name as the competitor registers it."""
+    from crowdsource.client.competitor import _function_name as name
+
+    return name(fn)
 
 
 def _next_event(stream: EventStream, timeout: float) -> Any:
@@ -704,10 +731,11 @@ def _prediction_frame(predictions: Any, id_column: str | None) -> pd.DataFrame:
     return with_id_column(predictions, id_column)
 
 
-def _encoded(frame: pd.DataFrame) -> bytes:
-    """Predictions as the Parquet bytes sent; a frame Parquet cannot hold is a BadRequest."""
+def _encoded(frame: pd.DataFrame, metadata: dict[bytes, bytes] | None = None) -> bytes:
+    """Predictions as the Parquet bytes sent (with `metadata` in the footer: provenance); a
+    frame Parquet cannot hold is a BadRequest."""
     try:
-        return to_parquet(frame, what="predictions")
+        return to_parquet(frame, what="predictions", metadata=metadata)
     except DomainError as exc:
         raise error_from_code(exc.code, exc.message) from None
 

@@ -120,8 +120,10 @@ class Competitor:
         min_backoff: float = 0.05,
         max_backoff: float = 5.0,
         retry_for: float = 120.0,
+        share_source: bool = False,
     ) -> None:
         self.client = client
+        self.share_source = share_source  # record each function's source with its submissions
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.retry_for = retry_for
@@ -411,9 +413,12 @@ class Competitor:
         except Exception:  # a fault of the check itself: the server will judge the frame
             log.exception("competition %s: the pre-flight check failed", competition.id)
         key = idempotency_key(competition.id, registration.name, fingerprint(registration.fn))
+        origin = _provenance(registration, self.share_source)
         try:
             submission = self._retrying(
-                lambda: self.client.submit(competition.id, predictions, idempotency_key=key)
+                lambda: self.client.submit(
+                    competition.id, predictions, idempotency_key=key, provenance=origin
+                )
             )
         except CrowdsourceError as exc:
             return failed(f"{type(exc).__name__}: {exc}")
@@ -472,6 +477,17 @@ class Competitor:
                 callback(result)
             except Exception:
                 log.exception("on_result callback failed")
+
+
+def _provenance(registration: _Registration, share_source: bool) -> dict[str, Any] | None:
+    """Where a run's submission came from (client/provenance.py); None if that fails."""
+    from crowdsource.client.provenance import collect
+
+    try:
+        return collect(registration.fn, name=registration.name, share_source=share_source)
+    except Exception:  # never stop a run for its record
+        log.exception("%s: could not record its provenance", registration.name)
+        return None
 
 
 def _function_name(fn: Callable[..., Any]) -> str:

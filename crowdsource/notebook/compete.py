@@ -46,7 +46,9 @@ class RunsWidget(widgets.VBox):
 class CompetingFunction:
     """A function that competes automatically; still callable like the function it wraps."""
 
-    def __init__(self, fn: CompeteFn, *, type: str, name: str, client: Client) -> None:
+    def __init__(
+        self, fn: CompeteFn, *, type: str, name: str, client: Client, share_source: bool = False
+    ) -> None:
         self.fn = fn
         self.type = type
         self.name = name
@@ -58,7 +60,7 @@ class CompetingFunction:
         self._shown = threading.Condition()
         self._shown_count = 0
         self._titles: dict[int, str] = {}
-        self.competitor = Competitor(client, on_result=self._on_result)
+        self.competitor = Competitor(client, on_result=self._on_result, share_source=share_source)
         self.competitor.add(type, fn, name=name)
         self.stop_button = widgets.Button(description="Stop", icon="stop", tooltip="stop competing")
         self.stop_button.on_click(lambda _button: self.stop())
@@ -198,15 +200,20 @@ def compete(
     participant: str | None = None,
     client: Client | None = None,
     show: bool = True,
+    share_source: bool = False,
 ) -> Callable[[CompeteFn], CompetingFunction]:
-    """Decorate a function to run on every open (and future) competition of `type`."""
+    """Decorate a function to run on every open (and future) competition of `type`; each
+    submission records its name and code digest, and with `share_source` its source (so
+    that `crowdsource reproduce` can run it again: docs/provenance.md)."""
     kind = _check_type(type)
 
     def decorate(fn: CompeteFn) -> CompetingFunction:
         base = client or session.identified_client()
         who = _participant_client(base, participant) if participant else base
         fname = name or getattr(fn, "__name__", None) or "function"
-        competing = CompetingFunction(fn, type=kind, name=fname, client=who)
+        competing = CompetingFunction(
+            fn, type=kind, name=fname, client=who, share_source=share_source
+        )
         with _LOCK:
             previous = _REGISTRY.pop((kind, fname), None)
             _REGISTRY[(kind, fname)] = competing

@@ -319,6 +319,15 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/submissions/{sid}/predictions": {
         "get": _op("Predictions (owner; host after close)", auth=True, params=[SID], frame_out=True)
     },
+    "/api/v1/submissions/{sid}/provenance": {
+        "get": _op("Where it came from (owner; host after close)", auth=True, params=[SID])
+    },
+    "/api/v1/standings": {
+        "get": _op(
+            "Functions and participants ranked across the rounds of a competition type",
+            params=[{**_query("type", {"type": "string"}), "required": True}],
+        )
+    },
     "/api/v1/leaderboards": {"get": _op("Every competition's leaderboards")},
     "/api/v1/events": {
         "get": _op(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import TextClause, bindparam, insert, select, text
+from sqlalchemy import JSON, TextClause, bindparam, insert, select, text
 from sqlalchemy.orm import Session
 from traitlets.config import LoggingConfigurable
 
@@ -23,7 +23,7 @@ from crowdsource.errors import (
     QuotaExceeded,
 )
 from crowdsource.metrics import get_metric
-from crowdsource.server import competitions, finals, leaderboards, teams
+from crowdsource.server import competitions, finals, leaderboards, provenance, teams
 from crowdsource.server.competitions import CompetitionManager, status
 from crowdsource.server.events import Event, EventBus
 from crowdsource.server.monitoring import metrics
@@ -157,10 +157,12 @@ def record(
     predictions: bytes | int,
     key: str | None,
     now: datetime,
+    origin: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Store a submission (scored, awaiting, or pending when `scored` is None) with its
-    leaderboard update, in the caller's transaction. `predictions` are bytes to store, or the
-    id of a blob the scoring worker stored. Returns its view and whether it is new."""
+    leaderboard update and its provenance (`origin`, checked), in the caller's transaction.
+    `predictions` are bytes to store, or the id of a blob the scoring worker stored. Returns
+    its view and whether it is new."""
     lock(session, comp, participant)
     existing = by_key(session, participant, key, competition_id=comp.id)
     if existing is not None:
@@ -181,6 +183,9 @@ def record(
         "idempotency_key": key,
         "created_at": now,
         "scored_at": None if scored is None else now,
+        "function_name": None if origin is None else origin["function"]["name"],
+        "function_digest": None if origin is None else origin["function"]["digest"],
+        "provenance": origin,
     }
     data = None if isinstance(predictions, int) else predictions
     history = [] if scored is None else [_score_row(scored, now)]
@@ -268,13 +273,14 @@ def _record(wins: str) -> TextClause:
         ), sub AS (
             INSERT INTO submissions (competition_id, participant_id, state, reason,
                 public_score, private_score, predictions_blob_id, idempotency_key,
-                created_at, scored_at)
+                created_at, scored_at, function_name, function_digest, provenance)
             SELECT CAST(:competition_id AS integer), CAST(:participant_id AS integer),
                 CAST(:state AS varchar), NULL, CAST(:public_score AS double precision),
                 CAST(:private_score AS double precision),
                 coalesce((SELECT id FROM blob), CAST(:predictions_blob_id AS integer)),
                 CAST(:idempotency_key AS varchar), CAST(:created_at AS timestamp),
-                CAST(:scored_at AS timestamp)
+                CAST(:scored_at AS timestamp), CAST(:function_name AS varchar),
+                CAST(:function_digest AS varchar), CAST(:provenance AS json)
             RETURNING id
         ), score AS (
             INSERT INTO scores (submission_id, public_score, private_score, answer_rows, at)
@@ -301,7 +307,9 @@ def _record(wins: str) -> TextClause:
               AND e.score {wins} mine.score) END
         FROM sub LEFT JOIN entry mine ON true
     """).bindparams(
-        bindparam("created_at", type_=UTCDateTime()), bindparam("scored_at", type_=UTCDateTime())
+        bindparam("created_at", type_=UTCDateTime()),
+        bindparam("scored_at", type_=UTCDateTime()),
+        bindparam("provenance", type_=JSON(none_as_null=True)),
     )
 
 
@@ -395,6 +403,26 @@ def visible(session: Session, sub: Submission, participant: Participant) -> Comp
     if participant.id not in (sub.participant_id, comp.host_id):
         raise NotFound(f"no submission {sub.id}; list yours at /api/v1/submissions")
     return comp
+
+
+def readable(
+    comp: Competition, sub: Submission, viewer: Participant, *, what: str, now: datetime
+) -> None:
+    """Allow a submission's owner, and its competition's host once it closed, to read where
+    it came from; refuse anyone else, saying who may."""
+    if viewer.id == sub.participant_id:
+        return
+    if viewer.id != comp.host_id:
+        raise Forbidden(
+            f"the {what} of submission {sub.id} is shown to its owner, and to the host of "
+            f"competition {comp.id} once it closes"
+        )
+    if status(comp, now) != "closed":
+        when = f"at {iso(comp.closes_at)}" if comp.closes_at else "(it has no close time yet)"
+        raise Forbidden(
+            f"the {what} of submission {sub.id} is shown to the host once competition "
+            f"{comp.id} closes {when}"
+        )
 
 
 def mine(
@@ -588,6 +616,7 @@ class SubmissionManager(LoggingConfigurable):
         `gone()` (the client closed the request) it is not recorded: nobody was told it was,
         so it must neither count against the quota nor appear later."""
         key = check_key(key)
+        origin = await self._provenance(body, content_type)
         spec = await self.competitions.spec(competition_id)
         held = locks(competition_id, participant.id)
         big = len(body) > self.workers.inline_bytes
@@ -596,7 +625,9 @@ class SubmissionManager(LoggingConfigurable):
             if existing is not None:
                 return existing, False
         if not wait:
-            return await self._submit_later(spec, participant, body, content_type, key, gone)
+            return await self._submit_later(
+                spec, participant, body, content_type, key, gone, origin
+            )
 
         def write(session: Session, scored: Scored) -> tuple[dict[str, Any], bool, bool]:
             abandoned(gone)
@@ -609,6 +640,7 @@ class SubmissionManager(LoggingConfigurable):
                 predictions=scored.blob_id or scored.predictions or frames.as_bytes(body),
                 key=key,
                 now=utcnow(),
+                origin=origin,
             )
             return view, new, comp.answer_blob_id != spec.answer_blob_id
 
@@ -638,6 +670,15 @@ class SubmissionManager(LoggingConfigurable):
             self.tasks.spawn(self.rescore(competition_id))
         return data, new
 
+    async def _provenance(
+        self, body: frames.Body, content_type: str | None
+    ) -> dict[str, Any] | None:
+        """The provenance a body carries, checked before any scoring (read on a thread, and
+        only if the body mentions it: most do not)."""
+        if not provenance.mentioned(body, content_type):
+            return None
+        return await self.store.in_thread(provenance.extract, body, content_type)
+
     async def _submit_later(
         self,
         spec: Spec,
@@ -646,6 +687,7 @@ class SubmissionManager(LoggingConfigurable):
         content_type: str | None,
         key: str | None,
         gone: Callable[[], bool],
+        origin: dict[str, Any] | None,
     ) -> tuple[dict[str, Any], bool]:
         """Store a submission as pending (acknowledged, durable) and score it afterwards."""
 
@@ -666,6 +708,7 @@ class SubmissionManager(LoggingConfigurable):
                 predictions=data,
                 key=key,
                 now=utcnow(),
+                origin=origin,
             )
 
         view, new = await self.store.tx(write)
@@ -843,6 +886,24 @@ class SubmissionManager(LoggingConfigurable):
                         f"once competition {comp.id} closes"
                     )
             return competitions.blob(session, sub.predictions_blob_id)
+
+        return await self.store.tx(run)
+
+    async def provenance(self, submission_id: int, viewer: Participant) -> dict[str, Any]:
+        """Where a submission came from: for its owner, and for the host once closed."""
+
+        def run(session: Session) -> dict[str, Any]:
+            sub = get(session, submission_id)
+            comp = session.get_one(Competition, sub.competition_id)
+            readable(comp, sub, viewer, what="provenance", now=utcnow())
+            owner = session.get_one(Participant, sub.participant_id)
+            return {
+                "submission_id": sub.id,
+                "competition_id": comp.id,
+                "participant": {"id": owner.id, "name": owner.name},
+                "created_at": iso(sub.created_at),
+                "provenance": sub.provenance,
+            }
 
         return await self.store.tx(run)
 

@@ -70,10 +70,19 @@ class PredictionsHandler(APIHandler):
         )
 
 
+class ProvenanceHandler(APIHandler):
+    """`/submissions/{id}/provenance`: where it came from (owner; host after close)."""
+
+    async def get(self, sid: str) -> None:
+        """Its function, code digest, shared source and environment."""
+        self.send(await self.submissions.provenance(path_id(sid, "submission"), self.participant))
+
+
 default_handlers = [
     (f"/api/v1/competitions/{ID_ROUTE}/submissions", CompetitionSubmissionsHandler),
     (f"/api/v1/competitions/{ID_ROUTE}/final", FinalHandler),
     (r"/api/v1/submissions", SubmissionsHandler),
     (f"/api/v1/submissions/{ID_ROUTE}", SubmissionHandler),
     (f"/api/v1/submissions/{ID_ROUTE}/predictions", PredictionsHandler),
+    (f"/api/v1/submissions/{ID_ROUTE}/provenance", ProvenanceHandler),
 ]

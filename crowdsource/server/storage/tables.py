@@ -135,6 +135,7 @@ class Submission(Base):
         UniqueConstraint("participant_id", "idempotency_key"),
         Index("ix_submissions_quota", "competition_id", "participant_id", "created_at"),
         Index("ix_submissions_state", "state"),
+        Index("ix_submissions_function", "participant_id", "function_name"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"))
@@ -147,6 +148,13 @@ class Submission(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # where it came from (crowdsource/server/provenance.py): the function that made it, known
+    # by its name and code digest, and the whole record as the client sent it
+    function_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    function_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True
+    )
 
 
 class Final(Base):
