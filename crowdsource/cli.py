@@ -449,6 +449,53 @@ def _add_ensemble(subs: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, help="only the blend of the top K entries")
 
 
+# -- standings, provenance, reproduce -------------------------------------------------------------
+
+
+def cmd_standings(args: argparse.Namespace, client: Client) -> int:
+    """Show functions (or participants) ranked across every round of a competition type."""
+    from crowdsource.client.standings import standings_frame
+
+    data = client.standings_data(type=args.type)
+    of = "participants" if args.participants else "functions"
+    frame = standings_frame(data, of=of)
+    rounds = len(data["rounds"])
+    title = f"{of} across {rounds} {args.type} rounds, by mean normalised rank (0 = best)"
+    _emit(args, data, f"{title}\n{_table(frame, f'no {of} ranked yet')}")
+    return 0
+
+
+def cmd_provenance(args: argparse.Namespace, client: Client) -> int:
+    """Show where a submission came from."""
+    from crowdsource.notebook.provenance import provenance_view
+
+    data = client.provenance(args.submission)
+    _emit(args, data, repr(provenance_view(data)))
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace, client: Client) -> int:
+    """Run a submission's recorded function again; exit 1 unless it matches."""
+    found = client.reproduce(args.submission, timeout=args.timeout)
+    _emit(args, found.to_dict(), found.message)
+    return 0 if found.matched else 1
+
+
+def _add_standings(subs: Any, parent: argparse.ArgumentParser) -> None:
+    """The `standings`, `provenance` and `reproduce` subcommands."""
+    help = "functions ranked across every round of a type (docs/standings.md)"
+    p = _command(subs, "standings", cmd_standings, help, parent)
+    p.add_argument("type", help="competition type: classify, regress, predict or cluster")
+    p.add_argument("--participants", action="store_true", help="rank participants instead")
+    help = "where a submission came from (yours; as host, after close)"
+    p = _command(subs, "provenance", cmd_provenance, help, parent)
+    p.add_argument("submission", type=int, help="submission id")
+    help = "run a submission's recorded function again and compare its predictions"
+    p = _command(subs, "reproduce", cmd_reproduce, help, parent)
+    p.add_argument("submission", type=int, help="submission id (its source was shared)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds it may run (600)")
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -597,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--answer", action="store_true", help="the answer rows (host only)")
     _add_host_tools(subs, parent)
     _add_ensemble(subs, parent)
+    _add_standings(subs, parent)
     return parser
 
 

@@ -70,6 +70,7 @@ from crowdsource.validation import Shape, check_frame, expected_ids
 
 if TYPE_CHECKING:
     from crowdsource.client.competitor import Competitor, RunResult
+    from crowdsource.client.reproduce import Reproduction
 
 __all__ = ["Client"]
 
@@ -556,6 +557,14 @@ class Client:
         `provenance` None if it recorded none (docs/provenance.md)."""
         return dict(self._json("GET", f"/submissions/{int(submission_id)}/provenance"))
 
+    def reproduce(self, submission_id: int, *, timeout: float = 600.0) -> Reproduction:
+        """Run a submission's recorded function (its shared source) again on its
+        competition's dataset in a fresh Python process, and compare what it returns with
+        the stored predictions, aligned by id (NotReproducible if no source was shared)."""
+        from crowdsource.client.reproduce import reproduce
+
+        return reproduce(self, submission_id, timeout=timeout)
+
     # -- teams ----------------------------------------------------------------------------------
 
     def create_team(self, *, competition: int, name: str) -> Team:
@@ -608,6 +617,18 @@ class Client:
         params = {} if k is None else {"k": int(k)}
         path = f"/competitions/{int(competition_id)}/ensemble"
         return Ensemble.from_json(self._json("GET", path, params=params))
+
+    def standings(self, *, type: str, of: str = "functions") -> pd.DataFrame:
+        """Functions (or, with `of="participants"`, participants) ranked across every round
+        of a competition type by mean normalised rank (0 best); an edited function is a new
+        version, linked to the one before. `attrs` holds the rounds and each row's ranks."""
+        from crowdsource.client.standings import standings_frame
+
+        return standings_frame(self.standings_data(type=type), of=of)
+
+    def standings_data(self, *, type: str) -> dict[str, Any]:
+        """The standings of a competition type as the server sends them (`docs/api.md`)."""
+        return dict(self._json("GET", "/standings", params={"type": type}))
 
     # -- events and competing -------------------------------------------------------------------
 

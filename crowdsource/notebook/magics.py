@@ -514,6 +514,51 @@ def cmd_ensemble(self: CrowdsourceMagics, args: Any) -> Any:
     return ensemble_figure(found)
 
 
+# -- subcommands: standings, provenance, reproduce (docs/standings.md, docs/provenance.md) -----
+
+
+@magic_arguments(name="crowdsource standings")
+@HELP
+@argument("type", choices=competing.TYPES, help="the competition type, e.g. classify")
+@argument("--participants", action="store_true", help="rank participants, not functions")
+def cmd_standings(self: CrowdsourceMagics, args: Any) -> Any:
+    """Functions ranked across every round of a type: a table, and a chart of rank by round."""
+    from IPython.display import display
+
+    from crowdsource.notebook.standings import standings_figure
+
+    client = session.client()
+    with session.usage_errors():
+        frame = client.standings(
+            type=args.type, of="participants" if args.participants else "functions"
+        )
+    display(frame)
+    return standings_figure(frame)
+
+
+@magic_arguments(name="crowdsource provenance")
+@HELP
+@argument("submission", type=int, help="submission id (yours; as host, after close)")
+def cmd_provenance(self: CrowdsourceMagics, args: Any) -> Any:
+    """Where a submission came from: its function, code digest, shared source, versions."""
+    from crowdsource.notebook.provenance import provenance_view
+
+    client = session.identified_client()
+    with session.usage_errors():
+        return provenance_view(client.provenance(args.submission))
+
+
+@magic_arguments(name="crowdsource reproduce")
+@HELP
+@argument("submission", type=int, help="submission id whose function shared its source")
+@argument("--timeout", type=float, default=600.0, help="seconds the function may run (600)")
+def cmd_reproduce(self: CrowdsourceMagics, args: Any) -> Any:
+    """Run a recorded function again in a fresh Python process; compare its predictions."""
+    client = session.identified_client()
+    with session.usage_errors():
+        return client.reproduce(args.submission, timeout=args.timeout)
+
+
 HOST_TOOLS: dict[str, Handler] = {
     "final": cmd_final,
     "board": cmd_board,
@@ -543,6 +588,9 @@ SUBCOMMANDS: dict[str, Handler] = {
     "stop": cmd_stop,
     **HOST_TOOLS,
     "team": cmd_team,
+    "standings": cmd_standings,
+    "provenance": cmd_provenance,
+    "reproduce": cmd_reproduce,
 }
 
 

@@ -52,6 +52,7 @@ HANDLER_MODULES = (
     "submissions",
     "teams",
     "leaderboards",
+    "standings",
     "events",
     "meta",
     "pages",

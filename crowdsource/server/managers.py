@@ -13,6 +13,7 @@ from crowdsource.server.events import EventBus
 from crowdsource.server.leaderboards import LeaderboardManager
 from crowdsource.server.participants import ParticipantManager
 from crowdsource.server.scoring.workers import Workers
+from crowdsource.server.standings import StandingsManager
 from crowdsource.server.storage.store import Store
 from crowdsource.server.submissions import SubmissionManager
 from crowdsource.server.teams import TeamManager
@@ -24,6 +25,7 @@ MANAGER_CLASSES = [
     LeaderboardManager,
     TeamManager,
     EnsembleManager,
+    StandingsManager,
 ]
 
 
@@ -40,6 +42,7 @@ class Managers:
     leaderboards: LeaderboardManager
     teams: TeamManager
     ensembles: EnsembleManager
+    standings: StandingsManager
 
     @classmethod
     def build(
@@ -53,6 +56,9 @@ class Managers:
     ) -> Managers:
         """The managers, configured from `parent` (the server application) if given."""
         competitions = CompetitionManager(parent=parent, store=store, bus=bus, workers=workers)
+        leaderboards = LeaderboardManager(
+            parent=parent, store=store, bus=bus, competitions=competitions
+        )
         return cls(
             store=store,
             bus=bus,
@@ -62,13 +68,12 @@ class Managers:
             submissions=SubmissionManager(
                 parent=parent, store=store, bus=bus, workers=workers, competitions=competitions
             ),
-            leaderboards=LeaderboardManager(
-                parent=parent, store=store, bus=bus, competitions=competitions
-            ),
+            leaderboards=leaderboards,
             teams=TeamManager(parent=parent, store=store, competitions=competitions),
             ensembles=EnsembleManager(
                 parent=parent, store=store, workers=workers, competitions=competitions
             ),
+            standings=StandingsManager(parent=parent, store=store, leaderboards=leaderboards),
         )
 
     def settings(self) -> dict[str, Any]:
@@ -80,6 +85,7 @@ class Managers:
             "leaderboard_manager": self.leaderboards,
             "team_manager": self.teams,
             "ensemble_manager": self.ensembles,
+            "standings_manager": self.standings,
             "inline_bytes": self.workers.inline_bytes,
         }
 

@@ -32,6 +32,7 @@ from crowdsource.server.ensemble import EnsembleManager
 from crowdsource.server.leaderboards import LeaderboardManager
 from crowdsource.server.openapi import MAX_ID
 from crowdsource.server.participants import ParticipantManager
+from crowdsource.server.standings import StandingsManager
 from crowdsource.server.storage.engine import unavailable
 from crowdsource.server.storage.tables import Participant
 from crowdsource.server.submissions import SubmissionManager
@@ -220,6 +221,11 @@ class APIHandler(JSONErrors):
     def ensembles(self) -> EnsembleManager:
         """The crowd's ensemble."""
         return self.settings["ensemble_manager"]
+
+    @property
+    def standings(self) -> StandingsManager:
+        """Standings across the rounds of a competition type."""
+        return self.settings["standings_manager"]
 
     def set_default_headers(self) -> None:
         """JSON by default; CORS for the configured origins."""
