@@ -97,27 +97,39 @@ def _top_package(fn: Callable[..., Any]) -> str | None:
 
 
 def function_source(fn: Callable[..., Any]) -> str | None:
-    """A script that defines `fn` on its own (None if its source cannot be read)."""
+    """A script that defines `fn` on its own (None if its source cannot be read): the
+    imports and small constants it and its module's functions that it calls use, those
+    functions, then `fn`."""
     fn = inspect.unwrap(getattr(fn, "__wrapped__", fn))
     own = _definition(fn)
     if own is None:
         return None
-    lines: list[str] = []
+    lines: set[str] = set()
     helpers: list[str] = []
-    for name, value in _globals_used(fn).items():
-        line = _import_line(name, value)
-        if line is not None:
-            lines.append(line)
-        elif isinstance(value, types.FunctionType) and value.__module__ == fn.__module__:
-            helper = _definition(value)
-            if helper is not None and value is not fn:
-                helpers.append(helper)
-        elif isinstance(value, LITERALS) and len(repr(value)) <= MAX_LITERAL:
-            lines.append(f"{name} = {value!r}")
+    seen, todo = {fn}, [fn]
+    while todo:
+        for name, value in _globals_used(todo.pop(0)).items():
+            line = _import_line(name, value)
+            if line is not None:
+                lines.add(line)
+            elif isinstance(value, LITERALS) and len(repr(value)) <= MAX_LITERAL:
+                lines.add(f"{name} = {value!r}")
+            elif _own_function(value, fn) and value not in seen:
+                seen.add(value)
+                todo.append(value)
+                helper = _definition(value)
+                if helper is not None:
+                    helpers.append(helper)
     # annotations stay unevaluated: names only they use are not imported
-    head = "\n".join(["from __future__ import annotations", "", *sorted(set(lines))])
+    ordered = sorted(lines, key=lambda line: (not line.startswith(("import ", "from ")), line))
+    head = "\n".join(["from __future__ import annotations", "", *ordered])
     parts = [head, *helpers, own]
     return "\n\n\n".join(p for p in parts if p).rstrip() + "\n"
+
+
+def _own_function(value: Any, fn: Callable[..., Any]) -> bool:
+    """Whether `value` is a function of `fn`'s own module (a notebook's, say)."""
+    return isinstance(value, types.FunctionType) and value.__module__ == fn.__module__
 
 
 def _definition(fn: Callable[..., Any]) -> str | None:
