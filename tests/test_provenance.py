@@ -95,17 +95,26 @@ def test_only_the_owner_and_after_close_the_host_read_it(server: ServerProcess) 
         player.provenance(2**31 - 1)
 
 
+def quiet(competition: CC.Competition) -> pd.DataFrame:
+    """Another function, competing without sharing its source."""
+    return competition.template().assign(label=1)
+
+
 def test_a_competing_function_shares_its_source_when_asked(server: ServerProcess) -> None:
-    """`Competitor(share_source=True)`: every run's submission carries the source."""
+    """`Competitor(share_source=True)` shares every function's source; `add(...,
+    share_source=False)` keeps one's back."""
     host, player = registered(server), registered(server)
-    with CC.Competitor(player, share_source=True).add("classify", guess) as competitor:
+    competitor = CC.Competitor(player, share_source=True).add("classify", guess)
+    with competitor.add("classify", quiet, share_source=False):
         comp = post(host)
-        assert competitor.wait(1, 30, competition_id=comp.id)
-    (result,) = [r for r in competitor.results if r.competition_id == comp.id]
-    assert result.ok, result.error
-    record = player.provenance(result.submission_id)["provenance"]
+        assert competitor.wait(2, 30, competition_id=comp.id)
+    found = {r.function: r for r in competitor.results if r.competition_id == comp.id}
+    assert all(r.ok for r in found.values()), found
+    record = player.provenance(found["guess"].submission_id)["provenance"]
     assert record["function"]["digest"] == fingerprint(guess)
     assert record["function"]["source"] == function_source(guess)
+    record = player.provenance(found["quiet"].submission_id)["provenance"]
+    assert (record["function"]["name"], record["function"]["source"]) == ("quiet", None)
 
 
 BAD: list[tuple[Any, str]] = [

@@ -674,10 +674,9 @@ class Client:
 
         if self._competitor is None or self._competitor.stopped:
             self._competitor = Competitor(self)
-        self._competitor.share_source = share_source or self._competitor.share_source
         if on_result is not None:
             self._competitor.on_result(on_result)
-        self._competitor.add(type, fn, name=name)
+        self._competitor.add(type, fn, name=name, share_source=share_source)
         return self._competitor.start()
 
     def close(self) -> None:

@@ -94,6 +94,7 @@ class _Registration:
     type: str
     fn: CompeteFn
     name: str
+    share_source: bool = False  # its source goes with its submissions (client/provenance.py)
     inbox: queue.PriorityQueue[tuple[float, int, Competition | None]] = field(
         default_factory=queue.PriorityQueue
     )
@@ -123,7 +124,7 @@ class Competitor:
         share_source: bool = False,
     ) -> None:
         self.client = client
-        self.share_source = share_source  # record each function's source with its submissions
+        self.share_source = share_source  # the default of each function added
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.retry_for = retry_for
@@ -147,13 +148,17 @@ class Competitor:
 
     # -- public ---------------------------------------------------------------------------
 
-    def add(self, type: str, fn: CompeteFn, *, name: str | None = None) -> Competitor:
-        """Register `fn` for competitions of `type` (also while running)."""
+    def add(
+        self, type: str, fn: CompeteFn, *, name: str | None = None, share_source: bool | None = None
+    ) -> Competitor:
+        """Register `fn` for competitions of `type` (also while running); with `share_source`
+        (default: the Competitor's) its submissions record its source."""
         name = name or _function_name(fn)
+        shared = self.share_source if share_source is None else share_source
         with self._lock:
             if any(r.name == name and r.type == type for r in self._registrations):
                 raise ValueError(f"a function named {name!r} already competes in {type!r}")
-            registration = _Registration(type, fn, name)
+            registration = _Registration(type, fn, name, shared)
             self._registrations.append(registration)
             running = self.running
         if running:
@@ -413,7 +418,7 @@ class Competitor:
         except Exception:  # a fault of the check itself: the server will judge the frame
             log.exception("competition %s: the pre-flight check failed", competition.id)
         key = idempotency_key(competition.id, registration.name, fingerprint(registration.fn))
-        origin = _provenance(registration, self.share_source)
+        origin = _provenance(registration)
         try:
             submission = self._retrying(
                 lambda: self.client.submit(
@@ -479,12 +484,13 @@ class Competitor:
                 log.exception("on_result callback failed")
 
 
-def _provenance(registration: _Registration, share_source: bool) -> dict[str, Any] | None:
+def _provenance(registration: _Registration) -> dict[str, Any] | None:
     """Where a run's submission came from (client/provenance.py); None if that fails."""
     from crowdsource.client.provenance import collect
 
+    fn, name, shared = registration.fn, registration.name, registration.share_source
     try:
-        return collect(registration.fn, name=registration.name, share_source=share_source)
+        return collect(fn, name=name, share_source=shared)
     except Exception:  # never stop a run for its record
         log.exception("%s: could not record its provenance", registration.name)
         return None
