@@ -19,7 +19,7 @@ from crowdsource.client.competitor import fingerprint
 from crowdsource.client.provenance import function_source
 from crowdsource.server.storage.engine import migrate
 from tests.api import Api, split
-from tests.support import ServerProcess, database_at
+from tests.support import ServerProcess, database_at, private_server
 
 THRESHOLD = 0.0
 
@@ -195,3 +195,26 @@ def test_provenance_travels_in_the_parquet_footer() -> None:
     body = _encoded(pd.DataFrame({"id": [1]}), {b"crowdsource.provenance": json.dumps(record)})
     found = extract(body, "application/vnd.apache.parquet")
     assert found is not None and found["function"] == record["function"]
+
+
+def test_large_and_deferred_bodies_carry_it_too(tmp_path: Any) -> None:
+    """Bodies over --inline-kb (spooled to a file, scored by a worker) and `?wait=false`
+    submissions record their provenance as well."""
+    with private_server("sqlite", tmp_path, "--inline-kb=1") as server:
+        host, player = registered(server), registered(server)
+        comp = post(host)
+        frame = guess(comp)  # over 1 KiB as Parquet, with its provenance in the footer
+        sub = player.submit(comp.id, frame, function=guess, share_source=True)
+        assert player.provenance(sub.id)["provenance"]["function"]["name"] == "guess"
+        later = player.submit(comp.id, frame, function=guess, wait=False)
+        assert later.state == "pending"
+        assert player.provenance(later.id)["provenance"]["function"]["source"] is None
+        api = Api(server)
+        body = {
+            "predictions": split(frame),
+            "provenance": {"function": {"name": "f", "digest": "ab" * 6}},
+            "padding": "x" * 4096,
+        }
+        r = api.post(f"/competitions/{comp.id}/submissions", json=body)
+        assert r.status_code == 201, r.text
+        assert api.get(f"/submissions/{r.json()['id']}/provenance").json()["provenance"]

@@ -10,6 +10,7 @@ from travel as one file. docs/provenance.md says why.
 from __future__ import annotations
 
 import json
+import mmap
 import re
 from typing import Any
 
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 from crowdsource import frames
 from crowdsource.errors import BadRequest
 
+READ = mmap.ACCESS_READ
 MAX_BYTES = 256 * 1024  # the whole record as JSON: source included
 MAX_TEXT = 200  # a name, a version
 MAX_PACKAGES = 50
@@ -28,12 +30,19 @@ FUNCTION_KEYS = ("name", "digest", "source")
 
 
 def mentioned(body: frames.Body, content_type: str | None) -> bool:
-    """Whether a body may carry provenance: a cheap look before reading it (a spooled body is
-    read on a thread anyway)."""
-    if isinstance(body, frames.Spooled):
+    """Whether a body may carry provenance: a cheap look before reading it (a spooled file is
+    searched mapped, never read whole; a spooled Parquet file's footer is read anyway)."""
+    parquet = frames.is_parquet(content_type)
+    needle = frames.PROVENANCE_KEY if parquet else b'"provenance"'
+    if not isinstance(body, frames.Spooled):
+        return needle in body
+    if parquet:
         return True
-    needle = frames.PROVENANCE_KEY if frames.is_parquet(content_type) else b'"provenance"'
-    return needle in body
+    try:
+        with open(body.path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=READ) as data:
+            return data.find(needle) >= 0
+    except (OSError, ValueError):  # gone, or empty: the scoring says what is wrong with it
+        return False
 
 
 def extract(body: frames.Body, content_type: str | None) -> dict[str, Any] | None:
