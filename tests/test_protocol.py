@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from jsonschema import Draft202012Validator
 
 from crowdsource import errors as server_errors
 from crowdsource.client import errors as client_errors
+from crowdsource.client import models
 from crowdsource.protocol import ERRORS, EVENT_TYPES, ROUTES, decode, encode
 from crowdsource.protocol.__main__ import OPENAPI_JSON, REGENERATE, ROOT, stale
 from crowdsource.protocol.events import record_name
@@ -288,3 +290,10 @@ def test_live_board_frames_validate(sqlite_server: ServerProcess) -> None:
     kinds = {f["type"] for f in frames}
     assert {"leaderboard.snapshot", "leaderboard.you"} <= kinds
     assert event_problems([f for f in frames if f["type"].startswith("leaderboard.")]) == []
+
+
+@pytest.mark.parametrize("model", [models.Competition, models.Submission, models.Team])
+def test_client_models_read_only_what_the_protocol_declares(model: type) -> None:
+    """Every field a client model fills from JSON is a field of its protocol record(s)."""
+    local = {"raw", "client", "_dataset"}
+    assert {f.name for f in fields(model)} - local == models.wire_fields(model, model.RECORDS)
