@@ -12,18 +12,7 @@ from crowdsource.protocol.schema import REF, schema_of, schemas
 
 PARQUET = "application/vnd.apache.parquet"
 BINARY = {"type": "string", "format": "binary"}
-FRAME = {
-    "description": "A DataFrame: split form, records, or base64 Parquet",
-    "oneOf": [
-        {"$ref": REF + "Frame"},
-        {"type": "array", "items": {"type": "object"}},
-        {
-            "type": "object",
-            "required": ["format", "data"],
-            "properties": {"format": {"const": "parquet"}, "data": {"type": "string"}},
-        },
-    ],
-}
+ANY_FRAME = schema_of(t.AnyFrame)
 
 
 def ref(name: str) -> dict[str, Any]:
@@ -39,7 +28,7 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 def _frame_body(key: str) -> dict[str, Any]:
     """A body holding one frame: JSON under `key`, or raw Parquet."""
     return {
-        **_json({"type": "object", "required": [key], "properties": {key: ref("AnyFrame")}}),
+        **_json({"type": "object", "required": [key], "properties": {key: ANY_FRAME}}),
         PARQUET: {"schema": BINARY},
     }
 
@@ -139,9 +128,8 @@ def components() -> dict[str, Any]:
     """Every named schema: records reached from routes and events, frames, the union."""
     roots: list[Any] = [r.answer for r in routes.ROUTES] + [r.body for r in routes.ROUTES]
     roots += [*route_extras(), *events.PAYLOADS.values(), events.ClientFrame]
-    roots += [t.Error, t.Frame, t.CompetitionSpec]
+    roots += [t.Error, t.AnyFrame, t.CompetitionSpec]
     found = schemas([r for r in roots if r is not None and not isinstance(r, str)])
-    found["AnyFrame"] = FRAME
     found.update(event_schemas())
     return dict(sorted(found.items()))
 

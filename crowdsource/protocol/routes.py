@@ -51,10 +51,16 @@ def path_ids(*names: str) -> tuple[Param, ...]:
 
 
 CID, SID = path_ids("cid"), path_ids("sid")
-PAGE = (
-    Param("limit", {"type": "integer", "minimum": 1}, description="entries per page"),
-    Param("offset", {"type": "integer", "minimum": 0}, description="entries to skip"),
-)
+
+
+def page(most: int, default: str) -> tuple[Param, ...]:
+    """The paging parameters of a list: at most `most` items a page."""
+    return (
+        Param("limit", {"type": "integer", "minimum": 1, "maximum": most}, description=default),
+        Param("offset", {"type": "integer", "minimum": 0}, description="items to skip"),
+    )
+
+
 BODY_HOSTING = "hosting"  # the spec as JSON, or a form of the spec and Parquet parts
 BODY_FRAME_PREDICTIONS = "predictions"  # {"predictions": frame}, or raw Parquet
 BODY_FRAME_ROWS = "rows"  # {"rows": frame}, or raw Parquet
@@ -85,8 +91,8 @@ ROUTES: tuple[Route, ...] = (
         answer=t.CompetitionList,
         params=(
             Param("type", schema_of(t.CompetitionType)),
-            Param("status", {"enum": ["all", *t.COMPETITION_STATUSES]}),
-            *PAGE,
+            Param("status", {"type": "string", "enum": ["all", *t.COMPETITION_STATUSES]}),
+            *page(1000, "competitions per page (default 100)"),
         ),
     ),
     Route(
@@ -149,7 +155,12 @@ ROUTES: tuple[Route, ...] = (
         "A leaderboard, a page at a time (private: host, or anyone after close); "
         "`around=me` centres the page on your entry; CSV with Accept: text/csv",
         answer=t.LeaderboardPage,
-        params=(*CID, Param("board", BOARD), *PAGE, Param("around", {"enum": ["me"]})),
+        params=(
+            *CID,
+            Param("board", BOARD),
+            *page(10_000, "entries per page (default: all; 21 with around=me)"),
+            Param("around", {"type": "string", "enum": ["me"]}),
+        ),
         csv=True,
     ),
     Route(
@@ -289,7 +300,7 @@ ROUTES: tuple[Route, ...] = (
         "/api/v1/leaderboards",
         "Every competition's boards (public; private too once closed), a page at a time",
         answer=t.LeaderboardList,
-        params=PAGE,
+        params=page(500, "competitions per page (default 50)"),
     ),
     Route(
         "GET",

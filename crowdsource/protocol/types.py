@@ -128,10 +128,20 @@ class CompetitionList(TypedDict):
 
 
 class Frame(TypedDict):
-    """A DataFrame in split form (also accepted: records, or base64 Parquet)."""
+    """A DataFrame in split form: what the server answers (and takes, among AnyFrame's)."""
 
     columns: list[str]
     data: list[list[Any]]
+
+
+class ParquetFrame(TypedDict):
+    """A DataFrame as base64-encoded Parquet."""
+
+    format: Literal["parquet"]
+    data: str
+
+
+AnyFrame = Frame | list[dict[str, Any]] | ParquetFrame  # split form, records, or Parquet
 
 
 class CompetitionSpec(TypedDict):
@@ -140,11 +150,11 @@ class CompetitionSpec(TypedDict):
     title: str
     type: CompetitionType
     targets: list[str]
-    dataset: Any
+    dataset: AnyFrame
     description: NotRequired[str]
     metric: NotRequired[str]
     id_column: NotRequired[str]
-    answer: NotRequired[Any]
+    answer: NotRequired[AnyFrame | None]
     opens_at: NotRequired[Time | None]
     closes_at: NotRequired[Time | None]
     daily_limit: NotRequired[Annotated[int, keywords(minimum=1)] | None]

@@ -492,12 +492,6 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** @description A DataFrame: split form, records, or base64 Parquet */
-        AnyFrame: components["schemas"]["Frame"] | Record<string, never>[] | {
-            data: string;
-            /** @constant */
-            format: "parquet";
-        };
         /** @description A board changed (to listeners of every competition, who get no board). */
         BoardChanged: {
             total: number;
@@ -646,11 +640,15 @@ export interface components {
         };
         /** @description What hosting takes (JSON body; frames may also travel as Parquet parts of a form). */
         CompetitionSpec: {
-            answer?: unknown;
+            answer?: components["schemas"]["Frame"] | {
+                [key: string]: unknown;
+            }[] | components["schemas"]["ParquetFrame"] | null;
             /** Format: date-time */
             closes_at?: string | null;
             daily_limit?: number | null;
-            dataset: unknown;
+            dataset: components["schemas"]["Frame"] | {
+                [key: string]: unknown;
+            }[] | components["schemas"]["ParquetFrame"];
             description?: string;
             final_submissions?: number;
             id_column?: string;
@@ -799,7 +797,7 @@ export interface components {
             selected: boolean;
             submissions: number[];
         };
-        /** @description A DataFrame in split form (also accepted: records, or base64 Parquet). */
+        /** @description A DataFrame in split form: what the server answers (and takes, among AnyFrame's). */
         Frame: {
             columns: string[];
             data: unknown[][];
@@ -933,6 +931,12 @@ export interface components {
         Named: {
             id: number;
             name: string;
+        };
+        /** @description A DataFrame as base64-encoded Parquet. */
+        ParquetFrame: {
+            data: string;
+            /** @constant */
+            format: "parquet";
         };
         /** @description A participant's public view. */
         Participant: {
@@ -1141,9 +1145,9 @@ export interface operations {
             query?: {
                 type?: "classify" | "regress" | "predict" | "cluster";
                 status?: "all" | "upcoming" | "open" | "closed";
-                /** @description entries per page */
+                /** @description competitions per page (default 100) */
                 limit?: number;
-                /** @description entries to skip */
+                /** @description items to skip */
                 offset?: number;
             };
             header?: never;
@@ -1353,7 +1357,9 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    rows: components["schemas"]["AnyFrame"];
+                    rows: components["schemas"]["Frame"] | {
+                        [key: string]: unknown;
+                    }[] | components["schemas"]["ParquetFrame"];
                 };
                 "application/vnd.apache.parquet": string;
             };
@@ -1643,9 +1649,9 @@ export interface operations {
         parameters: {
             query?: {
                 board?: "public" | "private";
-                /** @description entries per page */
+                /** @description entries per page (default: all; 21 with around=me) */
                 limit?: number;
-                /** @description entries to skip */
+                /** @description items to skip */
                 offset?: number;
                 around?: "me";
             };
@@ -1725,7 +1731,9 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    predictions: components["schemas"]["AnyFrame"];
+                    predictions: components["schemas"]["Frame"] | {
+                        [key: string]: unknown;
+                    }[] | components["schemas"]["ParquetFrame"];
                 };
                 "application/vnd.apache.parquet": string;
             };
@@ -1914,9 +1922,9 @@ export interface operations {
     get_leaderboards: {
         parameters: {
             query?: {
-                /** @description entries per page */
+                /** @description competitions per page (default 50) */
                 limit?: number;
-                /** @description entries to skip */
+                /** @description items to skip */
                 offset?: number;
             };
             header?: never;
