@@ -86,7 +86,7 @@ def operation(route: Route) -> dict[str, Any]:
             {
                 "name": p.name,
                 "in": p.where,
-                "required": p.where == "path",
+                "required": p.required or p.where == "path",
                 "schema": p.schema,
                 **({"description": p.description} if p.description else {}),
             }

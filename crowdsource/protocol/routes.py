@@ -20,6 +20,7 @@ class Param:
     schema: dict[str, Any]
     where: str = "query"
     description: str = ""
+    required: bool = False  # path parameters always are
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,7 @@ ROUTES: tuple[Route, ...] = (
         "/api/v1/submissions/{sid}/provenance",
         "Where it came from: function, digest, versions (its owner; the host after close)",
         "token",
-        t.Provenance,
+        t.SubmissionProvenance,
         params=SID,
     ),
     Route(
@@ -307,7 +308,7 @@ ROUTES: tuple[Route, ...] = (
         "/api/v1/standings",
         "Standings of functions and participants over every round of a competition type",
         answer=t.Standings,
-        params=(Param("type", schema_of(t.CompetitionType)),),
+        params=(Param("type", schema_of(t.CompetitionType), required=True),),
     ),
     Route(
         "GET",

@@ -289,10 +289,11 @@ class FinalSelection(TypedDict):
 
 
 class ProvenanceFunction(TypedDict):
-    """The function that made a submission: its name, code digest and (opted in) source."""
+    """The function that made a submission: its name, code digest (sha256 hex, as the Python
+    client computes it) and its source, only if the participant opted in."""
 
     name: str
-    digest: Annotated[str, keywords(pattern="^[0-9a-f]{64}$")]
+    digest: Annotated[str, keywords(pattern="^[0-9a-f]{8,64}$")]
     source: str | None
 
 
@@ -300,9 +301,20 @@ class Provenance(TypedDict):
     """Where a submission came from (at most 256 KiB as JSON)."""
 
     function: ProvenanceFunction
-    client_version: str
-    python: str
+    client_version: str | None
+    python: str | None
     packages: dict[str, str]
+
+
+class SubmissionProvenance(TypedDict):
+    """A submission's provenance (null if it came with none), for its owner, and for the
+    competition's host after close."""
+
+    submission_id: Id
+    competition_id: Id
+    participant: Named
+    created_at: Time
+    provenance: Provenance | None
 
 
 # ---------------------------------------------------------------- leaderboards
@@ -426,12 +438,12 @@ class ParticipantStanding(TypedDict):
 
 
 class Round(TypedDict):
-    """One round (competition) of a type, with its board."""
+    """One round (competition) of a type, and the number of entries on its board."""
 
     competition_id: Id
     title: str
     closes_at: Time | None
-    entries: list[Entry]
+    entries: int
 
 
 class Standings(TypedDict):

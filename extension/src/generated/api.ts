@@ -959,14 +959,17 @@ export interface components {
         };
         /** @description Where a submission came from (at most 256 KiB as JSON). */
         Provenance: {
-            client_version: string;
+            client_version: string | null;
             function: components["schemas"]["ProvenanceFunction"];
             packages: {
                 [key: string]: string;
             };
-            python: string;
+            python: string | null;
         };
-        /** @description The function that made a submission: its name, code digest and (opted in) source. */
+        /**
+         * @description The function that made a submission: its name, code digest (sha256 hex, as the Python
+         *     client computes it) and its source, only if the participant opted in.
+         */
         ProvenanceFunction: {
             digest: string;
             name: string;
@@ -1021,12 +1024,12 @@ export interface components {
             answer_rows: number;
             rescored: number;
         };
-        /** @description One round (competition) of a type, with its board. */
+        /** @description One round (competition) of a type, and the number of entries on its board. */
         Round: {
             /** Format: date-time */
             closes_at: string | null;
             competition_id: number;
-            entries: components["schemas"]["Entry"][];
+            entries: number;
             title: string;
         };
         /** @description A place in one round: normalised = (rank-1)/(of-1), 0 best (0 when of == 1). */
@@ -1098,6 +1101,18 @@ export interface components {
             reason?: string | null;
             /** @enum {string} */
             state: "pending" | "scored" | "failed" | "awaiting_answer";
+            submission_id: number;
+        };
+        /**
+         * @description A submission's provenance (null if it came with none), for its owner, and for the
+         *     competition's host after close.
+         */
+        SubmissionProvenance: {
+            competition_id: number;
+            /** Format: date-time */
+            created_at: string;
+            participant: components["schemas"]["Named"];
+            provenance: components["schemas"]["Provenance"] | null;
             submission_id: number;
         };
         /** @description a submission was scored */
@@ -2104,8 +2119,8 @@ export interface operations {
     };
     get_standings: {
         parameters: {
-            query?: {
-                type?: "classify" | "regress" | "predict" | "cluster";
+            query: {
+                type: "classify" | "regress" | "predict" | "cluster";
             };
             header?: never;
             path?: never;
@@ -2242,7 +2257,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Provenance"];
+                    "application/json": components["schemas"]["SubmissionProvenance"];
                 };
             };
             /** @description A mistake to fix; the message says what */
