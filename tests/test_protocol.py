@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 import pandas as pd
 import pytest
@@ -24,6 +24,7 @@ from crowdsource.protocol import ERRORS, EVENT_TYPES, ROUTES, decode, encode
 from crowdsource.protocol.__main__ import OPENAPI_JSON, REGENERATE, ROOT, stale
 from crowdsource.protocol.events import RESYNC_FRAME, record_name
 from crowdsource.protocol.openapi import document
+from crowdsource.protocol.schema import record_schema, schemas
 from crowdsource.server.app import routes as served_routes
 from tests.api import Api, classify_data, events_url, probabilities, split
 from tests.support import ServerProcess
@@ -83,6 +84,47 @@ def test_typescript_types_are_what_openapi_typescript_generates(tmp_path: Path) 
     out = tmp_path / "api.ts"
     subprocess.run([str(tool), str(OPENAPI_JSON), "--output", str(out)], check=True, cwd=ROOT)
     assert out.read_text() == TS_TYPES.read_text(), f"run `{REGENERATE}` and commit what it writes"
+
+
+class Point(TypedDict):
+    """A labelled point."""
+
+    x: int
+    kind: Literal["a", "b"]
+    label: NotRequired[str | None]
+    near: list[Point]
+
+
+def test_a_record_is_a_closed_object_schema() -> None:
+    """Keys are required unless NotRequired; `X | None` is nullable; records are references."""
+    assert record_schema(Point) == {
+        "type": "object",
+        "description": "A labelled point.",
+        "properties": {
+            "x": {"type": "integer"},
+            "kind": {"type": "string", "enum": ["a", "b"]},
+            "label": {"type": ["string", "null"]},
+            "near": {"type": "array", "items": {"$ref": "#/components/schemas/Point"}},
+        },
+        "required": ["x", "kind", "near"],
+        "additionalProperties": False,
+    }
+    assert list(schemas([list[Point]])) == ["Point"]
+
+
+def test_every_schema_of_the_document_is_valid_json_schema() -> None:
+    """Each component, and each operation's body and answers, is valid JSON Schema 2020-12."""
+    for schema in DOC["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)
+    for operations in DOC["paths"].values():
+        for op in operations.values():
+            media = [op.get("requestBody", {}).get("content", {})]
+            media += [answer.get("content", {}) for answer in op["responses"].values()]
+            for content in media:
+                for kind in content.values():
+                    Draft202012Validator.check_schema(kind["schema"])
+            for param in op["parameters"]:
+                Draft202012Validator.check_schema(param["schema"])
 
 
 def test_the_events_union_is_discriminated_by_type() -> None:
