@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, TypedDict
 
+from crowdsource.protocol.schema import NotRequired
 from crowdsource.protocol.types import Competition, Entry, Id, Named, SubmissionState
 
 HELLO = "hello"  # on connect, and when the server may have missed events: resync

@@ -9,9 +9,15 @@ only: the JupyterLab build runs this in a bare Python."""
 from __future__ import annotations
 
 import inspect
+import sys
 import types
 import typing
-from typing import Any, Literal, NotRequired, Required, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
+
+if sys.version_info >= (3, 11):
+    from typing import NotRequired, Required
+else:  # Python 3.10: SQLAlchemy brings typing_extensions
+    from typing_extensions import NotRequired, Required
 
 REF = "#/components/schemas/"
 PRIMITIVES: dict[Any, dict[str, Any]] = {

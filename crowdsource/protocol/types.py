@@ -5,9 +5,9 @@ the TypeScript types and docs/api.md's tables are generated from them."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
-from crowdsource.protocol.schema import OPEN, keywords
+from crowdsource.protocol.schema import OPEN, NotRequired, keywords
 
 MAX_ID = 2**31 - 1  # ids are the databases' INTEGER (PostgreSQL int4); larger cannot exist
 Id = Annotated[int, keywords(minimum=1, maximum=MAX_ID)]
