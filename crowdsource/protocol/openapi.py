@@ -77,7 +77,7 @@ def operation(route: Route) -> dict[str, Any]:
     if not route.text:
         responses["4XX"] = {
             "description": "A mistake to fix; the message says what",
-            "content": _json(ref("Error")),
+            "content": _json(ref("ApiError")),
         }
     op: dict[str, Any] = {
         "operationId": _operation_id(route),
@@ -128,7 +128,7 @@ def components() -> dict[str, Any]:
     """Every named schema: records reached from routes and events, frames, the union."""
     roots: list[Any] = [r.answer for r in routes.ROUTES] + [r.body for r in routes.ROUTES]
     roots += [*route_extras(), *events.PAYLOADS.values(), events.ClientFrame]
-    roots += [t.Error, t.AnyFrame, t.CompetitionSpec]
+    roots += [t.ApiError, t.AnyFrame, t.CompetitionSpec]
     found = schemas([r for r in roots if r is not None and not isinstance(r, str)])
     found.update(event_schemas())
     return dict(sorted(found.items()))

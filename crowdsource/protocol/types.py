@@ -458,7 +458,7 @@ class Standings(TypedDict):
 # ---------------------------------------------------------------- operations and errors
 
 
-class Error(TypedDict):
+class ApiError(TypedDict):
     """Every error: a stable code, a message saying what to do, the HTTP status; a 429 or
     503 also says in `retry_after` how many seconds to wait (as its Retry-After header)."""
 

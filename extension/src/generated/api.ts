@@ -492,6 +492,18 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description Every error: a stable code, a message saying what to do, the HTTP status; a 429 or
+         *     503 also says in `retry_after` how many seconds to wait (as its Retry-After header).
+         */
+        ApiError: {
+            error: string;
+            message: string;
+            /** Format: date-time */
+            resets_at?: string;
+            retry_after?: number;
+            status: number;
+        };
         /** @description A board changed (to listeners of every competition, who get no board). */
         BoardChanged: {
             total: number;
@@ -771,18 +783,6 @@ export interface components {
             score: number | null;
             submissions: number;
             team: components["schemas"]["BoardTeam"] | null;
-        };
-        /**
-         * @description Every error: a stable code, a message saying what to do, the HTTP status; a 429 or
-         *     503 also says in `retry_after` how many seconds to wait (as its Retry-After header).
-         */
-        Error: {
-            error: string;
-            message: string;
-            /** Format: date-time */
-            resets_at?: string;
-            retry_after?: number;
-            status: number;
         };
         /** @description A frame of the event stream */
         Event: components["schemas"]["HelloEvent"] | components["schemas"]["CompetitionCreatedEvent"] | components["schemas"]["CompetitionClosedEvent"] | components["schemas"]["CompetitionResolvedEvent"] | components["schemas"]["CompetitionUpdatedEvent"] | components["schemas"]["CompetitionDeletedEvent"] | components["schemas"]["SubmissionScoredEvent"] | components["schemas"]["SubmissionFailedEvent"] | components["schemas"]["LeaderboardSnapshotEvent"] | components["schemas"]["LeaderboardDeltaEvent"] | components["schemas"]["LeaderboardYouEvent"] | components["schemas"]["LeaderboardChangedEvent"];
@@ -1153,6 +1153,74 @@ export interface components {
     headers: never;
     pathItems: never;
 }
+export type ApiError = components['schemas']['ApiError'];
+export type BoardChanged = components['schemas']['BoardChanged'];
+export type BoardDelta = components['schemas']['BoardDelta'];
+export type BoardSnapshot = components['schemas']['BoardSnapshot'];
+export type BoardTeam = components['schemas']['BoardTeam'];
+export type BoardYou = components['schemas']['BoardYou'];
+export type ClientFrame = components['schemas']['ClientFrame'];
+export type Competition = components['schemas']['Competition'];
+export type CompetitionClosedEvent = components['schemas']['CompetitionClosedEvent'];
+export type CompetitionCreatedEvent = components['schemas']['CompetitionCreatedEvent'];
+export type CompetitionDeletedEvent = components['schemas']['CompetitionDeletedEvent'];
+export type CompetitionEdit = components['schemas']['CompetitionEdit'];
+export type CompetitionList = components['schemas']['CompetitionList'];
+export type CompetitionResolvedEvent = components['schemas']['CompetitionResolvedEvent'];
+export type CompetitionSpec = components['schemas']['CompetitionSpec'];
+export type CompetitionUpdated = components['schemas']['CompetitionUpdated'];
+export type CompetitionUpdatedEvent = components['schemas']['CompetitionUpdatedEvent'];
+export type Deletion = components['schemas']['Deletion'];
+export type Disqualification = components['schemas']['Disqualification'];
+export type DisqualifiedList = components['schemas']['DisqualifiedList'];
+export type DisqualifyBody = components['schemas']['DisqualifyBody'];
+export type Ensemble = components['schemas']['Ensemble'];
+export type EnsembleMember = components['schemas']['EnsembleMember'];
+export type EnsembleScore = components['schemas']['EnsembleScore'];
+export type Entry = components['schemas']['Entry'];
+export type Event = components['schemas']['Event'];
+export type FinalSelection = components['schemas']['FinalSelection'];
+export type Finals = components['schemas']['Finals'];
+export type Frame = components['schemas']['Frame'];
+export type FunctionStanding = components['schemas']['FunctionStanding'];
+export type FunctionVersion = components['schemas']['FunctionVersion'];
+export type Health = components['schemas']['Health'];
+export type Hello = components['schemas']['Hello'];
+export type HelloEvent = components['schemas']['HelloEvent'];
+export type JoinBody = components['schemas']['JoinBody'];
+export type Leaderboard = components['schemas']['Leaderboard'];
+export type LeaderboardChangedEvent = components['schemas']['LeaderboardChangedEvent'];
+export type LeaderboardDeltaEvent = components['schemas']['LeaderboardDeltaEvent'];
+export type LeaderboardList = components['schemas']['LeaderboardList'];
+export type LeaderboardPage = components['schemas']['LeaderboardPage'];
+export type LeaderboardSnapshotEvent = components['schemas']['LeaderboardSnapshotEvent'];
+export type LeaderboardYouEvent = components['schemas']['LeaderboardYouEvent'];
+export type NameBody = components['schemas']['NameBody'];
+export type Named = components['schemas']['Named'];
+export type ParquetFrame = components['schemas']['ParquetFrame'];
+export type Participant = components['schemas']['Participant'];
+export type ParticipantList = components['schemas']['ParticipantList'];
+export type ParticipantStanding = components['schemas']['ParticipantStanding'];
+export type Provenance = components['schemas']['Provenance'];
+export type ProvenanceFunction = components['schemas']['ProvenanceFunction'];
+export type Readiness = components['schemas']['Readiness'];
+export type ReceivedSubmission = components['schemas']['ReceivedSubmission'];
+export type Registered = components['schemas']['Registered'];
+export type Removed = components['schemas']['Removed'];
+export type Resolution = components['schemas']['Resolution'];
+export type Resolved = components['schemas']['Resolved'];
+export type Round = components['schemas']['Round'];
+export type RoundRank = components['schemas']['RoundRank'];
+export type Scoring = components['schemas']['Scoring'];
+export type Standings = components['schemas']['Standings'];
+export type Submission = components['schemas']['Submission'];
+export type SubmissionFailedEvent = components['schemas']['SubmissionFailedEvent'];
+export type SubmissionList = components['schemas']['SubmissionList'];
+export type SubmissionOutcome = components['schemas']['SubmissionOutcome'];
+export type SubmissionProvenance = components['schemas']['SubmissionProvenance'];
+export type SubmissionScoredEvent = components['schemas']['SubmissionScoredEvent'];
+export type Team = components['schemas']['Team'];
+export type TeamMember = components['schemas']['TeamMember'];
 export type $defs = Record<string, never>;
 export interface operations {
     get_competitions: {
@@ -1186,7 +1254,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1226,7 +1294,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1257,7 +1325,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1288,7 +1356,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1323,7 +1391,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1355,7 +1423,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1395,7 +1463,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1426,7 +1494,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1458,7 +1526,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1489,7 +1557,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1524,7 +1592,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1556,7 +1624,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1589,7 +1657,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1620,7 +1688,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1655,7 +1723,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1694,7 +1762,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1725,7 +1793,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1787,7 +1855,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1822,7 +1890,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1866,7 +1934,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1897,7 +1965,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1929,7 +1997,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1963,7 +2031,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -1992,7 +2060,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -2021,7 +2089,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -2054,7 +2122,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -2083,7 +2151,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -2112,7 +2180,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -2143,7 +2211,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -2172,7 +2240,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -2203,7 +2271,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -2235,7 +2303,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -2266,7 +2334,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -2295,7 +2363,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
@@ -2353,7 +2421,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ApiError"];
                 };
             };
         };
