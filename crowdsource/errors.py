@@ -1,8 +1,11 @@
-"""Domain errors: each names what went wrong and what to do, with no HTTP in sight."""
+"""Domain errors: each names what went wrong and what to do; its code's HTTP status is the
+protocol's table's business (crowdsource.protocol.errors), not the domain's."""
 
 from __future__ import annotations
 
 from datetime import datetime
+
+from crowdsource.protocol.errors import STATUS
 
 
 class CrowdsourceError(Exception):
@@ -13,6 +16,11 @@ class CrowdsourceError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of this error's code."""
+        return STATUS.get(self.code, 400)
 
 
 class BadRequest(CrowdsourceError):

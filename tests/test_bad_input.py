@@ -125,7 +125,7 @@ def assert_error(r: requests.Response, status: int, code: str, says: str) -> dic
     assert r.status_code == status, f"{r.status_code} {r.text[:500]}"
     assert r.headers["Content-Type"].startswith("application/json")
     body = r.json()
-    assert set(body) - {"resets_at"} == {"error", "message", "status"}, body
+    assert set(body) - {"resets_at", "retry_after"} == {"error", "message", "status"}, body
     assert (body["error"], body["status"]) == (code, status), body
     assert says.lower() in body["message"].lower(), body["message"]
     return dict(body)

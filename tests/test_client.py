@@ -205,13 +205,14 @@ def test_close_then_submit_is_closed(sqlite_server) -> None:
 
 
 def test_quota_exceeded_says_when_it_resets(sqlite_server) -> None:
-    """The daily limit answers QuotaExceeded with resets_at."""
+    """The daily limit answers QuotaExceeded with resets_at, and how long to wait."""
     _, competition = hosted(sqlite_server, daily_limit=1)
     player = registered(sqlite_server)
     player.submit(competition.id, perfect(competition))
     with pytest.raises(CC.QuotaExceeded) as info:
         player.submit(competition.id, perfect(competition))
     assert info.value.resets_at
+    assert 0 < (info.value.retry_after or 0) <= 24 * 3600 + 1  # seconds until it resets
 
 
 def test_upcoming_competition(sqlite_server) -> None:

@@ -32,9 +32,9 @@ from sqlalchemy import text
 
 from crowdsource import frames
 from crowdsource.errors import CrowdsourceError, InvalidSubmission, TooLarge
+from crowdsource.protocol.errors import STATUS
 from crowdsource.server import competitions
 from crowdsource.server.events import EventBus
-from crowdsource.server.handlers.base import STATUS
 from crowdsource.server.managers import Managers
 from crowdsource.server.scoring import score as scoring
 from crowdsource.server.scoring import workers as jobs

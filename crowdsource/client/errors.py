@@ -1,8 +1,11 @@
-"""One exception hierarchy for the client, each carrying the server's message."""
+"""One exception hierarchy for the client, each carrying the server's message; the server's
+error codes and statuses come from the protocol's table."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from crowdsource.protocol.errors import CODE_OF_STATUS
 
 __all__ = [
     "BadRequest",
@@ -11,6 +14,7 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "CrowdsourceError",
+    "DatabaseUnavailable",
     "Forbidden",
     "IdentityExists",
     "InvalidCompetition",
@@ -23,6 +27,7 @@ __all__ = [
     "ServerError",
     "Timeout",
     "Unauthorized",
+    "Unavailable",
     "UnexpectedResponse",
     "UnknownIdentity",
     "UnsupportedMediaType",
@@ -41,6 +46,12 @@ class CrowdsourceError(Exception):
         self.message = message
         self.status = status
         self.body = body
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds to wait before trying again, if the server said (a 429 or 503 does)."""
+        value = self.body.get("retry_after") if isinstance(self.body, dict) else None
+        return float(value) if isinstance(value, int | float) else None
 
 
 class IdentityExists(CrowdsourceError):
@@ -155,12 +166,6 @@ class QuotaExceeded(CrowdsourceError):
         """When the quota resets (ISO UTC), as the server said."""
         return self.body.get("resets_at") if isinstance(self.body, dict) else None
 
-    @property
-    def retry_after(self) -> float | None:
-        """Seconds to wait before trying again, if the server said."""
-        value = self.body.get("retry_after") if isinstance(self.body, dict) else None
-        return float(value) if value is not None else None
-
 
 class RateLimited(CrowdsourceError):
     """429: too many requests; slow down."""
@@ -174,6 +179,21 @@ class ServerError(CrowdsourceError):
     code = "server_error"
 
 
+class Unavailable(ServerError):
+    """503: the server cannot do this now; nothing was recorded, so send it again after
+    `retry_after` seconds."""
+
+    code = "unavailable"
+
+
+class DatabaseUnavailable(ServerError):
+    """503: the server lost its database for a moment; send the same request again after
+    `retry_after` seconds (a submission with its Idempotency-Key)."""
+
+    code = "database_unavailable"
+
+
+# Every code of the protocol's table has its class (an unknown code falls back to its status).
 _BY_CODE: dict[str, type[CrowdsourceError]] = {
     cls.code: cls
     for cls in (
@@ -191,20 +211,12 @@ _BY_CODE: dict[str, type[CrowdsourceError]] = {
         InvalidCompetition,
         QuotaExceeded,
         RateLimited,
+        Unavailable,
+        DatabaseUnavailable,
     )
-}
-
+} | {"internal": ServerError}
 _BY_STATUS: dict[int, type[CrowdsourceError]] = {
-    400: BadRequest,
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    405: MethodNotAllowed,
-    409: Conflict,
-    413: BodyTooLarge,
-    415: UnsupportedMediaType,
-    422: InvalidSubmission,
-    429: RateLimited,
+    status: _BY_CODE[code] for status, code in CODE_OF_STATUS.items()
 }
 
 

@@ -1,13 +1,19 @@
-"""Small typed records for what the server returns: competitions, submissions, events."""
+"""Small typed records for what the server returns: competitions, submissions, events. Each
+model reads only the fields the protocol's record of it declares (crowdsource.protocol.types),
+so a model cannot wait on a field the server never sends."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
+
+from crowdsource import protocol
+from crowdsource.protocol import types as wire
 
 if TYPE_CHECKING:
     from crowdsource.client.client import Client
@@ -21,6 +27,18 @@ __all__ = [
     "Team",
     "leaderboard_frame",
 ]
+
+
+def wire_fields(model: type, records: Sequence[type]) -> set[str]:
+    """The fields of a model that its protocol records declare (what it reads from JSON)."""
+    declared = {key for record in records for key in typing.get_type_hints(record)}
+    return {f.name for f in fields(model)} & declared
+
+
+def _known(model: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of a model's wire fields present in the server's JSON."""
+    return {k: data[k] for k in wire_fields(model, model.RECORDS) if k in data}
+
 
 LEADERBOARD_COLUMNS = [
     "rank",
@@ -36,6 +54,8 @@ LEADERBOARD_COLUMNS = [
 @dataclass(eq=False)
 class Competition:
     """A competition as the server describes it, with shortcuts to its data and to submit."""
+
+    RECORDS: ClassVar[tuple[type, ...]] = (wire.Competition,)
 
     id: int
     title: str
@@ -65,9 +85,9 @@ class Competition:
     _dataset: pd.DataFrame | None = field(default=None, repr=False)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], client: Client | None = None) -> Competition:
-        """Build from the server's competition object."""
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "raw"}
+    def from_json(cls, data: Mapping[str, Any], client: Client | None = None) -> Competition:
+        """Build from the server's competition object (protocol record `Competition`)."""
+        known = _known(cls, data)
         known.setdefault("title", "")
         known.setdefault("targets", [])
         known.setdefault("status", "open")
@@ -139,6 +159,8 @@ class Competition:
 class Submission:
     """A submission and its score, rank and remaining quota."""
 
+    RECORDS: ClassVar[tuple[type, ...]] = (wire.Submission, wire.ReceivedSubmission)
+
     id: int
     competition_id: int
     state: str
@@ -156,9 +178,10 @@ class Submission:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Submission:
-        """Build from the server's submission object."""
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "raw"}
+    def from_json(cls, data: Mapping[str, Any]) -> Submission:
+        """Build from the server's submission object (`Submission`, or in a host's list
+        `ReceivedSubmission`)."""
+        known = _known(cls, data)
         known["history"] = known.get("history") or []
         known["participant"] = known.get("participant") or {}
         return cls(**known, raw=dict(data))
@@ -199,6 +222,8 @@ class Submission:
 class Team:
     """Your team in a competition: its members and the join code to share with others."""
 
+    RECORDS: ClassVar[tuple[type, ...]] = (wire.Team,)
+
     id: int
     competition_id: int
     name: str
@@ -210,9 +235,9 @@ class Team:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Team:
-        """Build from the server's team object."""
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "raw"}
+    def from_json(cls, data: Mapping[str, Any]) -> Team:
+        """Build from the server's team object (protocol record `Team`)."""
+        known = _known(cls, data)
         return cls(**known, raw=dict(data))
 
     @property
@@ -244,7 +269,7 @@ class Event:
 
     @classmethod
     def from_json(cls, message: dict[str, Any]) -> Event:
-        """Build from one decoded WebSocket message."""
+        """Build from one decoded WebSocket frame (protocol schema `Event`)."""
         data = message.get("data")
         return cls(
             type=str(message.get("type", "")),
@@ -252,6 +277,11 @@ class Event:
             at=message.get("at"),
             data=data if isinstance(data, dict) else {},
         )
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> Event:
+        """Build from one frame's text as it arrives (ValueError if it is not a frame)."""
+        return cls.from_json(protocol.decode(text))
 
 
 ENSEMBLE_COLUMNS = ["k", "member", "member_score", "public_score", "private_score"]
@@ -272,8 +302,8 @@ class Ensemble:
     members: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Ensemble:
-        """Build from the server's ensemble object."""
+    def from_json(cls, data: Mapping[str, Any]) -> Ensemble:
+        """Build from the server's ensemble object (protocol record `Ensemble`)."""
         score = "private_score" if data["closed"] else "public_score"
         by_k = {i: m for i, m in enumerate(data["members"], start=1)}
         rows = [
@@ -342,7 +372,7 @@ class Ensemble:
         )
 
 
-def leaderboard_frame(board: dict[str, Any]) -> pd.DataFrame:
+def leaderboard_frame(board: Mapping[str, Any]) -> pd.DataFrame:
     """A leaderboard JSON object as a frame, with its metric and board in `.attrs`; a team's
     row is named by the team, its members listed (`participant_id` is its captain's)."""
     rows = [

@@ -27,10 +27,11 @@ from crowdsource.errors import (
     Unauthorized,
     Unavailable,
 )
+from crowdsource.protocol.errors import CODE_OF_STATUS
+from crowdsource.protocol.types import MAX_ID
 from crowdsource.server.competitions import CompetitionManager
 from crowdsource.server.ensemble import EnsembleManager
 from crowdsource.server.leaderboards import LeaderboardManager
-from crowdsource.server.openapi import MAX_ID
 from crowdsource.server.participants import ParticipantManager
 from crowdsource.server.standings import StandingsManager
 from crowdsource.server.storage.engine import unavailable
@@ -41,35 +42,8 @@ from crowdsource.times import utcnow
 
 log = logging.getLogger("crowdsource.server")
 
-STATUS = {
-    "bad_request": 400,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "conflict": 409,
-    "closed": 409,
-    "not_open": 409,
-    "invalid_submission": 422,
-    "invalid_competition": 422,
-    "quota_exceeded": 429,
-    "rate_limited": 429,
-    "body_too_large": 413,
-    "database_unavailable": 503,
-    "unavailable": 503,
-}
-CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "body_too_large",
-    415: "unsupported_media_type",
-    422: "invalid",
-    429: "rate_limited",
-    503: "database_unavailable",
-}
+# Statuses without a raised error (Tornado's own 404, 405, ...): the protocol's code for each.
+CODES = CODE_OF_STATUS
 
 
 # A refusal decided before the body is read leaves the connection usable only once the body
@@ -128,6 +102,15 @@ def query_flag(text: str | None, name: str, default: bool) -> bool:
     return value
 
 
+def retry_after(exc: BaseException | None) -> int | None:
+    """Whole seconds to wait before asking again, for an error that says so."""
+    if isinstance(exc, QuotaExceeded):
+        return max(0, int((exc.resets_at - utcnow()).total_seconds()) + 1)
+    if isinstance(exc, RateLimited | DatabaseUnavailable | Unavailable):
+        return max(1, round(exc.retry_after))
+    return None
+
+
 class JSONErrors(web.RequestHandler):
     """Errors as one JSON shape, {"error", "message", "status"}, on any handler."""
 
@@ -141,8 +124,7 @@ class JSONErrors(web.RequestHandler):
         if unavailable(exc):
             exc = DatabaseUnavailable()
         if isinstance(exc, CrowdsourceError):
-            status_code = STATUS.get(exc.code, 400)
-            code, message = exc.code, exc.message
+            status_code, code, message = exc.status, exc.code, exc.message
         elif isinstance(exc, web.HTTPError) and exc.log_message:
             code, message = CODES.get(status_code, "error"), exc.log_message % exc.args
         elif status_code == 405:
@@ -158,15 +140,14 @@ class JSONErrors(web.RequestHandler):
         else:
             code, message = CODES.get(status_code, "error"), HTTPStatus(status_code).phrase
         self.set_status(status_code)
-        if isinstance(exc, QuotaExceeded):
-            retry = max(0, int((exc.resets_at - utcnow()).total_seconds()) + 1)
-            self.set_header("Retry-After", str(retry))
-        if isinstance(exc, RateLimited | DatabaseUnavailable | Unavailable):
-            self.set_header("Retry-After", str(max(1, round(exc.retry_after))))
         self.set_header("Content-Type", "application/json; charset=utf-8")
         if self.closes_connection():  # say so, so that clients do not reuse it
             self.set_header("Connection", "close")
-        body = {"error": code, "message": message, "status": status_code}
+        body: dict[str, Any] = {"error": code, "message": message, "status": status_code}
+        retry = retry_after(exc)
+        if retry is not None:  # the same wait in the header and in the body
+            self.set_header("Retry-After", str(retry))
+            body["retry_after"] = retry
         if isinstance(exc, QuotaExceeded):
             body["resets_at"] = exc.resets_at.isoformat()
         self.finish(json.dumps(body))
