@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import cluster
+from bench import cluster, live
 
 NOT_RUN = "not run"
 
@@ -307,6 +307,7 @@ def rows(res: dict) -> list[dict]:
         )
     out.append(_hosting_row(res, peer_cell))
     out.extend(cluster.rows(res, lambda c, key: f"{_num(_g(c, key, 'rps'))}/s{_cpu(c.get(key))}"))
+    out.extend(live.rows(res))
     return out
 
 
@@ -380,6 +381,7 @@ def table_only(res: dict, only: str | None = None) -> str:
         "w2": "2",
         "w3": "3",
         "w4": "4",
+        "live": "12",
     }
     for r in rows(res):
         if only and r["id"] != ids.get(only, r["id"]):
