@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import cluster
+from bench import cluster, live
 
 NOT_RUN = "not run"
 
@@ -307,6 +307,7 @@ def rows(res: dict) -> list[dict]:
         )
     out.append(_hosting_row(res, peer_cell))
     out.extend(cluster.rows(res, lambda c, key: f"{_num(_g(c, key, 'rps'))}/s{_cpu(c.get(key))}"))
+    out.extend(live.rows(res))
     return out
 
 
@@ -380,6 +381,7 @@ def table_only(res: dict, only: str | None = None) -> str:
         "w2": "2",
         "w3": "3",
         "w4": "4",
+        "live": "12",
     }
     for r in rows(res):
         if only and r["id"] != ids.get(only, r["id"]):
@@ -473,6 +475,21 @@ def render(res: dict) -> str:
         "JSON spec and Parquet parts), the original as its client sends it (each frame's "
         "`to_json()` inside a JSON spec). *The request alone* repeats it with each body "
         "encoded once beforehand. Server CPU: the server process and its children.",
+        f"12. Issue 12 (`bench/live.py`): a {cfg['rows_small']:,}-row competition whose public "
+        f"board gets {cfg.get('live_participants', 10_000):,} participants seeded through the "
+        "server's tables (`tests.support.seed_board`, server stopped meanwhile). 8 `wrk` clients "
+        f"POST for {cfg.get('live_dur', 5)} s with no watcher, then with "
+        f"{cfg.get('live_watchers', 1000):,} WebSockets on `/api/v1/events?competition=ID` "
+        "opened by one separate asyncio process (`bench/watchers.py`): half read every frame, "
+        "half never read after the handshake. Beside them one more participant submits with "
+        f"`?wait=true` every {cfg.get('live_probe_interval_s', 0.1) * 1e3:.0f} ms; "
+        f"{cfg.get('live_probes', 20)} reading watchers stamp when its entry first shows each "
+        "new submissions count (in a `leaderboard.delta`, a snapshot or a whole-board "
+        "`leaderboard.changed`), against the time of the 201, on the machine's monotonic "
+        "clock; a count a watcher never saw is counted as infinitely late. Then the server "
+        f"process's RSS before and 2 s after {cfg.get('live_submissions', 5000):,} more "
+        f"submissions (capped at {cfg.get('live_mem_cap_s', 45)} s) with the watchers still "
+        "connected; the peak is sampled every 0.2 s.",
         "",
     ]
     if peer.get("not_run"):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import cluster, floor, hosting, ours, peer, report
+from bench import cluster, floor, hosting, live, ours, peer, report
 from bench.common import (
     PG_ADMIN,
     ROOT,
@@ -49,6 +49,16 @@ FULL = {
     "reserve_s": 15,
     "warmup_s": 1,
     "hosting_runs": 30,
+    # issue 12: a board of 10,000 and 1,000 watchers (bench/live.py)
+    "live_participants": 10_000,
+    "live_watchers": 1000,
+    "live_probes": 20,
+    "live_dur": 5,
+    "live_probe_interval_s": 0.1,
+    "live_submissions": 5000,
+    "live_mem_cap_s": 45,
+    "live_settle_s": 2,
+    "live_rss_cap": 2 * 2**30,
 }
 SMOKE = {
     "rows_small": 200,
@@ -66,6 +76,15 @@ SMOKE = {
     "warmup_s": 1,
     "skip_json": True,
     "hosting_runs": 5,
+    "live_participants": 500,
+    "live_watchers": 20,
+    "live_probes": 4,
+    "live_dur": 1,
+    "live_probe_interval_s": 0.1,
+    "live_submissions": 100,
+    "live_mem_cap_s": 5,
+    "live_settle_s": 1,
+    "live_rss_cap": 2**30,
 }
 WORKLOADS = (
     "hello",
@@ -79,6 +98,7 @@ WORKLOADS = (
     "w1_multi",
     "w3",
     "cluster",
+    "live",
 )
 
 
@@ -199,6 +219,8 @@ def main() -> int:
     # ---- the original
     if args.no_peer:
         results["peer"] = {"not_run": "skipped (--no-peer)"}
+    elif args.only in ("live", "cluster", "w1_multi"):
+        results["peer"] = {"not_run": f"not needed for --only {args.only}"}
     elif args.smoke and not args.peer:
         results["peer"] = {"not_run": "smoke run (add --peer to include it)"}
     elif args.smoke and not peer.STAMP.exists():
@@ -230,6 +252,10 @@ def main() -> int:
     if want("cluster"):
         log("cluster: one server on PostgreSQL, then two behind HAProxy")
         attempt(results, "cluster", cluster.run, cfg, log)
+    # ---- issue 12: a board of 10,000 with 1,000 WebSocket watchers (bench/live.py)
+    if want("live"):
+        log(f"live: a board of {cfg['live_participants']:,}, {cfg['live_watchers']:,} watchers")
+        attempt(results, "live", live.run, cfg, log)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
 
     text = report.render(results)
@@ -254,6 +280,7 @@ def main() -> int:
             "w3",
             "w4",
             "cluster",
+            "live",
         )
         if "error" in results.get(k, {})
     ] + (["server"] if "server_error" in results else [])

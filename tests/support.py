@@ -11,9 +11,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,111 @@ def database_at(database: str, revision: str) -> Any:
             {"t": now},
         )
     return engine
+
+
+def seed_board(
+    *,
+    db: str,
+    competition_id: int,
+    predictions: bytes,
+    participants: int = 10_000,
+    scores: Sequence[float] | None = None,
+    prefix: str = "seeded",
+) -> list[int]:
+    """Put `participants` new participants on a competition's public board, each with one
+    scored submission (`predictions`, Parquet bytes, stored once), written straight into the
+    database `db` (SQLite file or URL) through the server's own tables, in a second or two.
+
+    Scores default to 1.0 up to 2.0, two participants a score (so ties occur); names are
+    `{prefix}-00000` on. Seed while no server has read that board (between `stop()` and
+    `start()`): a running server keeps boards it has built. Returns the new participants' ids
+    in the order of `scores`."""
+    from sqlalchemy import insert, select
+
+    from crowdsource.server.storage.engine import make_engine
+    from crowdsource.server.storage.tables import (
+        BLOBS,
+        COMPETITIONS,
+        ENTRIES,
+        SCORES,
+        SUBMISSIONS,
+        Participant,
+    )
+    from crowdsource.times import utcnow
+
+    people = Participant.__table__
+    if scores is None:
+        scores = [1.0 + (i // 2) * 2 / participants for i in range(participants)]
+    start = utcnow() - timedelta(seconds=len(scores))
+    at = [start + timedelta(seconds=i) for i in range(len(scores))]  # ties: the earlier first
+    engine = make_engine(db)
+    try:
+        with engine.begin() as conn:
+            rows = conn.scalar(
+                select(COMPETITIONS.c.answer_rows).where(COMPETITIONS.c.id == competition_id)
+            )
+            if rows is None:
+                raise ValueError(f"no competition {competition_id} in {db}: host it first")
+            blob = conn.execute(insert(BLOBS).returning(BLOBS.c.id), {"data": predictions})
+            blob_id = blob.scalar_one()
+            ids = _inserted(
+                conn,
+                people,
+                [
+                    {
+                        "name": f"{prefix}-{i:05d}",
+                        "token_hash": uuid.uuid4().hex * 2,
+                        "created_at": t,
+                    }
+                    for i, t in enumerate(at)
+                ],
+            )
+            subs = _inserted(
+                conn,
+                SUBMISSIONS,
+                [
+                    {
+                        "competition_id": competition_id,
+                        "participant_id": pid,
+                        "state": "scored",
+                        "public_score": score,
+                        "predictions_blob_id": blob_id,
+                        "created_at": t,
+                        "scored_at": t,
+                    }
+                    for pid, score, t in zip(ids, scores, at, strict=True)
+                ],
+            )
+            conn.execute(
+                insert(SCORES),
+                [
+                    {"submission_id": sid, "public_score": score, "answer_rows": rows, "at": t}
+                    for sid, score, t in zip(subs, scores, at, strict=True)
+                ],
+            )
+            conn.execute(
+                insert(ENTRIES),
+                [
+                    {
+                        "competition_id": competition_id,
+                        "board": "public",
+                        "participant_id": pid,
+                        "score": score,
+                        "best_submission_id": sid,
+                        "submissions": 1,
+                        "last_submission_at": t,
+                    }
+                    for pid, sid, score, t in zip(ids, subs, scores, at, strict=True)
+                ],
+            )
+    finally:
+        engine.dispose()
+    return ids
+
+
+def _inserted(conn: Any, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert many rows in one go; their new ids, in the order of `rows`."""
+    from sqlalchemy import insert
+
+    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return [int(i) for i in conn.execute(statement, rows).scalars()]

@@ -431,8 +431,9 @@ def test_sqlite_processes_share_the_write_burst(tmp_path: Path) -> None:
 def test_the_shared_bucket_decides_as_the_in_memory_one(
     store: Store, steps: list[tuple[float, int]], rate: float, burst: int
 ) -> None:
-    """Any sequence of writes, at any pace, by any participants: the database's bucket grants
-    and refuses exactly as the one-process bucket does."""
+    """Any sequence of writes, at any pace, by any participants: the shared bucket (in the
+    PostgreSQL database, or in the file beside a SQLite one) grants and refuses exactly as the
+    one-process bucket does."""
     now = [1_800_000_000.0]  # both buckets read this clock
     fresh = next(EXAMPLES) * 10  # the database keeps buckets from one example to the next
     alone = RateLimiter(rate=rate, burst=burst, clock=lambda: now[0])
