@@ -106,6 +106,15 @@ class EventStream:
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return None
 
+    def send(self, message: dict[str, Any]) -> None:
+        """Send one JSON text frame (e.g. `{"type": "snapshot"}` to ask for a resync)."""
+        if self._ws is None:
+            raise ConnectionFailed(f"the event stream at {self.url} is not connected")
+        try:
+            self._ws.send(json.dumps(message))
+        except (OSError, websocket.WebSocketException) as exc:
+            raise ConnectionFailed(f"event stream closed: {exc or 'connection lost'}") from None
+
     def __iter__(self) -> Iterator[Event]:
         """Yield events until the connection closes (then ConnectionFailed unless close())."""
         while not self._closed.is_set():
