@@ -36,6 +36,7 @@ log = logging.getLogger("crowdsource.client.live")
 
 HISTORY_LIMIT = 5000  # points of "best score over time" kept; the oldest are dropped
 DEFAULT_LIMIT = 100  # the top window a server sends by default (`--live-top`)
+SNAPSHOT_GRACE = 0.5  # seconds a snapshot may take to follow hello before the board is read by REST
 
 
 def start_thread(target: Callable[..., Any], *args: Any, name: str) -> threading.Thread:
@@ -209,7 +210,7 @@ class LiveBoard:
         self.competition_id = int(competition_id)
         self.interval = interval
         self.resyncs = 0  # snapshots asked for after a gap in versions
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a wait() predicate may read the properties
         self._changed = threading.Condition(self._lock)
         self._board: dict[str, Any] = _empty_board()
         self._history: deque[dict[str, Any]] = deque(maxlen=history_limit)
@@ -219,6 +220,7 @@ class LiveBoard:
         self._status = "not started"
         self._callbacks: list[Callable[[LiveBoard], None]] = []
         self._speaks_snapshots = False  # set by the first snapshot: hello then needs no REST
+        self._refresh_at: float | None = None  # when to read by REST if no snapshot came
         self._awaiting_snapshot = False
         self._hello_on = 0  # the connection whose hello was seen
         self._pending = False
@@ -344,8 +346,8 @@ class LiveBoard:
             return  # the snapshot follows the hello
         if self._speaks_snapshots:
             self._ask_snapshot()
-        else:
-            self.refresh()
+        else:  # a server before live deltas sends no snapshot: then read the board by REST
+            self._refresh_at = time.monotonic() + SNAPSHOT_GRACE
 
     def _on_delta(self, data: dict[str, Any], *, at: str | None) -> None:
         """Apply a delta in sequence; on a gap, ask for a snapshot and skip until it comes."""
@@ -381,6 +383,7 @@ class LiveBoard:
         with self._changed:
             self._board = _snapshot(data, self._board)
             self._awaiting_snapshot = False
+            self._refresh_at = None
             self._record(self._board["entries"], at=at)
             self._changed_locked()
 
@@ -413,14 +416,18 @@ class LiveBoard:
         self._changed.notify_all()
 
     def _tick(self) -> float | None:
-        """Run the callbacks if due; seconds until they will be, if pending."""
-        if not self._pending:
-            return None
-        left = self._last_flush + self.interval - time.monotonic()
-        if left > 0:
-            return left
-        self._flush()
-        return None
+        """Read by REST and run the callbacks when due; seconds until the next is due."""
+        now = time.monotonic()
+        if self._refresh_at is not None and now >= self._refresh_at:
+            self.refresh()
+        waits = [] if self._refresh_at is None else [self._refresh_at - now]
+        if self._pending:
+            left = self._last_flush + self.interval - now
+            if left <= 0:
+                self._flush()
+            else:
+                waits.append(left)
+        return max(0.0, min(waits)) if waits else None
 
     def _flush(self) -> None:
         """Run every callback once now."""
