@@ -53,9 +53,9 @@ class Kernel:
             message = self.client.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
             self.messages.append(message)
             data = message["content"].get("data", {})
-            if message["msg_type"] == "comm_msg" and data.get("method") == "update":
-                if until(data["state"]):
-                    return dict(data["state"])
+            update = message["msg_type"] == "comm_msg" and data.get("method") == "update"
+            if update and until(data["state"]):
+                return dict(data["state"])
         raise AssertionError("no widget update passed the check in time")
 
     def stop(self) -> None:
