@@ -173,6 +173,9 @@ class Scripted(tornado.websocket.WebSocketHandler):
 
     def open(self, *args: str, **kwargs: str) -> None:
         for message in self.script:
+            if message == "close":
+                self.close(4000, "fell behind: reconnect to resync")
+                return
             self.write_message(message)
 
     def on_message(self, message: str | bytes) -> None:
@@ -241,6 +244,18 @@ def test_a_whole_board_event_counts_as_a_snapshot(scripted: Any, following: Any)
     live = following(Client(url), 1)
     assert live.wait(lambda board: board["total"] == 2, timeout=10)
     assert [e["name"] for e in live.board["entries"]] == ["p2", "p1"] and asked == []
+
+
+def test_a_close_code_shows_in_the_status(scripted: Any) -> None:
+    """A server that closes the stream with a code and reason: the status says which, while
+    the board reconnects."""
+    url, _ = scripted([frame("hello", {}), snapshot(1, [entry(1, 1, 1.0)]), "close"], "")
+    live = LiveBoard(Client(url), 1, max_backoff=30).start()
+    try:
+        assert live.wait(lambda board: "4000: fell behind" in live.status, timeout=10)
+        assert live.follower.connections >= 1 and live.board["total"] == 1
+    finally:
+        live.stop()
 
 
 # -- applying deltas: a property ------------------------------------------------------------------
