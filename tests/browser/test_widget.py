@@ -96,5 +96,5 @@ def test_a_reload_shows_the_current_board_from_the_kernel(
     expect(table.locator("td.cs-rank")).to_have_text(["1", "2", "3", "4"])
     expect(row.locator("td.cs-name a")).to_have_count(0)
     expect(page.locator(".cs-chart")).to_have_count(1)
-    page.screenshot(path=str(screenshots / "notebook-widget.png"))
+    page.locator(".jp-NotebookPanel").screenshot(path=str(screenshots / "notebook-leaderboard.png"))
     assert recorded.errors == []
