@@ -246,6 +246,21 @@ def test_a_whole_board_event_counts_as_a_snapshot(scripted: Any, following: Any)
     assert [e["name"] for e in live.board["entries"]] == ["p2", "p1"] and asked == []
 
 
+def test_callbacks_hear_a_burst_once_per_interval(scripted: Any) -> None:
+    """Thirty deltas in a burst: the callbacks hear the first board at once and the rest
+    once the interval has passed (here: at stop, which tells them the last state)."""
+    deltas = [delta(v, v - 1, [entry(v, 1, 1.0 / v)], total=v) for v in range(2, 31)]
+    url, _ = scripted([frame("hello", {}), snapshot(1, [entry(1, 1, 1.0)]), *deltas], "")
+    heard: list[tuple[int, str]] = []
+    live = LiveBoard(Client(url), 1, interval=3600)
+    live.on_change(lambda board: heard.append((board.version, board.status)))
+    live.start()
+    assert live.wait(lambda board: board["version"] == 30, timeout=10)
+    assert [version for version, status in heard if status == "live"] == [0, 1]
+    live.stop()
+    assert heard[-1] == (30, "stopped")
+
+
 def test_a_close_code_shows_in_the_status(scripted: Any) -> None:
     """A server that closes the stream with a code and reason: the status says which, while
     the board reconnects."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from crowdsource.client.errors import ConnectionFailed, CrowdsourceError, Timeout
 from crowdsource.client.events import EventStream
-from crowdsource.client.models import Event
+from crowdsource.client.models import Event, leaderboard_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -224,7 +224,7 @@ class LiveBoard:
         self._awaiting_snapshot = False
         self._hello_on = 0  # the connection whose hello was seen
         self._pending = False
-        self._last_flush = 0.0
+        self._last_flush = float("-inf")  # the first change is told at once
         self.follower = Follower(
             client,
             handle=self._on_event,
@@ -280,7 +280,7 @@ class LiveBoard:
 
     @property
     def status(self) -> str:
-        """ "live", "connecting", "reconnecting in 0.4 s: ...", "stopped", or an error."""
+        """What the follower does: live, connecting, reconnecting in 0.4 s: (why), stopped."""
         with self._lock:
             return self._status
 
@@ -292,10 +292,7 @@ class LiveBoard:
 
     def frame(self) -> pd.DataFrame:
         """The board as a frame: rank, participant, score, submissions, last time."""
-        from crowdsource.client.models import leaderboard_frame
-
-        board = self.board
-        return leaderboard_frame({**board, "competition_id": self.competition_id})
+        return leaderboard_frame({**self.board, "competition_id": self.competition_id})
 
     def on_change(self, callback: Callable[[LiveBoard], None], remove: bool = False) -> None:
         """Call `callback(live_board)` after changes (coalesced); or remove it."""
@@ -408,7 +405,7 @@ class LiveBoard:
         with self._changed:
             self._status = text
             self._changed_locked()
-        self._flush()
+        self._flush(counts=False)  # rare (once a connection): the next board need not wait
 
     def _changed_locked(self) -> None:
         """Wake waiters and mark the callbacks due (lock held)."""
@@ -429,11 +426,12 @@ class LiveBoard:
                 waits.append(left)
         return max(0.0, min(waits)) if waits else None
 
-    def _flush(self) -> None:
-        """Run every callback once now."""
+    def _flush(self, *, counts: bool = True) -> None:
+        """Run every callback once now (`counts`: towards the rate limit)."""
         with self._lock:
             self._pending = False
-            self._last_flush = time.monotonic()
+            if counts:
+                self._last_flush = time.monotonic()
             callbacks = list(self._callbacks)
         for callback in callbacks:
             try:
