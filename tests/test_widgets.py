@@ -151,6 +151,17 @@ def test_static_board(sqlite_server: ServerProcess, host: Client, competition: C
     assert len(widget.board["entries"]) == 1
 
 
+def test_a_missing_browser_module_says_how_to_build_it(
+    host: Client, competition: Competition, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the built widget.js the widget is one error naming the build command."""
+    from crowdsource.notebook import leaderboard
+
+    monkeypatch.setattr(leaderboard, "ESM", tmp_path / "widget.js")
+    with pytest.raises(RuntimeError, match="jlpm install && jlpm build"):
+        LeaderboardWidget(competition, client=host, live=False)
+
+
 # -- CompetitionBrowser ----------------------------------------------------------------------------
 
 
