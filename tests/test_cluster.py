@@ -55,7 +55,7 @@ class Watcher:
 
     def stream_port(self) -> int | None:
         """The local port of the watcher's WebSocket (to find the server behind it)."""
-        stream = self.competitor._stream
+        stream = self.competitor.follower._stream
         ws = getattr(stream, "_ws", None)
         sock = getattr(ws, "sock", None)
         return None if sock is None else int(sock.getsockname()[1])

@@ -291,7 +291,7 @@ def test_leaderboard_magic(shell: InteractiveShell, participant: NotebookCompeti
     board = cs(shell, f"leaderboard {participant.id}")
     try:
         assert isinstance(board, LeaderboardWidget)
-        assert len(board.board) == 1
+        assert len(board.board["entries"]) == 1
     finally:
         board.stop()
     assert "no competition 999999" in usage_error(shell, "leaderboard 999999")

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -640,24 +639,20 @@ class Client:
         self, id: int, *, entries: int = 1, timeout: float = 60.0
     ) -> pd.DataFrame:
         """Block until competition `id`'s public board has `entries` rows; return it."""
-        deadline = time.monotonic() + timeout
-        with self.events(competition=id) as stream:
-            board = self.leaderboard(id)
-            while len(board) < entries:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise Timeout(
-                        f"competition {id} has {len(board)} of {entries} leaderboard entries"
-                        f" after {timeout} s"
-                    )
-                event = _next_event(stream, left)
-                if event is not None and event.type == "leaderboard.changed":
-                    board = (
-                        leaderboard_frame(event.data)
-                        if "entries" in event.data
-                        else (self.leaderboard(id))
-                    )
-        return board
+        from crowdsource.client.live import LiveBoard
+
+        self.competition(id)  # NotFound now, rather than a Timeout later
+        live = LiveBoard(self, id).start()
+        try:
+            if not live.wait(lambda board: board["total"] >= entries, timeout=timeout):
+                total = live.board["total"]
+                raise Timeout(
+                    f"competition {id} has {total} of {entries} leaderboard entries"
+                    f" after {timeout} s"
+                )
+        finally:
+            live.stop()
+        return self.leaderboard(id)
 
     def compete(
         self,
@@ -702,14 +697,6 @@ def _function_name(fn: Callable[..., Any]) -> str:
     from crowdsource.client.competitor import _function_name as name
 
     return name(fn)
-
-
-def _next_event(stream: EventStream, timeout: float) -> Any:
-    """The next event, or None on timeout."""
-    try:
-        return stream.receive(timeout=timeout)
-    except Timeout:
-        return None
 
 
 def _require_column(

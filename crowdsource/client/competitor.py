@@ -1,19 +1,17 @@
 """Automatic competing: run functions on every open competition of a type, submit what they return.
 
-One listener thread follows the server's event stream (reconnecting with backoff and
-resyncing by REST after every `hello`); each function has its own worker thread and queue
-(newest competition first), so a function that hangs holds up only itself. Every run is
-recorded as a `RunResult`.
+One `Follower` (crowdsource.client.live) follows the server's event stream, reconnecting with
+backoff; after every `hello` the competitor resyncs by REST. Each function has its own worker
+thread and queue (newest competition first), so a function that hangs holds up only itself.
+Every run is recorded as a `RunResult`.
 """
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import itertools
 import logging
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +30,7 @@ from crowdsource.client.errors import (
     Timeout,
     Unauthorized,
 )
-from crowdsource.client.events import EventStream
+from crowdsource.client.live import Follower, start_thread
 from crowdsource.client.models import Competition, Event, Submission
 
 if TYPE_CHECKING:
@@ -61,14 +59,6 @@ def fingerprint(fn: Callable[..., Any]) -> str:
     if code is None:
         return ""
     return hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:12]
-
-
-def start_thread(target: Callable[..., Any], *args: Any, name: str) -> threading.Thread:
-    """Start a daemon thread in a copy of the current context (notebook output stays put)."""
-    context = contextvars.copy_context()
-    thread = threading.Thread(target=context.run, args=(target, *args), name=name, daemon=True)
-    thread.start()
-    return thread
 
 
 @dataclass(frozen=True)
@@ -128,7 +118,6 @@ class Competitor:
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.retry_for = retry_for
-        self.connections = 0
         self._registrations: list[_Registration] = []
         self._seen: set[tuple[int, str]] = set()
         self._scheduled: set[int] = set()
@@ -137,9 +126,10 @@ class Competitor:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
-        self._connected = threading.Event()
-        self._stream: EventStream | None = None
-        self._listener: threading.Thread | None = None
+        self._started = False
+        self.follower = Follower(
+            client, handle=self._handle, min_backoff=min_backoff, max_backoff=max_backoff
+        )
 
     def __repr__(self) -> str:
         names = ", ".join(f"{r.type}:{r.name}" for r in self._registrations)
@@ -171,14 +161,15 @@ class Competitor:
         with self._lock:
             if self._stop.is_set():
                 raise RuntimeError("this Competitor was stopped; make a new one")
-            if self._listener is not None:
+            if self._started:
                 return self
             if not self.client.token:
                 raise Unauthorized(
                     "competing needs a participant: call client.register() first,"
                     " or pass token= / set CROWDSOURCE_TOKEN"
                 )
-            self._listener = start_thread(self._listen, name="crowdsource-events")
+            self._started = True
+            self.follower.start()
             registrations = list(self._registrations)
         for registration in registrations:
             self._start_worker(registration)
@@ -188,22 +179,20 @@ class Competitor:
         """Stop listening and working; a function still running is left to finish alone."""
         self._stop.set()
         with self._lock:
-            stream, registrations = self._stream, list(self._registrations)
+            registrations = list(self._registrations)
             self._changed.notify_all()
-        if stream is not None:
-            stream.close()
         for registration in registrations:
             registration.put_stop()
         deadline = time.monotonic() + timeout
-        threads = [self._listener, *(r.thread for r in registrations)]
-        for thread in threads:
+        self.follower.stop(timeout)
+        for thread in (r.thread for r in registrations):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
 
     @property
     def running(self) -> bool:
         """True between start() and stop()."""
-        return self._listener is not None and not self._stop.is_set()
+        return self._started and not self._stop.is_set()
 
     @property
     def stopped(self) -> bool:
@@ -213,7 +202,12 @@ class Competitor:
     @property
     def connected(self) -> bool:
         """True while the event stream is connected."""
-        return self._connected.is_set()
+        return self.follower.connected
+
+    @property
+    def connections(self) -> int:
+        """How many times the event stream has connected."""
+        return self.follower.connections
 
     @property
     def results(self) -> list[RunResult]:
@@ -244,7 +238,7 @@ class Competitor:
 
     def wait_connected(self, timeout: float | None = None) -> bool:
         """Block until the event stream is connected; False on timeout."""
-        return self._connected.wait(timeout)
+        return self.follower.wait_connected(timeout)
 
     def join(self, timeout: float | None = None) -> bool:
         """Block until stop() (from another thread or a signal handler); True if stopped."""
@@ -262,41 +256,6 @@ class Competitor:
         self.stop()
 
     # -- listening ----------------------------------------------------------------------------
-
-    def _listen(self) -> None:
-        """Follow the event stream; reconnect with exponential backoff until stopped."""
-        delay = self.min_backoff
-        while not self._stop.is_set():
-            if self._follow_stream():
-                delay = self.min_backoff
-            if self._stop.wait(delay * random.uniform(0.8, 1.2)):
-                return
-            delay = min(delay * 2, self.max_backoff)
-
-    def _follow_stream(self) -> bool:
-        """Connect once and handle events until the stream ends; True if it connected."""
-        stream = EventStream(self.client.url, token=self.client.token)
-        connected = False
-        try:
-            stream.connect()
-            connected = True
-            with self._lock:
-                self._stream = stream
-                self.connections += 1
-            if self._stop.is_set():
-                return True
-            self._connected.set()
-            for event in stream:
-                self._handle(event)
-        except CrowdsourceError as exc:
-            level = logging.DEBUG if isinstance(exc, ConnectionFailed) else logging.WARNING
-            log.log(level, "event stream: %s; reconnecting", exc)
-        except Exception:
-            log.exception("event stream failed; reconnecting")
-        finally:
-            self._connected.clear()
-            stream.close()
-        return connected
 
     def _handle(self, event: Event) -> None:
         """React to one event: resync after hello, offer new competitions."""

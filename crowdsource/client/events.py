@@ -40,6 +40,14 @@ def _bad_status_error(exc: websocket.WebSocketBadStatusException, url: str) -> C
     return error_from_response(exc.status_code, body, f"HTTP {exc.status_code} from {url}")
 
 
+def _why(payload: bytes) -> str:
+    """A close frame's code and reason, as " (4000: fell behind: ...)" (empty if none)."""
+    if len(payload) < 2:
+        return ""
+    code, reason = int.from_bytes(payload[:2], "big"), payload[2:].decode("utf-8", "replace")
+    return f" ({code}: {reason})" if reason else f" ({code})"
+
+
 class EventStream:
     """One WebSocket connection to the event stream; `close()` may be called from any thread."""
 
@@ -83,15 +91,13 @@ class EventStream:
             raise Timeout(f"no event within {timeout} s") from None
         except (OSError, websocket.WebSocketException) as exc:
             raise ConnectionFailed(f"event stream closed: {exc or 'connection lost'}") from None
-        if data is None:
-            raise ConnectionFailed("event stream closed by the server")
         return Event.from_json(json.loads(data))
 
     @staticmethod
-    def _next_message(ws: websocket.WebSocket, timeout: float | None) -> bytes | str | None:
-        """The next data message (None once closed) within `timeout` s in all: the server's
-        pings are read frame by frame against one deadline, since each would otherwise
-        restart the socket's timeout and a quiet stream would never time out."""
+    def _next_message(ws: websocket.WebSocket, timeout: float | None) -> bytes | str:
+        """The next data message (ConnectionFailed once closed, saying why) within `timeout` s
+        in all: the server's pings are read frame by frame against one deadline, since each
+        would otherwise restart the socket's timeout and a quiet stream would never time out."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else deadline - time.monotonic()
@@ -104,7 +110,16 @@ class EventStream:
                 data: bytes | str = frame.data
                 return data
             if opcode == websocket.ABNF.OPCODE_CLOSE:
-                return None
+                raise ConnectionFailed(f"event stream closed by the server{_why(frame.data)}")
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send one JSON text frame (e.g. `{"type": "snapshot"}` to ask for a resync)."""
+        if self._ws is None:
+            raise ConnectionFailed(f"the event stream at {self.url} is not connected")
+        try:
+            self._ws.send(json.dumps(message))
+        except (OSError, websocket.WebSocketException) as exc:
+            raise ConnectionFailed(f"event stream closed: {exc or 'connection lost'}") from None
 
     def __iter__(self) -> Iterator[Event]:
         """Yield events until the connection closes (then ConnectionFailed unless close())."""

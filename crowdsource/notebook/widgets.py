@@ -1,4 +1,4 @@
-"""The notebook widgets: a live Plotly leaderboard and a competition browser."""
+"""The notebook widgets: a live leaderboard (an anywidget) and a competition browser."""
 
 from __future__ import annotations
 
