@@ -1,0 +1,195 @@
+/**
+ * The competitions model of the page and the panel: the list by REST after each `hello`
+ * of an event stream without `competition=` (so a reconnect resyncs), `competition.*`
+ * events in between, and, with a token, who the viewer is and their rank in each.
+ */
+import { ApiError, CrowdsourceApi } from './api';
+import { EventStream, SocketFactory } from './stream';
+import { ICompetition, IFrame, IParticipantRef, isEntryOf } from './types';
+import { Connection } from './board';
+
+/** How many competitions' ranks are read for the list's badges (the newest). */
+export const RANKED = 20;
+
+export class CompetitionsModel {
+  competitions: ICompetition[] = [];
+  loaded = false;
+  error: ApiError | null = null;
+  /** The viewer (token), or null; `authError` says why not when a token was refused. */
+  me: IParticipantRef | null = null;
+  authError: ApiError | null = null;
+  /** The viewer's rank per competition id (null: no rank yet). */
+  readonly ranks = new Map<number, number | null>();
+  connection: Connection = 'stopped';
+  retryMs = 0;
+  private stream: EventStream;
+  private listeners = new Set<() => void>();
+  private seq = 0;
+  private rankReads = new Set<number>();
+
+  constructor(
+    readonly api: CrowdsourceApi,
+    open?: SocketFactory
+  ) {
+    this.stream = new EventStream(
+      api.eventsUrl(),
+      {
+        onHello: () => {
+          this.connection = 'live';
+          void this.resync();
+        },
+        onFrame: frame => this.receive(frame),
+        onDown: retryMs => {
+          this.connection = 'down';
+          this.retryMs = retryMs;
+          this.notify();
+        }
+      },
+      open
+    );
+  }
+
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  start(): void {
+    this.connection = 'connecting';
+    this.stream.start();
+    this.notify();
+  }
+
+  stop(): void {
+    this.stream.stop();
+    this.connection = 'stopped';
+    this.listeners.clear();
+  }
+
+  retryNow(): void {
+    this.stream.retryNow();
+  }
+
+  /** Reload the list (and who the viewer is) by REST. */
+  async resync(): Promise<void> {
+    const seq = ++this.seq;
+    try {
+      const competitions = await this.api.competitions();
+      if (seq !== this.seq) {
+        return;
+      }
+      this.competitions = competitions;
+      this.loaded = true;
+      this.error = null;
+    } catch (err) {
+      if (seq === this.seq) {
+        this.error = asApiError(err);
+      }
+    }
+    await this.checkToken(seq);
+    if (seq === this.seq) {
+      this.notify();
+      for (const c of this.competitions.slice(0, RANKED)) {
+        this.readRank(c.id);
+      }
+    }
+  }
+
+  private async checkToken(seq: number): Promise<void> {
+    if (!this.api.token) {
+      this.me = null;
+      this.authError = null;
+      return;
+    }
+    try {
+      const me = await this.api.me();
+      if (seq === this.seq) {
+        this.me = me;
+        this.authError = null;
+      }
+    } catch (err) {
+      if (seq === this.seq) {
+        this.me = null;
+        this.authError = asApiError(err);
+      }
+    }
+  }
+
+  /** The viewer's rank in one competition, by REST `around=me` (one read at a time). */
+  readRank(competitionId: number): void {
+    const me = this.me;
+    if (me === null || this.rankReads.has(competitionId)) {
+      return;
+    }
+    this.rankReads.add(competitionId);
+    this.api
+      .around(competitionId, 1)
+      .then(page => {
+        // A server without `around` answers the whole board: find the entry in it.
+        const mine =
+          page.me !== undefined
+            ? page.me
+            : page.entries.find(e => isEntryOf(e, me.id));
+        this.ranks.set(competitionId, mine ? mine.rank : null);
+        this.notify();
+      })
+      .catch(() => undefined)
+      .finally(() => this.rankReads.delete(competitionId));
+  }
+
+  /** Set one competition's rank from a live `leaderboard.you`. */
+  setRank(competitionId: number, rank: number | null): void {
+    if (this.ranks.get(competitionId) !== rank) {
+      this.ranks.set(competitionId, rank);
+      this.notify();
+    }
+  }
+
+  private receive(frame: IFrame): void {
+    switch (frame.type) {
+      case 'competition.created':
+      case 'competition.updated':
+      case 'competition.closed':
+        if (frame.data && typeof frame.data.id === 'number') {
+          this.upsert(frame.data as ICompetition);
+        }
+        break;
+      case 'competition.deleted':
+        this.competitions = this.competitions.filter(
+          c => c.id !== frame.competition_id
+        );
+        this.notify();
+        break;
+      case 'leaderboard.changed':
+        if (typeof frame.competition_id === 'number') {
+          this.readRank(frame.competition_id);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  private upsert(competition: ICompetition): void {
+    const index = this.competitions.findIndex(c => c.id === competition.id);
+    if (index >= 0) {
+      this.competitions[index] = competition;
+    } else {
+      this.competitions.unshift(competition);
+    }
+    this.loaded = true;
+    this.notify();
+  }
+
+  private notify(): void {
+    for (const listener of [...this.listeners]) {
+      listener();
+    }
+  }
+}
+
+export function asApiError(err: unknown): ApiError {
+  return err instanceof ApiError
+    ? err
+    : new ApiError('http', err instanceof Error ? err.message : String(err));
+}
