@@ -291,8 +291,10 @@ export class LeaderboardApp {
 
   private openBoard(competition: ICompetition, model: CompetitionsModel): void {
     this.closeBoard();
+    // The token only once the server accepted it (it brings `leaderboard.you`).
+    const api = model.me ? model.api : new CrowdsourceApi(model.api.baseUrl);
     const board = new LiveBoard({
-      api: model.api,
+      api,
       competitionId: competition.id,
       meta: {
         title: competition.title,
@@ -301,7 +303,7 @@ export class LeaderboardApp {
       },
       open: this.options.open
     });
-    const index = new SearchIndex(boardLoader(model.api, competition.id));
+    const index = new SearchIndex(boardLoader(api, competition.id));
     const view = new BoardView(this.options.plotly, index);
     this.detail.replaceChildren(
       el('h2', 'cs-board-title'),

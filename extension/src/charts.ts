@@ -71,7 +71,8 @@ export function barFigure(
     },
     font: FONT,
     height: 60 + 22 * scored.length,
-    margin: { l: 140, r: 16, t: 32, b: 24 },
+    margin: { l: 8, r: 16, t: 32, b: 24 },
+    xaxis: { nticks: 4, tickangle: 0, automargin: true },
     yaxis: { autorange: 'reversed', automargin: true, type: 'category' },
     paper_bgcolor: 'rgba(0,0,0,0)',
     plot_bgcolor: 'rgba(0,0,0,0)'
@@ -116,10 +117,12 @@ export function lineFigure(
   const layout = {
     title: { text: 'best score over time', font: { size: 13 } },
     font: FONT,
-    height: 280,
-    margin: { l: 48, r: 16, t: 32, b: 32 },
+    height: 300,
+    margin: { l: 8, r: 16, t: 32, b: 8 },
+    xaxis: { nticks: 3, tickangle: 0, automargin: true },
+    yaxis: { automargin: true },
     showlegend: true,
-    legend: { orientation: 'h', y: -0.3 },
+    legend: { orientation: 'h', y: -0.15, yanchor: 'top' },
     paper_bgcolor: 'rgba(0,0,0,0)',
     plot_bgcolor: 'rgba(0,0,0,0)'
   };

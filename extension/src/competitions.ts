@@ -31,8 +31,9 @@ export class CompetitionsModel {
     readonly api: CrowdsourceApi,
     open?: SocketFactory
   ) {
+    // Public events are all the list needs: no token, so a refused one loses nothing.
     this.stream = new EventStream(
-      api.eventsUrl(),
+      new CrowdsourceApi(api.baseUrl).eventsUrl(),
       {
         onHello: () => {
           this.connection = 'live';
