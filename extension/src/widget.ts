@@ -68,7 +68,9 @@ export function render({
   let view: BoardView | null = null;
 
   const show = () => {
-    const direct = live?.connection === 'live' && live.board?.version != null;
+    // Versions of two connections cannot be compared: the browser's own board, while its
+    // stream is up, is the newer one; else the kernel's.
+    const direct = live?.connection === 'live' && live.board !== null;
     const board = direct ? live!.board : traitBoard(model);
     const kept: IHistoryPoint[] = model.get('history') ?? [];
     const last = kept.length ? kept[kept.length - 1].at : '';
