@@ -10,7 +10,12 @@ import { el, formatTime } from './dom';
 import { boardLoader, SearchIndex } from './search';
 import { SocketFactory } from './stream';
 import { injectStyle } from './style';
-import { CompetitionStatus, ICompetition, IParticipantRef } from './types';
+import {
+  CompetitionStatus,
+  ICompetition,
+  IParticipantRef,
+  isEntryOf
+} from './types';
 import { BoardView } from './view';
 
 /** setTimeout cannot wait longer than this. */
@@ -320,8 +325,10 @@ export class LeaderboardApp {
         me: model.me?.id ?? null,
         status: connectionText(board.connection, board.retryMs)
       });
-      if (board.you) {
-        model.setRank(competition.id, board.you.rank);
+      const me = model.me;
+      const mine = me && board.board?.entries.find(e => isEntryOf(e, me.id));
+      if (board.you || mine) {
+        model.setRank(competition.id, board.you ? board.you.rank : mine!.rank);
       }
     };
     board.subscribe(show);

@@ -20,6 +20,30 @@ export const DEFAULT_LIMIT = 100;
 export const MAX_HISTORY = 5000;
 /** How many entries around the viewer's own to show when it is below the top. */
 export const AROUND = 11;
+/** The neighbourhood is read again at most this often (each push may move a rank). */
+export const AROUND_EVERY_MS = 5000;
+
+/** `fn` run at most once per `ms`: a call meanwhile runs once when the time is up. */
+export function throttled(fn: () => void, ms: number): () => void {
+  let last = -Infinity;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const run = () => {
+    timer = null;
+    last = Date.now();
+    fn();
+  };
+  return () => {
+    if (timer !== null) {
+      return;
+    }
+    const wait = last + ms - Date.now();
+    if (wait <= 0) {
+      run();
+    } else {
+      timer = setTimeout(run, wait);
+    }
+  };
+}
 
 /** Entries in board order: rank (null last), then name. */
 export function sortEntries(entries: IEntry[]): IEntry[] {
@@ -154,7 +178,8 @@ export class LiveBoard {
   private resyncing = false;
   private loading: Promise<void> | null = null;
   private reloadAgain = false;
-  private aroundFor: number | null | undefined = undefined;
+  private readAround = throttled(() => this.fetchAround(), AROUND_EVERY_MS);
+  private stopped = false;
 
   constructor(private readonly options: ILiveBoardOptions) {
     this.api = options.api;
@@ -189,6 +214,7 @@ export class LiveBoard {
   }
 
   stop(): void {
+    this.stopped = true;
     this.stream.stop();
     this.connection = 'stopped';
     this.listeners.clear();
@@ -297,46 +323,45 @@ export class LiveBoard {
     return this.loading;
   }
 
-  /** The viewer's entry in the top window, by participant or team membership. */
-  yourRank(): { rank: number | null; total: number } | null {
-    if (this.you) {
-      return { rank: this.you.rank, total: this.you.total };
-    }
-    return null;
-  }
-
-  /** Fetch the neighbourhood when the viewer (token) ranks below the top window. */
-  private refreshAround(): void {
+  /** Whether the viewer (token) ranks below the top window. */
+  private isBelow(): boolean {
     const you = this.you;
     const board = this.board;
-    if (!this.api.token || !you || !board) {
-      return;
-    }
-    const below =
+    return (
+      you !== null &&
+      board !== null &&
       you.rank !== null &&
-      !board.entries.some(e => e.participant.id === you.participant_id) &&
-      you.rank > board.entries.length;
-    const key = below ? you.rank : null;
-    if (key === this.aroundFor) {
+      you.rank > board.entries.length &&
+      !board.entries.some(e => e.participant.id === you.participant_id)
+    );
+  }
+
+  /** Read the neighbourhood when below the top window (throttled), else drop it. */
+  private refreshAround(): void {
+    if (!this.api.token || !this.you) {
       return;
     }
-    this.aroundFor = key;
-    if (!below) {
+    if (this.isBelow()) {
+      this.readAround();
+    } else if (this.around.length) {
       this.around = [];
       this.notify();
+    }
+  }
+
+  private fetchAround(): void {
+    if (this.stopped || !this.isBelow()) {
       return;
     }
     void this.api
       .around(this.competitionId, AROUND)
       .then(page => {
-        if (this.aroundFor === key) {
+        if (!this.stopped && this.isBelow()) {
           this.around = page.entries ?? [];
           this.notify();
         }
       })
-      .catch(() => {
-        this.aroundFor = undefined;
-      });
+      .catch(() => undefined);
   }
 
   private notify(): void {

@@ -6,10 +6,12 @@
 import { ApiError, CrowdsourceApi } from './api';
 import { EventStream, SocketFactory } from './stream';
 import { ICompetition, IFrame, IParticipantRef, isEntryOf } from './types';
-import { Connection } from './board';
+import { Connection, throttled } from './board';
 
 /** How many competitions' ranks are read for the list's badges (the newest). */
 export const RANKED = 20;
+/** A competition's rank is read again at most this often (each push may move it). */
+export const RANK_EVERY_MS = 5000;
 
 export class CompetitionsModel {
   competitions: ICompetition[] = [];
@@ -25,7 +27,7 @@ export class CompetitionsModel {
   private stream: EventStream;
   private listeners = new Set<() => void>();
   private seq = 0;
-  private rankReads = new Set<number>();
+  private rankReads = new Map<number, () => void>();
 
   constructor(
     readonly api: CrowdsourceApi,
@@ -65,6 +67,7 @@ export class CompetitionsModel {
     this.stream.stop();
     this.connection = 'stopped';
     this.listeners.clear();
+    this.me = null; // pending reads then change nothing
   }
 
   retryNow(): void {
@@ -116,13 +119,24 @@ export class CompetitionsModel {
     }
   }
 
-  /** The viewer's rank in one competition, by REST `around=me` (one read at a time). */
+  /** The viewer's rank in one listed competition, by REST `around=me` (throttled). */
   readRank(competitionId: number): void {
-    const me = this.me;
-    if (me === null || this.rankReads.has(competitionId)) {
+    if (this.me === null) {
       return;
     }
-    this.rankReads.add(competitionId);
+    let read = this.rankReads.get(competitionId);
+    if (read === undefined) {
+      read = throttled(() => this.fetchRank(competitionId), RANK_EVERY_MS);
+      this.rankReads.set(competitionId, read);
+    }
+    read();
+  }
+
+  private fetchRank(competitionId: number): void {
+    const me = this.me;
+    if (me === null) {
+      return;
+    }
     this.api
       .around(competitionId, 1)
       .then(page => {
@@ -131,11 +145,9 @@ export class CompetitionsModel {
           page.me !== undefined
             ? page.me
             : page.entries.find(e => isEntryOf(e, me.id));
-        this.ranks.set(competitionId, mine ? mine.rank : null);
-        this.notify();
+        this.setRank(competitionId, mine ? mine.rank : null);
       })
-      .catch(() => undefined)
-      .finally(() => this.rankReads.delete(competitionId));
+      .catch(() => undefined);
   }
 
   /** Set one competition's rank from a live `leaderboard.you`. */
@@ -162,8 +174,9 @@ export class CompetitionsModel {
         this.notify();
         break;
       case 'leaderboard.changed':
-        if (typeof frame.competition_id === 'number') {
-          this.readRank(frame.competition_id);
+        // Only the badges of the listed competitions that were read are kept current.
+        if (this.ranks.has(frame.competition_id ?? -1)) {
+          this.readRank(frame.competition_id!);
         }
         break;
       default:
