@@ -97,7 +97,9 @@ def test_the_widget_renders_the_traitlets_at_once_and_follows_their_changes(boar
         expect(widget.locator('tr.cs-mine[data-entry="2"] td.cs-rank')).to_have_text("2")
         expect(widget.locator(".cs-you")).to_have_text("#2 of 2")
         expect(widget.locator(".cs-status")).to_have_text("live")
-        expect(widget.locator(".cs-chart-bar .ytick text")).to_have_count(2)
+        ticks = widget.locator(".cs-chart-bar .ytick text")  # Plotly draws them bottom up
+        expect(ticks).to_have_text(["2. me", "1. " + CLAIM])
+        expect(widget.locator(".cs-chart-line .legendtext")).to_have_text([CLAIM, "me"])
         assert widget.locator("a, b").count() == 0
 
         board = dict(
