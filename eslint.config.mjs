@@ -16,6 +16,7 @@ export default tseslint.config(
     ignores: [
       'node_modules/',
       'lib/',
+      'extension/src/generated/',
       'crowdsource/',
       '.venv/',
       'bench/',
