@@ -12,6 +12,8 @@ $(PY):
 # The editable install also builds the JupyterLab extension (hatch-jupyter-builder runs jlpm);
 # it rebuilds when the TypeScript, styles, schema or lock file change.
 EXTENSION := package.json yarn.lock tsconfig.json schema/plugin.json $(shell find extension -type f)
+JLPM      := $(VENV)/bin/jlpm
+JSDEPS    := node_modules/.yarn-state.yml
 
 $(STAMP): pyproject.toml $(EXTENSION) | $(PY)
 	$(PIP) install -q -U pip editables
@@ -19,6 +21,12 @@ $(STAMP): pyproject.toml $(EXTENSION) | $(PY)
 	touch $@
 
 install: $(STAMP)
+
+# The front end's tools (ESLint, Prettier, vitest) from the lock file; the editable install's
+# build installs them too, this only makes sure.
+$(JSDEPS): package.json yarn.lock | $(STAMP)
+	$(JLPM) install
+	touch $@
 
 # Debian packages the browser tests, the cluster test (HAProxy) and the benchmark use (the
 # machine runs as root).
@@ -29,12 +37,14 @@ system-deps:
 demo: install
 	PYTHON=$(PY) bash examples/demo.sh
 
-lint: install
+lint: install $(JSDEPS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(JLPM) lint:check
 
-unit: install system-deps
+unit: install system-deps $(JSDEPS)
+	$(JLPM) test
 	$(VENV)/bin/pytest
 
 test: lint unit

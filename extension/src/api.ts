@@ -1,7 +1,7 @@
 /**
  * A small REST client for the crowdsource server, with errors a person can act on.
  */
-import { ICompetition, ILeaderboard, IParticipantRef } from './types';
+import { IBoardPage, ICompetition, IParticipantRef } from './types';
 
 export const DEFAULT_SERVER_URL = 'http://127.0.0.1:8889';
 
@@ -40,31 +40,49 @@ export class CrowdsourceApi {
     this.baseUrl = normalizeServerUrl(serverUrl);
   }
 
-  /** The events WebSocket URL (public events only: the token is not sent). */
-  eventsUrl(): string {
-    return this.baseUrl.replace(/^http/i, 'ws') + '/api/v1/events';
+  /** The events WebSocket URL: one competition's board when `competitionId` is given;
+   * the token (if any) in the query, as browsers cannot set headers on a WebSocket. */
+  eventsUrl(competitionId?: number | null): string {
+    const query = new URLSearchParams();
+    if (competitionId !== undefined && competitionId !== null) {
+      query.set('competition', String(competitionId));
+    }
+    if (this.token) {
+      query.set('token', this.token);
+    }
+    const qs = query.toString();
+    return (
+      this.baseUrl.replace(/^http/i, 'ws') +
+      '/api/v1/events' +
+      (qs ? '?' + qs : '')
+    );
   }
 
-  async competitions(): Promise<ICompetition[]> {
+  /** The newest competitions first (one page: a page lists at most `limit`). */
+  async competitions(limit = 100): Promise<ICompetition[]> {
     const body = await this.get<{ competitions: ICompetition[] }>(
-      '/competitions?status=all'
+      `/competitions?status=all&limit=${limit}`
     );
     return body.competitions ?? [];
   }
 
-  async leaderboards(): Promise<ILeaderboard[]> {
-    const body = await this.get<{ leaderboards: ILeaderboard[] }>(
-      '/leaderboards'
+  /** A page of a public board, in rank order. */
+  board(
+    competitionId: number,
+    page: { limit: number; offset?: number }
+  ): Promise<IBoardPage> {
+    const offset = page.offset ?? 0;
+    return this.get<IBoardPage>(
+      `/competitions/${competitionId}/leaderboard?board=public` +
+        `&limit=${page.limit}&offset=${offset}`
     );
-    return body.leaderboards ?? [];
   }
 
-  leaderboard(
-    competitionId: number,
-    board: 'public' | 'private' = 'public'
-  ): Promise<ILeaderboard> {
-    return this.get<ILeaderboard>(
-      `/competitions/${competitionId}/leaderboard?board=${board}`
+  /** `limit` entries centred on the token's own entry, and that entry as `me`. */
+  around(competitionId: number, limit = 11): Promise<IBoardPage> {
+    return this.get<IBoardPage>(
+      `/competitions/${competitionId}/leaderboard?board=public&around=me&limit=${limit}`,
+      true
     );
   }
 
@@ -90,7 +108,7 @@ export class CrowdsourceApi {
         `Cannot reach the crowdsource server at ${this.baseUrl}.`
       );
     }
-    let body: any = null;
+    let body: any;
     try {
       body = await response.json();
     } catch {

@@ -22,23 +22,6 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
-const SVG_NS = 'http://www.w3.org/2000/svg';
-
-export function svg<K extends keyof SVGElementTagNameMap>(
-  tag: K,
-  attrs: Record<string, string | number> = {},
-  text?: string
-): SVGElementTagNameMap[K] {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    node.setAttribute(key, String(value));
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
-
 export function formatTime(iso: string | null | undefined): string {
   if (!iso) {
     return '—';
@@ -88,4 +71,17 @@ export function formatShortTime(
     day: 'numeric',
     year: date.getFullYear() === now.getFullYear() ? undefined : 'numeric'
   });
+}
+
+/** "#4,213 of 10,000" (or "no rank yet of 10,000"). */
+export function formatPlace(rank: number | null, total: number): string {
+  const of = ` of ${total.toLocaleString('en-US')}`;
+  return (
+    (rank === null ? 'no rank yet' : `#${rank.toLocaleString('en-US')}`) + of
+  );
+}
+
+/** A rank cell's text: "—" for an entry with no score yet, never "null". */
+export function formatRank(rank: number | null | undefined): string {
+  return rank === null || rank === undefined ? '—' : String(rank);
 }

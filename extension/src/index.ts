@@ -17,9 +17,9 @@ import { LeaderboardPanel } from './panel';
 const PLUGIN_ID = 'crowdsource-jupyterlab:plugin';
 const PANEL_ID = 'crowdsource-leaderboard';
 
-export namespace CommandIDs {
-  export const open = 'crowdsource:open-leaderboard';
-}
+export const CommandIDs = {
+  open: 'crowdsource:open-leaderboard'
+} as const;
 
 const TROPHY_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" viewBox="0 0 24 24">
 <path class="jp-icon3" fill="#616161" d="M19 5h-2V3H7v2H5c-1.1 0-2 .9-2 2v1c0 2.55 1.92 4.63 4.39 4.94A5.01 5.01 0 0 0 11 15.9V19H7v2h10v-2h-4v-3.1a5.01 5.01 0 0 0 3.61-2.96C19.08 12.63 21 10.55 21 8V7c0-1.1-.9-2-2-2zM5 8V7h2v3.82C5.84 10.4 5 9.3 5 8zm14 0c0 1.3-.84 2.4-2 2.82V7h2v1z"/>
@@ -50,7 +50,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     app.commands.addCommand(CommandIDs.open, {
       label: 'Open Crowdsource Leaderboard',
-      caption: 'Show competitions and live leaderboards from the crowdsource server',
+      caption:
+        'Show competitions and live leaderboards from the crowdsource server',
       icon: trophyIcon,
       execute: () => {
         app.shell.activateById(panel.id);

@@ -7,6 +7,8 @@ import uuid
 import requests
 
 XSS = "<img src=x onerror=alert(1)>"
+# A name that would be a live link and bold text if anything rendered it as markup.
+CLAIM = '<a href="https://x.test">claim</a><b>x</b>'
 IDS = list(range(1, 11))
 TRUTH = [float(i) for i in IDS]
 

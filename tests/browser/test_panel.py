@@ -8,7 +8,7 @@ import requests
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from tests.browser.api import XSS, Api
+from tests.browser.api import CLAIM, XSS, Api
 from tests.browser.harness import LAB_TOKEN, PLUGIN_ID
 
 COMMAND = "Open Crowdsource Leaderboard"
@@ -61,42 +61,48 @@ def test_panel_lists_competitions_and_shows_a_new_rank_live(
     expect(row.locator(".cs-c-status")).to_have_text("open")
     expect(row.locator(".cs-c-rank")).to_have_text("—")
     row.click()
-    board = panel.locator(".cs-board")
+    board = panel.locator(f'.cs-detail[data-competition-id="{comp["id"]}"]')
     expect(board.locator(".cs-board-title")).to_have_text("House prices")
-    expect(board.locator(".cs-e-name")).to_have_text(["bob", "carol"])
-    expect(board.locator("svg.cs-chart rect")).to_have_count(2)
+    expect(board.locator("table.cs-board td.cs-name")).to_have_text(["bob", "carol"])
+    expect(board.locator(".cs-chart-bar .ytick text")).to_have_count(2)
     expect(panel.locator(".cs-live")).to_have_text("● live")
+    expect(board.locator(".cs-status")).to_have_text("● live")
 
     api.submit(people["alice"], comp, 0.2)
-    alice = board.locator(f'.cs-entry[data-participant-id="{people["alice"]["id"]}"]')
-    expect(alice.locator(".cs-e-rank")).to_have_text("1", timeout=2000)
-    expect(row.locator(".cs-c-rank")).to_have_text("#1", timeout=2000)
-    expect(board.locator(".cs-e-name")).to_have_text(["alice", "bob", "carol"])
-    expect(alice.locator(".cs-e-subs")).to_have_text("1")
+    alice = board.locator(f'tr[data-entry="{people["alice"]["id"]}"]')
+    expect(alice.locator("td.cs-rank")).to_have_text("1")
+    expect(row.locator(".cs-c-rank")).to_have_text("#1")
+    expect(board.locator("td.cs-name")).to_have_text(["alice", "bob", "carol"])
+    expect(alice.locator("td.cs-subs")).to_have_text("1")
+    expect(alice).to_have_class(re.compile("cs-mine"))
     page.screenshot(path=str(screenshots / "panel.png"))
     assert recorded.errors == []
 
 
 def test_panel_renders_server_strings_as_text(lab, new_server, new_page):
-    """A title and a name made of HTML show literally and run no script."""
+    """A title and names made of HTML show literally (table and charts) and run no script."""
     server = new_server()
     api = Api(server.url)
-    host, mallory = api.register("host"), api.register(XSS)
+    host, mallory, claim = api.register("host"), api.register(XSS), api.register(CLAIM)
     comp = api.create_competition(host, XSS)
     api.submit(mallory, comp, 0.3)
+    api.submit(claim, comp, 0.2)
     lab.configure(server.url)
     recorded = new_page()
     panel = open_panel(lab, recorded.page)
 
     expect(panel.locator(".cs-c-title")).to_have_text(XSS)
     expect(panel.locator(".cs-board-title")).to_have_text(XSS)
-    expect(panel.locator(".cs-e-name")).to_have_text(XSS)
+    expect(panel.locator("td.cs-name")).to_have_text([CLAIM, XSS])
+    ticks = panel.locator(".cs-chart-bar .ytick text")  # Plotly draws them bottom up
+    expect(ticks).to_have_text(["2. " + XSS, "1. " + CLAIM])
+    expect(panel.locator(".cs-chart-line .legendtext")).to_have_text([CLAIM, XSS])
     live = api.create_competition(host, XSS + " (live)")
     expect(panel.locator(f'[data-competition-id="{live["id"]}"] .cs-c-title')).to_have_text(
         XSS + " (live)"
     )
     recorded.page.wait_for_timeout(300)
-    assert panel.locator("img").count() == 0
+    assert panel.locator("img, a, b").count() == 0
     assert recorded.page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
     assert recorded.dialogs == []
 
