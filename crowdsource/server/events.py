@@ -35,7 +35,8 @@ QUEUE_LIMIT = 64 * 2**20  # bytes waiting for one process, past which it is take
 RECEIVE_BATCH = 256  # datagrams taken at once before their events are delivered
 RESYNC = "hello"  # delivered here when events may have been missed: listeners resync on it
 TOKEN_ROTATED = "participant.token_rotated"  # between server processes (caches), never streamed
-INTERNAL = frozenset({TOKEN_ROTATED})
+ENTRY = "leaderboard.entry"  # an entry's recorded state, for every process's live boards
+INTERNAL = frozenset({TOKEN_ROTATED, ENTRY})
 TYPES = (
     "competition.created",
     "competition.closed",
@@ -45,6 +46,9 @@ TYPES = (
     "submission.scored",
     "submission.failed",
     "leaderboard.changed",
+    "leaderboard.snapshot",
+    "leaderboard.delta",
+    "leaderboard.you",
 )
 
 
