@@ -52,12 +52,12 @@ class LiveBoard:
         self.dirty = False
         self.timer: asyncio.TimerHandle | None = None
         self.last_push = 0.0
-        self._snapshot: tuple[int, bytes] | None = None
+        self._snapshot: tuple[int, RankedBoard, bytes] | None = None  # (a reload: new title)
 
     def snapshot(self, limit: int) -> bytes:
         """The snapshot of the last push, encoded once per version."""
-        if self._snapshot is None or self._snapshot[0] != self.version:
-            assert self.board is not None
+        assert self.board is not None
+        if self._snapshot is None or self._snapshot[:2] != (self.version, self.board):
             header = self.board.header
             data = {
                 "board": "public",
@@ -70,8 +70,8 @@ class LiveBoard:
                 "entries": self.shown,
             }
             encoded = frame("leaderboard.snapshot", self.competition_id, data)
-            self._snapshot = (self.version, encoded)
-        return self._snapshot[1]
+            self._snapshot = (self.version, self.board, encoded)
+        return self._snapshot[2]
 
     def you(self, viewer_id: int) -> tuple[int, int | None, float | None, int]:
         """A viewer's entry id, rank, score and the board's size, from the board now."""
@@ -221,7 +221,8 @@ class LiveBoards:
         """Send what changed in the top window since the last push, encoded once, to every
         watcher; each authenticated one hears of its own place if that changed."""
         live.timer, live.dirty = None, False
-        live.last_push = time.monotonic()
+        if live.version:  # the first window is no push: the first change goes out at once
+            live.last_push = time.monotonic()
         if live.board is None or self.boards.get(live.competition_id) is not live:
             return
         window = live.board.entries(0, self.top)

@@ -29,6 +29,9 @@ PUBLIC: dict[str, frozenset[str] | None] = {
     "competition.updated": None,
     "competition.deleted": None,
     "leaderboard.changed": None,
+    "leaderboard.snapshot": None,  # public boards (written by `LiveBoards`, never filtered)
+    "leaderboard.delta": None,
+    "leaderboard.you": None,  # sent to the listener it is about alone
     "submission.scored": frozenset({"submission_id", "participant", "state", "public_score"}),
     "submission.failed": frozenset({"submission_id", "participant", "state", "public_score"}),
 }
