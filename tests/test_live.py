@@ -108,6 +108,7 @@ def test_the_board_in_memory_equals_the_board_in_the_database(
     @given(st.lists(OPS, min_size=1, max_size=10))
     def check(ops: list[tuple[str, int, int]]) -> None:
         cid = host(owner)
+        assert owner.board(cid)["entries"] == []  # in memory from now, moved by each change
         for op in ops:
             play(owner, people, cid, op)
         assert owner.board(cid)["entries"] == from_database(db, cid)
