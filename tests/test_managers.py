@@ -357,8 +357,16 @@ class Watching:
         self.frames: list[dict[str, Any]] = []
         self._arrived = asyncio.Event()
 
-    def send(self, frame: bytes) -> None:
-        self.frames.append(json.loads(frame))
+    def write_frames(self, frames: bytes) -> None:
+        """Take WebSocket text frames (a server's: unmasked)."""
+        at = 0
+        while at < len(frames):
+            size, at = frames[at + 1], at + 2
+            if size >= 126:
+                width = 2 if size == 126 else 8
+                size, at = int.from_bytes(frames[at : at + width], "big"), at + width
+            self.frames.append(json.loads(frames[at : at + size]))
+            at += size
         self._arrived.set()
 
     async def until(self, kind: str) -> dict[str, Any]:

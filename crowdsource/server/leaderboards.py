@@ -21,7 +21,7 @@ from crowdsource.metrics import get_metric
 from crowdsource.server import competitions, finals, ladder
 from crowdsource.server.competitions import CompetitionManager
 from crowdsource.server.events import ENTRY, RESYNC, Event, EventBus
-from crowdsource.server.live import LiveBoards
+from crowdsource.server.live import BATCHED, LiveBoards
 from crowdsource.server.ranked import RankedBoard, state
 from crowdsource.server.storage import locks
 from crowdsource.server.storage.store import Store
@@ -493,6 +493,8 @@ class LeaderboardManager(LoggingConfigurable):
             self._private.pop(cid, None)
             self.live.reload(cid)
             return
+        if event.type in BATCHED:
+            self.live.announce(event)
         if event.type in COMPETITION_EVENTS and not event.data:
             self.tasks.spawn(self._send_competition(event))
             return

@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from crowdsource.server.events import Event
 from crowdsource.server.ranked import RankedBoard, Unknown
 from crowdsource.server.tasks import Background
 from crowdsource.times import iso, utcnow
@@ -18,22 +19,83 @@ from crowdsource.times import iso, utcnow
 log = logging.getLogger(__name__)
 Loader = Callable[[int], Awaitable[RankedBoard]]
 
+# What of each event everyone may see: None for all of it (the host's public text, public
+# boards), else the fields named. What a participant sent (a failed submission's reason
+# quotes their predicted values) goes to that participant only; an event type not listed
+# here shows nobody but its owner any data.
+PUBLIC: dict[str, frozenset[str] | None] = {
+    "competition.created": None,
+    "competition.closed": None,
+    "competition.resolved": None,
+    "competition.updated": None,
+    "competition.deleted": None,
+    "leaderboard.changed": None,
+    "leaderboard.snapshot": None,  # public boards (written by `LiveBoards`, never filtered)
+    "leaderboard.delta": None,
+    "leaderboard.you": None,  # sent to the listener it is about alone
+    "submission.scored": frozenset({"submission_id", "participant", "state", "public_score"}),
+    "submission.failed": frozenset({"submission_id", "participant", "state", "public_score"}),
+}
+# Sent to a board's watchers with its next push (their owner's at once): one write per
+# watcher per push, however many submissions arrive.
+BATCHED = frozenset({"submission.scored", "submission.failed"})
+
+
+def owner_id(event: Event) -> int | None:
+    """The participant an event is about, if it is about one participant's submission."""
+    who = event.data.get("participant")
+    return who.get("id") if isinstance(who, dict) else None
+
+
+def shown(event: Event, *, whole: bool) -> Event:
+    """The event whole (for the participant it is about), or only its public fields."""
+    public = PUBLIC.get(event.type, frozenset())
+    if whole or public is None:
+        return event
+    data = {k: v for k, v in event.data.items() if k in public}
+    return Event(event.type, event.competition_id, data, event.at)
+
+
+_last: list[Any] = [None, {}]  # the event being handed out, and its frames
+
+
+def encoded(event: Event, *, whole: bool) -> bytes:
+    """An event's WebSocket frame as its owner (`whole`) or anyone else sees it, built once
+    per event however many listen (listeners are handed one event at a time)."""
+    if _last[0] is not event:
+        _last[:] = [event, {}]
+    found: dict[bool, bytes] = _last[1]
+    if whole not in found:
+        found[whole] = ws_frame(shown(event, whole=whole).to_json().encode())
+    return found[whole]
+
+
+def ws_frame(payload: bytes) -> bytes:
+    """A server's WebSocket text frame (final, unmasked) around a payload: built once, the
+    same bytes are written to every listener."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size <= 0xFFFF:
+        return bytes((0x81, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
+
 
 class Watcher(Protocol):
-    """An event-stream connection: takes encoded frames without waiting."""
+    """An event-stream connection: takes WebSocket frames without waiting."""
 
     @property
     def viewer_id(self) -> int | None:
         """The authenticated listener's participant id (None: anonymous)."""
 
-    def send(self, frame: bytes) -> None:
-        """Queue one frame (a slow connection is closed, never waited for)."""
+    def write_frames(self, frames: bytes) -> None:
+        """Queue frames (a slow connection is closed, never waited for)."""
 
 
 def frame(kind: str, competition_id: int, data: dict[str, Any]) -> bytes:
-    """One event frame, encoded."""
+    """One event's WebSocket frame."""
     body = {"type": kind, "competition_id": competition_id, "data": data, "at": iso(utcnow())}
-    return json.dumps(body).encode()
+    return ws_frame(json.dumps(body).encode())
 
 
 class LiveBoard:
@@ -53,6 +115,7 @@ class LiveBoard:
         self.timer: asyncio.TimerHandle | None = None
         self.last_push = 0.0
         self._snapshot: tuple[int, RankedBoard, bytes] | None = None  # (a reload: new title)
+        self.news: list[tuple[int | None, bytes]] = []  # submission events for the next push
 
     def snapshot(self, limit: int) -> bytes:
         """The snapshot of the last push, encoded once per version."""
@@ -81,17 +144,17 @@ class LiveBoard:
             return (viewer_id, None, None, len(self.board))
         return (s.participant_id, self.board.rank(s), s.score, len(self.board))
 
-    def send_you(self, watcher: Watcher, *, always: bool = False) -> None:
-        """Tell an authenticated watcher its own place, if it changed (or `always`)."""
+    def you_frame(self, watcher: Watcher, *, always: bool = False) -> bytes:
+        """An authenticated watcher's own place, if it changed (or `always`); else b""."""
         if watcher.viewer_id is None:
-            return
+            return b""
         you = self.you(watcher.viewer_id)
         if not always and self.watchers.get(watcher) == you:
-            return
+            return b""
         self.watchers[watcher] = you
         pid, rank, score, total = you
         data = {"version": self.version, "participant_id": pid, "rank": rank, "score": score}
-        watcher.send(frame("leaderboard.you", self.competition_id, {**data, "total": total}))
+        return frame("leaderboard.you", self.competition_id, {**data, "total": total})
 
 
 class LiveBoards:
@@ -122,9 +185,8 @@ class LiveBoards:
     async def watch(self, competition_id: int, watcher: Watcher) -> None:
         """Send a watcher the board's snapshot (and its own place), then every push."""
         live = await self.ready(competition_id)
-        watcher.send(live.snapshot(self.top))
         live.watchers[watcher] = None
-        live.send_you(watcher, always=True)
+        watcher.write_frames(live.snapshot(self.top) + live.you_frame(watcher, always=True))
 
     def unwatch(self, watcher: Watcher) -> None:
         """Stop sending to a watcher."""
@@ -150,6 +212,15 @@ class LiveBoards:
                 self._changed(live)
         except Unknown:  # a team or participant this process has not loaded yet
             self.reload(competition_id)
+
+    def announce(self, event: Event) -> None:
+        """A submission event for a board's watchers: sent with its next push (its owner's
+        own streams have it whole at once)."""
+        live = self.boards.get(event.competition_id)
+        if live is None or not live.watchers:
+            return
+        live.news.append((owner_id(event), encoded(event, whole=False)))
+        self._changed(live)
 
     def reload(self, competition_id: int) -> None:
         """The board changed as a whole: read it again (if it is live here)."""
@@ -231,29 +302,43 @@ class LiveBoards:
         ids = {e["participant"]["id"] for e in window}
         removed = [pid for pid in before if pid not in ids]
         total = len(live.board)
+        delta = b""
         if entries or removed or total != live.total or live.version == 0:
             previous = live.version
             live.version += 1
             live.shown, live.total = window, total
-            self._fan_out(live, previous, entries, removed)
-        for watcher in list(live.watchers):
-            live.send_you(watcher)
+            delta = self._delta(live, previous, entries, removed)
+        news, live.news = live.news, []
+        self._fan_out(live, news, delta)
 
-    def _fan_out(
+    def _delta(
         self, live: LiveBoard, previous: int, entries: list[dict[str, Any]], removed: list[int]
-    ) -> None:
-        """One delta to the board's watchers, one change notice to everyone else's."""
+    ) -> bytes:
+        """The delta frame for the board's watchers; a change notice to everyone else's."""
         cid, version, total = live.competition_id, live.version, live.total
-        if live.watchers:
-            data = {"board": "public", "version": version, "previous": previous, "total": total}
-            data = {**data, "entries": entries, "removed": removed}
-            delta = frame("leaderboard.delta", cid, data)
-            for watcher in list(live.watchers):
-                watcher.send(delta)
         if self.everyone:
             notice = frame("leaderboard.changed", cid, {"version": version, "total": total})
             for watcher in list(self.everyone):
-                watcher.send(notice)
+                watcher.write_frames(notice)
+        if not live.watchers:
+            return b""
+        data = {"board": "public", "version": version, "previous": previous, "total": total}
+        data = {**data, "entries": entries, "removed": removed}
+        return frame("leaderboard.delta", cid, data)
+
+    def _fan_out(self, live: LiveBoard, news: list[tuple[int | None, bytes]], delta: bytes) -> None:
+        """One write per watcher: the submission events since the last push (but its own,
+        which it had at once), the delta, and its own place if that changed."""
+        common = b"".join(f for _, f in news) + delta
+        owners = {owner for owner, _ in news}
+        for watcher in list(live.watchers):
+            out = common
+            if watcher.viewer_id is not None:
+                if watcher.viewer_id in owners:
+                    out = b"".join(f for o, f in news if o != watcher.viewer_id) + delta
+                out += live.you_frame(watcher)
+            if out:
+                watcher.write_frames(out)
 
     def close(self) -> None:
         """Stop pushing."""

@@ -9,48 +9,22 @@ from collections.abc import Callable
 from typing import Any
 
 from tornado import websocket
+from tornado.iostream import StreamClosedError
 
 from crowdsource.errors import BadRequest, Forbidden, Unauthorized
 from crowdsource.server.events import INTERNAL, RESYNC, Event
 from crowdsource.server.handlers.base import JSONErrors, query_id
 from crowdsource.server.leaderboards import LeaderboardManager
+from crowdsource.server.live import BATCHED, encoded, owner_id, shown, ws_frame
 from crowdsource.server.monitoring import metrics
 from crowdsource.server.participants import ParticipantManager
 from crowdsource.server.storage.tables import Participant
-
-# What of each event everyone may see: None for all of it (the host's public text, public
-# boards), else the fields named. What a participant sent (a failed submission's reason
-# quotes their predicted values) goes to that participant only; an event type not listed
-# here shows nobody but its owner any data.
-PUBLIC: dict[str, frozenset[str] | None] = {
-    "competition.created": None,
-    "competition.closed": None,
-    "competition.resolved": None,
-    "competition.updated": None,
-    "competition.deleted": None,
-    "leaderboard.changed": None,
-    "leaderboard.snapshot": None,  # public boards (written by `LiveBoards`, never filtered)
-    "leaderboard.delta": None,
-    "leaderboard.you": None,  # sent to the listener it is about alone
-    "submission.scored": frozenset({"submission_id", "participant", "state", "public_score"}),
-    "submission.failed": frozenset({"submission_id", "participant", "state", "public_score"}),
-}
-
-
-def owner_id(event: Event) -> int | None:
-    """The participant an event is about, if it is about one participant's submission."""
-    who = event.data.get("participant")
-    return who.get("id") if isinstance(who, dict) else None
 
 
 def seen_by(event: Event, viewer: Participant | None) -> Event:
     """The event as `viewer` (None: anonymous) may see it: whole for the participant it is
     about, else only its public fields."""
-    public = PUBLIC.get(event.type, frozenset())
-    if public is None or (viewer is not None and owner_id(event) == viewer.id):
-        return event
-    data = {k: v for k, v in event.data.items() if k in public}
-    return Event(event.type, event.competition_id, data, event.at)
+    return shown(event, whole=viewer is not None and owner_id(event) == viewer.id)
 
 
 log = logging.getLogger(__name__)
@@ -148,26 +122,37 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
         except Exception as exc:
             log.debug("no live board %s for a listener: %s", competition_id, exc)
 
-    def send(self, frame: bytes) -> None:
-        """Queue a frame; a listener with more than the bound waiting is closed with 4000
-        (it resyncs when it reconnects), never waited for."""
+    def write_frames(self, frames: bytes) -> None:
+        """Queue WebSocket frames, built once for every listener (`ws_frame`); a listener
+        with more than the bound waiting is closed with 4000 (it resyncs when it
+        reconnects), never waited for."""
         global queue_peak
-        if self._behind or self.ws_connection is None:
+        connection = self.ws_connection
+        if self._behind or connection is None or connection.is_closing():
             return
-        if self._queued + len(frame) > self.leaderboards.send_queue_kb * 1024:
+        stream = connection.stream
+        if stream is None:
+            return
+        if self._queued + len(frames) > self.leaderboards.send_queue_kb * 1024:
             self._behind = True
             self.close(FELL_BEHIND, FELL_BEHIND_REASON)
             return
         try:
-            written = self.write_message(frame)
-        except websocket.WebSocketClosedError:
+            written = stream.write(frames)
+        except StreamClosedError:
             self.on_close()
             return
-        self._queued += len(frame)
+        if written.done():  # straight to the socket: nothing waits
+            return
+        self._queued += len(frames)
         if self._queued > queue_peak:
             queue_peak = self._queued
             metrics().websocket_queue_peak.set(queue_peak)
-        written.add_done_callback(lambda _: self._written(len(frame)))
+        written.add_done_callback(lambda _: self._written(len(frames)))
+
+    def send(self, payload: bytes) -> None:
+        """Queue one text frame."""
+        self.write_frames(ws_frame(payload))
 
     def _written(self, size: int) -> None:
         """A frame reached the socket."""
@@ -179,7 +164,10 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
         mine = event.competition_id == self.competition or event.type == RESYNC
         if event.type in INTERNAL or (self.competition is not None and not mine):
             return
-        self.send(seen_by(event, self.viewer).to_json().encode())
+        whole = self.viewer is not None and owner_id(event) == self.viewer.id
+        if self.competition is not None and not whole and event.type in BATCHED:
+            return  # others' submissions come with the board's pushes (`LiveBoards.announce`)
+        self.write_frames(encoded(event, whole=whole))
 
     def on_message(self, message: str | bytes) -> None:
         """`{"type": "snapshot"}` asks for a fresh snapshot (a client that missed a
