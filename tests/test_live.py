@@ -209,6 +209,27 @@ def test_your_own_place_comes_with_each_change(sqlite_server: ServerProcess) -> 
         assert read_event(ws, "leaderboard.you")["data"]["rank"] == 1  # tied with the best
 
 
+def test_a_team_members_place_is_the_teams(sqlite_server: ServerProcess) -> None:
+    """A team member's own place, live and by REST (public, and private after the close),
+    is the team's entry, keyed by its captain."""
+    owner, captain, member, rival = (Api(sqlite_server) for _ in range(4))
+    cid = host(owner)
+    code = captain.post(f"/competitions/{cid}/teams", json={"name": "the team"}).json()["code"]
+    member.post(f"/competitions/{cid}/teams/join", json={"code": code})
+    rival.submit(cid, guess(0))
+    member.submit(cid, guess(3))
+    url = events_url(sqlite_server, competition=cid, token=member.token)
+    with closing(websocket.create_connection(url)) as ws:
+        you = read_event(ws, "leaderboard.you")["data"]
+    assert (you["participant_id"], you["rank"], you["total"]) == (captain.id, 2, 2)
+    path = f"/competitions/{cid}/leaderboard"
+    public = member.get(path, params={"around": "me"}).json()
+    assert (public["me"]["name"], public["me"]["rank"], public["offset"]) == ("the team", 2, 0)
+    owner.post(f"/competitions/{cid}/close")
+    private = member.get(path, params={"around": "me", "board": "private"}).json()
+    assert private["me"]["name"] == "the team" and private["total"] == 2
+
+
 # -- a listener that never reads ---------------------------------------------------------------
 
 

@@ -397,6 +397,9 @@ class LeaderboardManager(LoggingConfigurable):
             raise BadRequest("'board' must be public or private")
         if board == "private":
             found = await self._private_board(competition_id, viewer)
+            if around:
+                assert viewer is not None
+                return around_mine(found, viewer.id, limit=limit or AROUND_LIMIT)
             return paged(found, limit=limit, offset=offset)
         ranked_board = (await self.live.ready(competition_id)).board
         assert ranked_board is not None
@@ -531,6 +534,23 @@ def paged(board: dict[str, Any], *, limit: int | None, offset: int) -> dict[str,
     stop = None if limit is None else offset + limit
     page = {"entries": entries[offset:stop], "total": len(entries)}
     return {**board, **page, "limit": limit, "offset": offset}
+
+
+def around_mine(board: dict[str, Any], viewer_id: int, *, limit: int) -> dict[str, Any]:
+    """`around_me` for a board read whole (the private one)."""
+    entries = board["entries"]
+    mine = [
+        i
+        for i, e in enumerate(entries)
+        if viewer_id == e["participant"]["id"]
+        or viewer_id in {m["id"] for m in (e["team"] or {}).get("members", [])}
+    ]
+    if not mine:
+        page = {"entries": [], "me": None, "total": len(entries), "limit": limit, "offset": 0}
+        return {**board, **page}
+    start = max(0, min(mine[0] - limit // 2, len(entries) - limit))
+    found = paged(board, limit=limit, offset=start)
+    return {**found, "me": entries[mine[0]]}
 
 
 def around_me(board: RankedBoard, viewer_id: int, *, limit: int) -> dict[str, Any]:
