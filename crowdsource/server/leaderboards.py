@@ -546,8 +546,8 @@ def around_mine(board: dict[str, Any], viewer_id: int, *, limit: int) -> dict[st
         or viewer_id in {m["id"] for m in (e["team"] or {}).get("members", [])}
     ]
     if not mine:
-        page = {"entries": [], "me": None, "total": len(entries), "limit": limit, "offset": 0}
-        return {**board, **page}
+        page: dict[str, Any] = {"entries": [], "me": None, "total": len(entries), "limit": limit}
+        return {**board, **page, "offset": 0}
     start = max(0, min(mine[0] - limit // 2, len(entries) - limit))
     found = paged(board, limit=limit, offset=start)
     return {**found, "me": entries[mine[0]]}
