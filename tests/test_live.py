@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 import crowdsource.client as CC
 from crowdsource.server import leaderboards
+from crowdsource.server.ranked import RankedBoard, state
 from crowdsource.server.storage.tables import Competition
 from tests.api import Api, classify_data, events_url, read_event
 from tests.live import Follower
@@ -114,6 +115,35 @@ def test_the_board_in_memory_equals_the_board_in_the_database(
         assert owner.board(cid)["entries"] == from_database(db, cid)
 
     check()
+
+
+HEADER = {"competition_id": 1, "title": "t", "board": "public", "metric": "accuracy"}
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=4), min_size=1, max_size=8),
+    st.randoms(use_true_random=False),
+)
+def test_entry_states_arriving_in_any_order_end_on_the_newest(
+    histories: list[list[int]], rng: Any
+) -> None:
+    """Each participant's states (one more submission each, the score kept at its best)
+    applied in any order, stale ones late, leave the board a fresh load of the newest gives."""
+    newest, arriving = [], []
+    for pid, scores in enumerate(histories, 1):
+        best: float | None = None
+        for n, score in enumerate(scores, 1):
+            best = score / 5 if best is None else max(best, score / 5)
+            arriving.append(state(pid, best, n, f"2026-12-01T00:00:0{n}+00:00", f"p{pid}"))
+        newest.append(arriving[-1])
+    rng.shuffle(arriving)
+    live = RankedBoard(header=HEADER, higher_is_better=True)
+    for found in arriving:
+        live.put(found)
+    loaded = RankedBoard(header=HEADER, higher_is_better=True)
+    loaded.fill(newest)
+    assert live.entries() == loaded.entries()
+    assert [e["rank"] for e in live.entries()] == sorted(e["rank"] for e in live.entries())
 
 
 # -- snapshots and deltas ----------------------------------------------------------------------

@@ -5,6 +5,7 @@ second; each push is encoded once and the same bytes are handed to every watcher
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -182,6 +183,11 @@ class LiveBoards:
             await asyncio.shield(live.loading)
         return live
 
+    async def _keep(self, competition_id: int) -> None:
+        """Load a board to keep it live (a failure is logged by the load)."""
+        with contextlib.suppress(Exception):
+            await self.ready(competition_id)
+
     async def watch(self, competition_id: int, watcher: Watcher) -> None:
         """Send a watcher the board's snapshot (and its own place), then every push."""
         live = await self.ready(competition_id)
@@ -201,7 +207,7 @@ class LiveBoards:
         live = self.boards.get(competition_id)
         if live is None:
             if self.everyone:  # they hear of every board: keep this one live from now
-                self.tasks.spawn(self.ready(competition_id))
+                self.tasks.spawn(self._keep(competition_id))
             return
         if live.loading is not None:
             live.held.append(found)
@@ -228,7 +234,7 @@ class LiveBoards:
         if live is not None:
             self._reload(live)
         elif self.everyone:
-            self.tasks.spawn(self.ready(competition_id))
+            self.tasks.spawn(self._keep(competition_id))
 
     def reload_all(self) -> None:
         """Events may have been missed: read every live board again."""
@@ -258,7 +264,10 @@ class LiveBoards:
                 live.again = False
                 board = await self._load(live.competition_id)
                 for found in live.held:
-                    board.put(found)  # older states than the load change nothing
+                    try:
+                        board.put(found)  # older states than the load change nothing
+                    except Unknown:  # recorded after the load read the names: again
+                        live.again = True
                 live.held = []
                 if not live.again:
                     break
