@@ -249,15 +249,16 @@ def test_events_arrive_within_100ms(server: ServerProcess) -> None:
     assert read_event(ws_all, "competition.created")["data"]["id"] == comp["id"]
     ws = websocket.create_connection(events_url(server, competition=comp["id"]))
     read_event(ws, "hello")
+    assert read_event(ws, "leaderboard.snapshot")["data"]["entries"] == []
     sub = bob.submit(comp["id"], answer.assign(a=1.0, b=0.0, c=0.0).drop(columns="label"))
     acknowledged = time.perf_counter()
     scored = read_event(ws, "submission.scored", timeout=1)
-    board = read_event(ws, "leaderboard.changed", timeout=1)
+    delta = read_event(ws, "leaderboard.delta", timeout=1)
     elapsed = time.perf_counter() - acknowledged
     ws.close()
     ws_all.close()
     assert scored["data"]["submission_id"] == sub.json()["id"]
-    assert board["data"]["entries"][0]["participant"]["name"] == bob.name
+    assert delta["data"]["entries"][0]["participant"]["name"] == bob.name
     assert elapsed < 0.1, elapsed
 
 

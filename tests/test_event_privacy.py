@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crowdsource.server.events import TYPES, Event
-from crowdsource.server.handlers.events import PUBLIC, seen_by
+from crowdsource.server.handlers.events import seen_by
+from crowdsource.server.live import PUBLIC
 from crowdsource.server.storage.tables import Participant
 from tests.api import Api, classify_data, events_url, split
 from tests.support import ServerProcess

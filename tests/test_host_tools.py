@@ -16,6 +16,7 @@ import websocket
 import crowdsource.client as CC
 from crowdsource.times import from_now
 from tests.api import events_url, read_event
+from tests.live import Follower
 from tests.support import ServerProcess
 
 IDS = np.arange(1, 41)
@@ -51,11 +52,9 @@ def competition(host: CC.Client, **options) -> CC.Competition:
 
 
 def board_event(ws, wanted) -> dict:
-    """The first pushed board that `wanted` accepts (earlier changes may still arrive)."""
-    while True:
-        board = read_event(ws, "leaderboard.changed", timeout=30)["data"]
-        if wanted(board):
-            return board
+    """The live board (kept from snapshots and deltas) once `wanted` accepts it."""
+    follower = Follower(ws).until(lambda f: wanted({**f.board, "entries": f.entries}))
+    return {**follower.board, "entries": follower.entries}
 
 
 def refused(call, status: int, words: str) -> None:

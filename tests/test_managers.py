@@ -231,7 +231,8 @@ async def test_submit_scores_aligned_by_id_and_announces(w: World) -> None:
     data, new = await w.submit(ann, comp["id"], list(ANSWER["label"]))
     assert new and data["state"] == "scored" and data["public_score"] == 1.0
     assert (await w.until("submission.scored")).data["submission_id"] == data["id"]
-    await w.until("leaderboard.changed")
+    entry = (await w.until("leaderboard.entry")).data
+    assert (entry["participant_id"], entry["score"], entry["submissions"]) == (ann.id, 1.0, 1)
 
 
 @scenario
@@ -335,12 +336,12 @@ async def test_board_ranks_and_its_cache_follows_changes(w: World) -> None:
     comp = await w.host(await w.person("host"))
     ann, bob = await w.person("ann"), await w.person("bob")
     await w.submit(ann, comp["id"], list(ANSWER["label"]))
-    await w.until("leaderboard.changed")
+    await w.until("leaderboard.entry")
     board = await w.m.leaderboards.board(comp["id"], board="public", viewer=None)
     assert [e["participant"]["name"] for e in board["entries"]] == ["ann"]
     w.events.clear()
     await w.submit(bob, comp["id"], ["a"] * 10)
-    await w.until("leaderboard.changed")
+    await w.until("leaderboard.entry")
     board = await w.m.leaderboards.board(comp["id"], board="public", viewer=None)
     assert [(e["rank"], e["participant"]["name"]) for e in board["entries"]] == [
         (1, "ann"),
@@ -348,27 +349,51 @@ async def test_board_ranks_and_its_cache_follows_changes(w: World) -> None:
     ]
 
 
+class Watching:
+    """A live-board watcher that keeps the frames it is sent."""
+
+    def __init__(self, viewer_id: int | None = None) -> None:
+        self.viewer_id = viewer_id
+        self.frames: list[dict[str, Any]] = []
+        self._arrived = asyncio.Event()
+
+    def write_frames(self, frames: bytes) -> None:
+        """Take WebSocket text frames (a server's: unmasked)."""
+        at = 0
+        while at < len(frames):
+            size, at = frames[at + 1], at + 2
+            if size >= 126:
+                width = 2 if size == 126 else 8
+                size, at = int.from_bytes(frames[at : at + width], "big"), at + width
+            self.frames.append(json.loads(frames[at : at + size]))
+            at += size
+        self._arrived.set()
+
+    async def until(self, kind: str) -> dict[str, Any]:
+        """The data of the first frame of `kind` (pushed, not polled)."""
+        async with asyncio.timeout(30):
+            while not any(f["type"] == kind for f in self.frames):
+                self._arrived.clear()
+                await self._arrived.wait()
+        return next(f["data"] for f in self.frames if f["type"] == kind)
+
+
 @scenario
-async def test_listeners_get_the_fresh_board(w: World) -> None:
-    """A listener gets leaderboard events carrying the board, competition events with the
-    competition's view."""
-    got: list[Event] = []
-    arrived = asyncio.Event()
-
-    def listener(event: Event) -> None:
-        got.append(event)
-        arrived.set()
-
-    stop = w.m.leaderboards.listen(listener)
+async def test_watchers_get_a_snapshot_then_deltas_and_their_own_place(w: World) -> None:
+    """A watcher gets the board's snapshot, then a delta with the entries that changed; an
+    authenticated one also its own place."""
     comp = await w.host(await w.person("host"))
-    await w.submit(await w.person("ann"), comp["id"], ["a"] * 10)
-    async with asyncio.timeout(30):
-        while not any(e.type == "leaderboard.changed" for e in got):
-            arrived.clear()
-            await arrived.wait()
-    board = next(e for e in got if e.type == "leaderboard.changed")
-    assert board.data["entries"][0]["participant"]["name"] == "ann"
-    stop()
+    ann = await w.person("ann")
+    watcher = Watching(viewer_id=ann.id)
+    await w.m.leaderboards.live.watch(comp["id"], watcher)
+    snapshot = await watcher.until("leaderboard.snapshot")
+    assert (snapshot["entries"], snapshot["total"], snapshot["limit"]) == ([], 0, 100)
+    await w.submit(ann, comp["id"], ["a"] * 10)
+    delta = await watcher.until("leaderboard.delta")
+    assert delta["previous"] == snapshot["version"] and delta["total"] == 1
+    assert delta["entries"][0]["participant"]["name"] == "ann"
+    you = [f["data"] for f in watcher.frames if f["type"] == "leaderboard.you"]
+    assert (you[0]["rank"], you[-1]["rank"], you[-1]["total"]) == (None, 1, 1)
 
 
 @scenario
@@ -382,7 +407,7 @@ async def test_private_board_waits_for_the_close(w: World) -> None:
     await w.m.competitions.close_now(comp["id"], host)
     await w.m.leaderboards.board(comp["id"], board="private", viewer=None)
     boards = await w.m.leaderboards.every()
-    assert [b["board"] for b in boards] == ["public", "private"]
+    assert [b["board"] for b in boards["leaderboards"]] == ["public", "private"]
     with pytest.raises(BadRequest):
         await w.m.leaderboards.board(comp["id"], board="secret", viewer=None)
 

@@ -24,6 +24,7 @@ from crowdsource.server.app import routes
 from crowdsource.server.storage.engine import database_url
 from crowdsource.server.storage.tables import Base
 from tests.api import Api, classify_data, events_url, read_event, split
+from tests.live import Follower
 from tests.support import ServerProcess
 
 
@@ -85,7 +86,8 @@ def test_events_cross_processes_on_postgresql(pg_url: str, tmp_path: Path, new_s
     read_event(ws, "hello")
     bob.url = two.url
     assert bob.submit(comp["id"], answer).status_code == 201
-    assert read_event(ws, "leaderboard.changed")["data"]["entries"][0]["score"] == 1.0
+    board = Follower(ws).until(lambda f: len(f.entries) == 1)
+    assert board.entries[0]["score"] == 1.0
     ws.close()
 
 
@@ -274,7 +276,7 @@ def test_several_processes_keep_boards_and_events_live_across_them(
     assert bob.submit(comp["id"], answer).status_code == 201
     for ws in streams:
         changed = read_event(ws, "leaderboard.changed")
-        assert changed["data"]["entries"][0]["participant"]["id"] == bob.id
+        assert changed["data"]["total"] == 1
         ws.close()
     assert all(len(entries()) == 1 for _ in range(20))
     reads = re.findall(

@@ -9,7 +9,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -342,8 +342,19 @@ class Client:
     def competitions(self, type: str | None = None, status: str | None = None) -> list[Competition]:
         """Competitions, newest first, optionally of one type and status (`open`, ...)."""
         params = {k: v for k, v in (("type", type), ("status", status)) if v}
-        data = self._json("GET", "/competitions", params=params)
-        return [self._competition(item) for item in data.get("competitions", [])]
+        return [self._competition(item) for item in self._pages("/competitions", params)]
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every item of a paged listing (`{<items>, total, limit, offset}`), page by page;
+        the items are under the path's last word (`/competitions`: `competitions`)."""
+        key, offset = path.rsplit("/", 1)[-1], 0
+        while True:
+            data = self._json("GET", path, params={**params, "offset": offset})
+            items = data.get(key, [])
+            yield from items
+            offset += data.get("limit") or len(items)  # /leaderboards pages by competition
+            if not items or "total" not in data or offset >= data["total"]:
+                return
 
     def competition(self, id: int) -> Competition:
         """One competition by id."""
@@ -582,10 +593,31 @@ class Client:
 
     # -- leaderboards -----------------------------------------------------------------------------
 
-    def leaderboard(self, id: int, board: str = "public") -> pd.DataFrame:
-        """One competition's leaderboard: rank, participant, score, submissions, last time."""
-        data = self._json("GET", f"/competitions/{int(id)}/leaderboard", params={"board": board})
-        return leaderboard_frame(data)
+    def leaderboard(
+        self,
+        id: int,
+        board: str = "public",
+        *,
+        limit: int | None = None,
+        offset: int | None = None,
+        around_me: bool = False,
+    ) -> pd.DataFrame:
+        """One competition's leaderboard: rank, participant, score, submissions, last time;
+        all of it, or `limit` entries from `offset`, or (`around_me`) `limit` entries (21
+        unless given) centred on your own. `.attrs` holds `total` (entries on the board),
+        `offset` and, with `around_me`, `me` (your entry's participant_id, None if none)."""
+        params: dict[str, Any] = {"board": board}
+        params.update({k: v for k, v in (("limit", limit), ("offset", offset)) if v is not None})
+        if around_me:
+            params["around"] = "me"
+        data = self._json("GET", f"/competitions/{int(id)}/leaderboard", params=params)
+        frame = leaderboard_frame(data)
+        entries = data.get("entries", [])
+        frame.attrs.update(total=data.get("total", len(entries)), offset=data.get("offset", 0))
+        if around_me:
+            me = data.get("me")
+            frame.attrs["me"] = None if me is None else me["participant"]["id"]
+        return frame
 
     def leaderboard_csv(self, id: int, *, board: str = "public") -> str:
         """One competition's leaderboard as CSV text, as the server exports it."""
@@ -599,9 +631,8 @@ class Client:
 
     def leaderboards(self) -> pd.DataFrame:
         """Every competition's boards in one frame, keyed by competition_id and board."""
-        data = self._json("GET", "/leaderboards")
         frames = []
-        for board in data.get("leaderboards", []):
+        for board in self._pages("/leaderboards", {}):
             frame = leaderboard_frame(board)
             frame.insert(0, "board", board.get("board", "public"))
             frame.insert(0, "competition_id", board.get("competition_id"))

@@ -413,6 +413,9 @@ class CrowdsourceServer(Application):
         "drain-timeout": "CrowdsourceServer.drain_timeout",
         "db-pool-size": "CrowdsourceServer.db_pool_size",
         "db-max-overflow": "CrowdsourceServer.db_max_overflow",
+        "live-top": "LeaderboardManager.live_top",
+        "push-rate": "LeaderboardManager.push_rate",
+        "send-queue-kb": "LeaderboardManager.send_queue_kb",
         "log-level": "Application.log_level",
     }
     flags = {

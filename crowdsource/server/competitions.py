@@ -746,10 +746,17 @@ class CompetitionManager(LoggingConfigurable):
 
     async def listing(self, *, kind: str | None, state: str | None) -> list[dict[str, Any]]:
         """Competitions, newest first."""
+        return (await self.page(kind=kind, state=state))[0]
 
-        def run(session: Session) -> list[dict[str, Any]]:
+    async def page(
+        self, *, kind: str | None, state: str | None, limit: int | None = None, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of competitions, newest first, and how many there are."""
+
+        def run(session: Session) -> tuple[list[dict[str, Any]], int]:
             found = listing(session, kind=kind, state=state, now=utcnow())
-            return [self.view(session, c) for c in found]
+            shown = found[offset:] if limit is None else found[offset : offset + limit]
+            return [self.view(session, c) for c in shown], len(found)
 
         return await self.store.tx(run)
 

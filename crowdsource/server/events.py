@@ -15,7 +15,7 @@ import socket
 import tempfile
 import threading
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,8 @@ QUEUE_LIMIT = 64 * 2**20  # bytes waiting for one process, past which it is take
 RECEIVE_BATCH = 256  # datagrams taken at once before their events are delivered
 RESYNC = "hello"  # delivered here when events may have been missed: listeners resync on it
 TOKEN_ROTATED = "participant.token_rotated"  # between server processes (caches), never streamed
-INTERNAL = frozenset({TOKEN_ROTATED})
+ENTRY = "leaderboard.entry"  # an entry's recorded state, for every process's live boards
+INTERNAL = frozenset({TOKEN_ROTATED, ENTRY})
 TYPES = (
     "competition.created",
     "competition.closed",
@@ -45,6 +46,9 @@ TYPES = (
     "submission.scored",
     "submission.failed",
     "leaderboard.changed",
+    "leaderboard.snapshot",
+    "leaderboard.delta",
+    "leaderboard.you",
 )
 
 
@@ -111,7 +115,8 @@ class EventBus:
 
 
 class PostgresEventBus(EventBus):
-    """Publishes with NOTIFY; a listener thread per process delivers what any process sent.
+    """Publishes with NOTIFY; a listener thread per process delivers what other processes
+    sent (this one's own events are delivered here at once).
 
     Both connections outlive the database's restarts: publishing only queues the event (so
     a request that committed never fails on its event), a sender thread sends the queue,
@@ -124,6 +129,7 @@ class PostgresEventBus(EventBus):
         self._dsn = dsn
         self._stop = threading.Event()
         self._outbox: deque[str] = deque(maxlen=OUTBOX_LIMIT)
+        self._own: Counter[str] = Counter()  # sent from here: delivered already, skipped
         self._ready = threading.Condition()
         self._listen: Any = _listening(dsn)  # before serving: events from the start are heard
         self._threads = [
@@ -134,13 +140,18 @@ class PostgresEventBus(EventBus):
             thread.start()
 
     def publish(self, event: Event) -> None:
-        """Queue a NOTIFY to every process, this one included (large data is left for each
-        to load); never blocks nor fails."""
+        """Deliver here at once (a process reads its own writes), and queue a NOTIFY to
+        every other process (large data is left for each to load); never blocks nor fails."""
+        payload = _trimmed(event, NOTIFY_LIMIT).decode()
         with self._ready:
             if len(self._outbox) == self._outbox.maxlen:
                 log.warning("%d events wait for the database; dropping the oldest", OUTBOX_LIMIT)
-            self._outbox.append(_trimmed(event, NOTIFY_LIMIT).decode())
+            self._outbox.append(payload)
+            if len(self._own) > 2 * OUTBOX_LIMIT:  # some never came back (dropped): forget
+                self._own.clear()
+            self._own[payload] += 1
             self._ready.notify()
+        super().publish(event)
 
     def problem(self) -> str | None:
         """Not listening: events from other servers are not heard until it listens again."""
@@ -205,7 +216,14 @@ class PostgresEventBus(EventBus):
                 self._stop.wait(1.0)
 
     def _receive(self, payload: str) -> None:
-        """Hand one notification to the IOLoop (one that is not an event is skipped)."""
+        """Hand one notification to the IOLoop (one that is not an event, or that this
+        process sent and delivered already, is skipped)."""
+        with self._ready:
+            if self._own[payload]:
+                self._own[payload] -= 1
+                if not self._own[payload]:
+                    del self._own[payload]
+                return
         try:
             event = Event.from_json(payload)
         except (ValueError, TypeError) as exc:

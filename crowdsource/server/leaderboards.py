@@ -11,17 +11,19 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, delete, select, text
+from sqlalchemy import TextClause, TextualSelect, bindparam, delete, select, text
 from sqlalchemy.orm import Session
+from traitlets import Float, Integer, TraitError, validate
 from traitlets.config import LoggingConfigurable
 
 from crowdsource.errors import BadRequest, Forbidden
 from crowdsource.metrics import get_metric
 from crowdsource.server import competitions, finals, ladder
 from crowdsource.server.competitions import CompetitionManager
-from crowdsource.server.events import RESYNC, Event, EventBus
+from crowdsource.server.events import ENTRY, RESYNC, Event, EventBus
+from crowdsource.server.live import BATCHED, LiveBoards
+from crowdsource.server.ranked import RankedBoard, state
 from crowdsource.server.storage import locks
-from crowdsource.server.storage.engine import unavailable
 from crowdsource.server.storage.store import Store
 from crowdsource.server.storage.tables import (
     Competition,
@@ -58,11 +60,13 @@ def apply(
     private: float | None,
     at: datetime,
     count: bool = True,
-) -> None:
+) -> dict[str, Any] | None:
     """Fold one recorded score into the public board: one upsert, same transaction as the
-    score. (The private board is read from the final submissions: `private_entries`.)"""
+    score. Returns the entry's new state, for the live boards (None: a disqualified
+    participant's, not written). (The private board is read from the final submissions:
+    `private_entries`.)"""
     if str(participant_id) in comp.disqualified:
-        return
+        return None
     if comp.public_scoring == "ladder" and public is not None:  # None: the board stays
         public = ladder.climb(
             shown(session, comp, participant_id=participant_id),
@@ -79,7 +83,9 @@ def apply(
         "submissions": int(count),
         "last_submission_at": at if count else None,
     }
-    session.connection().execute(UPSERT[get_metric(comp.metric).higher_is_better], row)
+    found = session.connection().execute(UPSERT[get_metric(comp.metric).higher_is_better], row)
+    pid, score, submissions, at_ = found.one()
+    return state(pid, score, submissions, iso(at_))
 
 
 def shown(session: Session, comp: Competition, *, participant_id: int) -> float | None:
@@ -111,15 +117,20 @@ def on_conflict(wins: str) -> str:
     """
 
 
-def _upsert(wins: str) -> TextClause:
+def _upsert(wins: str) -> TextualSelect:
     """The entry upsert, keeping the better score."""
-    return text(f"""
+    return (
+        text(f"""
         INSERT INTO entries (competition_id, board, participant_id, score, best_submission_id,
                              submissions, last_submission_at)
         VALUES (:competition_id, :board, :participant_id, :score, :best_submission_id,
                 :submissions, :last_submission_at)
         {on_conflict(wins)}
-    """).bindparams(bindparam("last_submission_at", type_=UTCDateTime()))
+        RETURNING participant_id, score, submissions, last_submission_at
+    """)
+        .bindparams(bindparam("last_submission_at", type_=UTCDateTime()))
+        .columns(last_submission_at=UTCDateTime())
+    )
 
 
 UPSERT = {True: _upsert(">"), False: _upsert("<")}  # by higher_is_better
@@ -202,21 +213,18 @@ def team_views(session: Session, competition_id: int) -> dict[int, dict[str, Any
 
 
 def public_entries(session: Session, comp: Competition) -> list[Entry]:
-    """The public board's entries, in rank order (participants with no score yet last)."""
-    order = Entry.score.desc() if get_metric(comp.metric).higher_is_better else Entry.score.asc()
+    """The public board's entries (in no order: `ranked` orders them)."""
     return list(
         session.scalars(
-            select(Entry)
-            .where(Entry.competition_id == comp.id, Entry.board == "public")
-            .order_by(Entry.score.is_(None), order, Entry.last_submission_at)
+            select(Entry).where(Entry.competition_id == comp.id, Entry.board == "public")
         )
     )
 
 
 def private_entries(session: Session, comp: Competition) -> list[Entry]:
-    """The private board's entries, in rank order: one per participant or team, scored by
-    the best private score among their final submissions (`finals.counted`; a team's are
-    chosen from all its members' submissions), never the best of all."""
+    """The private board's entries: one per participant or team, scored by the best private
+    score among their final submissions (`finals.counted`; a team's are chosen from all its
+    members' submissions), never the best of all."""
     higher = get_metric(comp.metric).higher_is_better
     captain = captains(session, comp.id)
     out = hidden(comp, captain)
@@ -237,8 +245,6 @@ def private_entries(session: Session, comp: Competition) -> list[Entry]:
                 last_submission_at=max(c.created_at for c in subs),
             )
         )
-    sign = -1.0 if higher else 1.0
-    entries.sort(key=lambda e: (e.score is None, sign * (e.score or 0.0), e.last_submission_at))
     return entries
 
 
@@ -249,42 +255,47 @@ def hidden(comp: Competition, captain: dict[int, int]) -> set[int]:
     return out | {captain[p] for p in out if p in captain}
 
 
-def load_board(session: Session, comp: Competition, *, name: str) -> dict[str, Any]:
-    """One board, ranked (ties share a rank; participants with no score yet come last;
-    disqualified ones are not shown); a team's entry is named by the team and lists its
-    members."""
-    metric = get_metric(comp.metric)
+def ranked(session: Session, comp: Competition, *, name: str = "public") -> RankedBoard:
+    """One board, read from the database into rank order (ties share a rank; participants
+    with no score yet come last; disqualified ones are not shown); a team's entry is named
+    by the team and lists its members."""
+    higher = get_metric(comp.metric).higher_is_better
     found = private_entries(session, comp) if name == "private" else public_entries(session, comp)
-    out = hidden(comp, captains(session, comp.id))
-    found = [e for e in found if e.participant_id not in out]
     ids = {e.participant_id for e in found}
     query = select(Participant.id, Participant.name).where(Participant.id.in_(ids))
     names: dict[int, str] = {pid: pname for pid, pname in session.execute(query)}
-    teams = team_views(session, comp.id)
-    entries: list[dict[str, Any]] = []
-    for i, entry in enumerate(found):
-        team = teams.get(entry.participant_id)
-        tied = entries and entries[-1]["score"] == entry.score
-        rank = None if entry.score is None else (entries[-1]["rank"] if tied else i + 1)
-        entries.append(
-            {
-                "rank": rank,
-                "name": names[entry.participant_id] if team is None else team["name"],
-                "participant": {"id": entry.participant_id, "name": names[entry.participant_id]},
-                "team": team,
-                "score": entry.score,
-                "submissions": entry.submissions,
-                "last_submission_at": iso(entry.last_submission_at),
-            }
-        )
-    return {
+    header = {
         "competition_id": comp.id,
         "title": comp.title,
         "board": name,
         "metric": comp.metric,
-        "higher_is_better": metric.higher_is_better,
-        "entries": entries,
+        "higher_is_better": higher,
     }
+    board = RankedBoard(
+        header=header,
+        higher_is_better=higher,
+        teams=team_views(session, comp.id),
+        hidden=hidden(comp, captains(session, comp.id)),
+    )
+    board.fill(
+        [
+            state(
+                e.participant_id,
+                e.score,
+                e.submissions,
+                iso(e.last_submission_at),
+                names[e.participant_id],
+            )
+            for e in found
+        ]
+    )
+    return board
+
+
+def load_board(session: Session, comp: Competition, *, name: str) -> dict[str, Any]:
+    """One board with all its entries, read from the database."""
+    board = ranked(session, comp, name=name)
+    return board.view(board.entries())
 
 
 CSV_COLUMNS = (
@@ -320,9 +331,35 @@ def as_csv(board: dict[str, Any]) -> str:
 
 
 class LeaderboardManager(LoggingConfigurable):
-    """Boards read through a cache that each change empties, and the live push: every event
-    goes to the listeners, leaderboard ones with the fresh public board (loaded once per
-    change, however many listen; changes that arrive meanwhile coalesce into one more)."""
+    """Boards for reading and the live push: public boards are kept in memory in rank order
+    (`LiveBoards`), moved by each entry any process records and reloaded after whole-board
+    changes; private boards are read from the database, and kept once closed."""
+
+    live_top = Integer(
+        100, help="Entries of each board that live listeners see (the snapshot's top)."
+    ).tag(config=True)
+    push_rate = Float(
+        4.0, help="Live pushes per second per competition, at most (changes coalesce)."
+    ).tag(config=True)
+    send_queue_kb = Integer(
+        1024,
+        help="KiB an event-stream WebSocket may have waiting to be sent; a listener past it "
+        "has fallen behind and is closed (code 4000), to resync when it reconnects.",
+    ).tag(config=True)
+
+    @validate("live_top")
+    def _check_top(self, proposal: Any) -> int:
+        """1 to 10,000 entries."""
+        if not 1 <= proposal.value <= PAGE_MOST:
+            raise TraitError(f"--live-top must be 1 to {PAGE_MOST}, not {proposal.value}")
+        return int(proposal.value)
+
+    @validate("push_rate", "send_queue_kb")
+    def _check_positive(self, proposal: Any) -> Any:
+        """Above zero."""
+        if proposal.value <= 0:
+            raise TraitError(f"{proposal.trait.name} must be above 0, not {proposal.value}")
+        return proposal.value
 
     def __init__(
         self, *, store: Store, bus: EventBus, competitions: CompetitionManager, **kwargs: Any
@@ -331,54 +368,83 @@ class LeaderboardManager(LoggingConfigurable):
         self.store = store
         self.competitions = competitions
         self.tasks = Background()
+        self.live = LiveBoards(self._load, top=self.live_top, rate=self.push_rate)
         self._listeners: set[Listener] = set()
-        self._boards: dict[int, dict[str, Any]] = {}  # public boards, by competition
         self._private: dict[int, dict[str, Any]] = {}  # private boards of closed competitions
-        self._texts: dict[int, str] = {}
-        self._changes: dict[int, int] = {}  # a read caches only if no change came meanwhile
-        self._loading: dict[int, bool] = {}  # competition: another change came while loading
+        self._texts: dict[int, tuple[RankedBoard, int, str]] = {}  # whole public boards' JSON
         bus.subscribe(self._on_event)
+
+    async def _load(self, competition_id: int) -> RankedBoard:
+        """A public board, read from the database."""
+        return await self.store.tx(lambda s: ranked(s, competitions.get(s, competition_id)))
 
     # ------------------------------------------------------------ reading
 
     async def board(
-        self, competition_id: int, *, board: str, viewer: Participant | None
+        self,
+        competition_id: int,
+        *,
+        board: str,
+        viewer: Participant | None,
+        limit: int | None = None,
+        offset: int = 0,
+        around: bool = False,
     ) -> dict[str, Any]:
-        """A board; the private one only for the host, or for anyone after close."""
+        """A board, or a page of it (`limit` entries from `offset`, or centred on the
+        viewer's entry with `around`); the private one only for the host, or for anyone after
+        close. The public board comes from memory."""
         if board not in BOARDS:
             raise BadRequest("'board' must be public or private")
-        cache = self._boards if board == "public" else self._private
-        if competition_id in cache:
-            return cache[competition_id]
+        if board == "private":
+            found = await self._private_board(competition_id, viewer)
+            if around:
+                assert viewer is not None
+                return around_mine(found, viewer.id, limit=limit or AROUND_LIMIT)
+            return paged(found, limit=limit, offset=offset)
+        ranked_board = (await self.live.ready(competition_id)).board
+        assert ranked_board is not None
+        if around:
+            assert viewer is not None
+            return around_me(ranked_board, viewer.id, limit=limit or AROUND_LIMIT)
+        stop = None if limit is None else offset + limit
+        data = ranked_board.view(ranked_board.entries(offset, stop))
+        return {**data, "total": len(ranked_board), "limit": limit, "offset": offset}
+
+    async def _private_board(
+        self, competition_id: int, viewer: Participant | None
+    ) -> dict[str, Any]:
+        """The private board, once closed (the host sees it before)."""
+        if competition_id in self._private:
+            return self._private[competition_id]
 
         def run(session: Session) -> tuple[dict[str, Any], bool]:
             comp = competitions.get(session, competition_id)
             closed = competitions.status(comp, utcnow()) == "closed"
-            if board == "private" and not closed and (viewer is None or viewer.id != comp.host_id):
+            if not closed and (viewer is None or viewer.id != comp.host_id):
                 raise Forbidden(
                     f"the private board of competition {competition_id} is shown after it closes"
                 )
-            return load_board(session, comp, name=board), closed
+            return load_board(session, comp, name="private"), closed
 
-        changes = self._changes.get(competition_id, 0)
         data, closed = await self.store.tx(run)
-        # a private board changes with no event while submissions arrive: kept once closed
-        keep = board == "public" or closed
-        if keep and changes == self._changes.get(competition_id, 0):
-            cache[competition_id] = data
+        if closed:  # it changes with no event while submissions arrive: kept once closed
+            self._private[competition_id] = data
         return data
 
     async def board_text(
         self, competition_id: int, *, board: str, viewer: Participant | None
     ) -> str:
-        """A board as JSON text; the public one is encoded once per change, not per read."""
-        text = self._texts.get(competition_id) if board == "public" else None
-        if text is None:
+        """A whole board as JSON text; the public one is encoded once per change."""
+        if board != "public":
+            return json.dumps(await self.board(competition_id, board=board, viewer=viewer))
+        ranked_board = (await self.live.ready(competition_id)).board
+        assert ranked_board is not None
+        kept = self._texts.get(competition_id)
+        if kept is None or kept[0] is not ranked_board or kept[1] != ranked_board.changes:
             data = await self.board(competition_id, board=board, viewer=viewer)
-            text = json.dumps(data)
-            if board == "public" and self._boards.get(competition_id) is data:
-                self._texts[competition_id] = text
-        return text
+            kept = (ranked_board, ranked_board.changes, json.dumps(data))
+            self._texts[competition_id] = kept
+        return kept[2]
 
     async def board_csv(
         self, competition_id: int, *, board: str, viewer: Participant | None
@@ -386,73 +452,56 @@ class LeaderboardManager(LoggingConfigurable):
         """A board as CSV: one row per entry."""
         return as_csv(await self.board(competition_id, board=board, viewer=viewer))
 
-    async def every(self) -> list[dict[str, Any]]:
-        """Every competition's public board, and the private one once closed."""
+    async def every(self, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        """A page of competitions' boards: the public one, and the private one once closed."""
 
-        def run(session: Session) -> list[dict[str, Any]]:
-            out = []
+        def run(session: Session) -> tuple[list[tuple[int, bool]], int]:
+            found = competitions.listing(session, kind=None, state=None, now=utcnow())
             now = utcnow()
-            for comp in competitions.listing(session, kind=None, state=None, now=now):
-                out.append(load_board(session, comp, name="public"))
-                if competitions.status(comp, now) == "closed":
-                    out.append(load_board(session, comp, name="private"))
-            return out
+            page = found[offset : offset + limit]
+            return [(c.id, competitions.status(c, now) == "closed") for c in page], len(found)
 
-        return await self.store.tx(run)
+        page, total = await self.store.tx(run)
+        out = []
+        for competition_id, closed in page:
+            public = await self.board(competition_id, board="public", viewer=None)
+            out.append({k: v for k, v in public.items() if k not in PAGE_KEYS})
+            if closed:
+                out.append(await self.board(competition_id, board="private", viewer=None))
+        return {"leaderboards": out, "total": total, "limit": limit, "offset": offset}
 
     # ------------------------------------------------------------ the live push
 
     def listen(self, listener: Listener) -> Callable[[], None]:
-        """Receive every event, leaderboard ones carrying the board; returns the unsubscribe."""
+        """Receive every event but the boards' own (those go to `live` watchers); returns the
+        unsubscribe."""
         self._listeners.add(listener)
         return lambda: self._listeners.discard(listener)
 
-    def _forget(self, competition_id: int) -> None:
-        """Drop a competition's cached board."""
-        self._changes[competition_id] = self._changes.get(competition_id, 0) + 1
-        self._boards.pop(competition_id, None)
-        self._private.pop(competition_id, None)
-        self._texts.pop(competition_id, None)
-
     def _on_event(self, event: Event) -> None:
-        """An event from any process: empty the cache it makes stale, complete it, pass it on."""
+        """An event from any process: move or reload the board it changes, drop the caches
+        it makes stale, complete it, pass it on."""
+        cid = event.competition_id
         if event.type == RESYNC:  # the bus may have missed events: every board may be stale
-            for competition_id in set(self._boards) | set(self._private) | set(self._changes):
-                self._forget(competition_id)
-        if event.type == "competition.deleted":
-            self._forget(event.competition_id)
-        if event.type == "leaderboard.changed":
-            self._forget(event.competition_id)
-            if not self._listeners:
-                return
-            if event.competition_id in self._loading:
-                self._loading[event.competition_id] = True
-            else:
-                self._loading[event.competition_id] = False
-                self.tasks.spawn(self._send_board(event))
+            self._private.clear()
+            self.live.reload_all()
+        elif event.type == "competition.deleted":
+            self._private.pop(cid, None)
+            self.live.drop(cid)
+        elif event.type == ENTRY and event.data:
+            self._private.pop(cid, None)
+            self.live.apply(cid, event.data)
             return
+        elif event.type in (ENTRY, "leaderboard.changed"):  # (an entry too large to travel)
+            self._private.pop(cid, None)
+            self.live.reload(cid)
+            return
+        if event.type in BATCHED:
+            self.live.announce(event)
         if event.type in COMPETITION_EVENTS and not event.data:
             self.tasks.spawn(self._send_competition(event))
             return
         self._emit(event)
-
-    async def _send_board(self, event: Event) -> None:
-        """Send the fresh board; changes that arrive meanwhile make one more send."""
-        competition_id = event.competition_id
-        try:
-            while True:
-                self._loading[competition_id] = False
-                data = await self.board(competition_id, board="public", viewer=None)
-                self._emit(Event(event.type, competition_id, data, event.at))
-                if not self._loading[competition_id]:
-                    return
-        except Exception as exc:
-            if not unavailable(exc):
-                self.log.exception("could not load leaderboard %s", competition_id)
-            else:  # the next change, or the resync when the database is back, sends it
-                self.log.warning("leaderboard %s not sent: database unavailable", competition_id)
-        finally:
-            self._loading.pop(competition_id, None)
 
     async def _send_competition(self, event: Event) -> None:
         """Send a competition event with the competition's public view."""
@@ -470,4 +519,48 @@ class LeaderboardManager(LoggingConfigurable):
     def close(self) -> None:
         """Stop pushing."""
         self._listeners.clear()
+        self.live.close()
         self.tasks.cancel()
+
+
+PAGE_MOST = 10_000  # entries in one page of a board, at most
+AROUND_LIMIT = 21  # entries around the caller's, unless `limit` says
+PAGE_KEYS = ("total", "limit", "offset")
+
+
+def paged(board: dict[str, Any], *, limit: int | None, offset: int) -> dict[str, Any]:
+    """A page of a board read whole."""
+    entries = board["entries"]
+    stop = None if limit is None else offset + limit
+    page = {"entries": entries[offset:stop], "total": len(entries)}
+    return {**board, **page, "limit": limit, "offset": offset}
+
+
+def around_mine(board: dict[str, Any], viewer_id: int, *, limit: int) -> dict[str, Any]:
+    """`around_me` for a board read whole (the private one)."""
+    entries = board["entries"]
+    mine = [
+        i
+        for i, e in enumerate(entries)
+        if viewer_id == e["participant"]["id"]
+        or viewer_id in {m["id"] for m in (e["team"] or {}).get("members", [])}
+    ]
+    if not mine:
+        page: dict[str, Any] = {"entries": [], "me": None, "total": len(entries), "limit": limit}
+        return {**board, **page, "offset": 0}
+    start = max(0, min(mine[0] - limit // 2, len(entries) - limit))
+    found = paged(board, limit=limit, offset=start)
+    return {**found, "me": entries[mine[0]]}
+
+
+def around_me(board: RankedBoard, viewer_id: int, *, limit: int) -> dict[str, Any]:
+    """`limit` entries centred on the viewer's (or their team's) entry, and that entry as
+    `me` (none: no entries and `me` null)."""
+    mine = board.entry_of(viewer_id)
+    total = len(board)
+    if mine is None:
+        return {**board.view([]), "me": None, "total": total, "limit": limit, "offset": 0}
+    start = max(0, min(board.position(mine) - limit // 2, total - limit))
+    entries = board.entries(start, start + limit)
+    me = next(e for e in entries if e["participant"]["id"] == mine.participant_id)
+    return {**board.view(entries), "me": me, "total": total, "limit": limit, "offset": start}

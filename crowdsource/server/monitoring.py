@@ -70,6 +70,13 @@ class Metrics:
         self.websockets = self._gauge(
             "crowdsource_websocket_listeners", "Open event-stream WebSockets.", own
         )
+        self.websocket_queue_peak = self._prom.Gauge(
+            "crowdsource_websocket_queue_peak_bytes",
+            "Most bytes one event-stream WebSocket had waiting to be sent (bounded by "
+            "--LeaderboardManager.send_queue_kb: past it the listener is closed).",
+            registry=own,
+            multiprocess_mode="livemax",
+        )
         self.pool_checked_out = self._gauge(
             "crowdsource_db_pool_checked_out", "Database connections in use.", own
         )

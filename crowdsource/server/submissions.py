@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, TextClause, bindparam, insert, select, text
+from sqlalchemy import JSON, TextualSelect, bindparam, insert, select, text
 from sqlalchemy.orm import Session
 from traitlets.config import LoggingConfigurable
 
@@ -25,7 +25,7 @@ from crowdsource.errors import (
 from crowdsource.metrics import get_metric
 from crowdsource.server import competitions, finals, leaderboards, provenance, teams
 from crowdsource.server.competitions import CompetitionManager, status
-from crowdsource.server.events import Event, EventBus
+from crowdsource.server.events import ENTRY, Event, EventBus
 from crowdsource.server.monitoring import metrics
 from crowdsource.server.scoring import workers as jobs
 from crowdsource.server.scoring.score import Scored, Spec
@@ -158,15 +158,16 @@ def record(
     key: str | None,
     now: datetime,
     origin: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[dict[str, Any], bool, dict[str, Any] | None]:
     """Store a submission (scored, awaiting, or pending when `scored` is None) with its
     leaderboard update and its provenance (`origin`, checked), in the caller's transaction.
     `predictions` are bytes to store, or the id of a blob the scoring worker stored. Returns
-    its view and whether it is new."""
+    its view, whether it is new, and its board entry's new state (for the live boards; None
+    if no entry was written)."""
     lock(session, comp, participant)
     existing = by_key(session, participant, key, competition_id=comp.id)
     if existing is not None:
-        return as_json(session, existing, comp, participant, now), False
+        return as_json(session, existing, comp, participant, now), False, None
     check_open(comp, participant, now)
     who = teams.entrant(session, comp.id, participant.id)
     if who.team_id is not None:  # members share one quota: check and write it in turn
@@ -195,9 +196,11 @@ def record(
     at_once = session.get_bind().dialect.name == "postgresql" and comp.public_scoring != "ladder"
     at_once = at_once and str(who.participant_id) not in comp.disqualified
     insert = _insert_at_once if at_once else _insert
-    row["id"], rank = insert(session, comp, row, data, history, entrant=who.participant_id)
+    row["id"], rank, entry = insert(session, comp, row, data, history, entrant=who.participant_id)
+    if entry is not None and who.participant_id == participant.id:
+        entry["name"] = participant.name  # a team's entry is named from the team
     remaining = None if left.remaining is None else left.remaining - 1
-    return view(
+    found = view(
         row,
         comp,
         participant,
@@ -206,7 +209,12 @@ def record(
         left=Quota(remaining, left.resets_at),
         history=history,
         shown=laddered(session, comp, entrant=who.participant_id),
-    ), True
+    )
+    return found, True, entry
+
+
+Inserted = tuple[int, int | None, dict[str, Any] | None]  # id, the entrant's rank and entry
+Written = tuple[dict[str, Any], bool, bool, dict[str, Any] | None]  # view, new, stale, entry
 
 
 def _insert(
@@ -217,16 +225,16 @@ def _insert(
     history: list[dict[str, Any]],
     *,
     entrant: int,
-) -> tuple[int, int | None]:
+) -> Inserted:
     """Write a submission's rows a statement each: its predictions (unless stored already),
     itself, its score (`history`) and the public entry of its `entrant` (the participant, or
-    their team's captain). Returns its id and the entrant's public rank."""
+    their team's captain). Returns its id, the entrant's public rank and entry state."""
     if data is not None:
         row["predictions_blob_id"] = blobs.insert_blob(session, data)
     submission_id = session.connection().execute(INSERT_SUBMISSION, row).scalar_one()
     for scoring in history:
         session.connection().execute(INSERT_SCORE, {**scoring, "submission_id": submission_id})
-    leaderboards.apply(
+    entry = leaderboards.apply(
         session,
         comp,
         participant_id=entrant,
@@ -235,7 +243,7 @@ def _insert(
         private=row["private_score"],
         at=row["created_at"],
     )
-    return submission_id, leaderboards.rank(session, comp, participant_id=entrant)
+    return submission_id, leaderboards.rank(session, comp, participant_id=entrant), entry
 
 
 def _insert_at_once(
@@ -246,7 +254,7 @@ def _insert_at_once(
     history: list[dict[str, Any]],
     *,
     entrant: int,
-) -> tuple[int, int | None]:
+) -> Inserted:
     """PostgreSQL: what `_insert` writes, in one statement (a round trip, not four)."""
     scoring = history[0] if history else {}
     params = {
@@ -258,14 +266,16 @@ def _insert_at_once(
     }
     higher = get_metric(comp.metric).higher_is_better
     found = session.connection().execute(RECORD[higher], params).one()
-    return int(found[0]), None if found[1] is None else int(found[1])
+    entry = leaderboards.state(entrant, found.score, found.submissions, iso(found.at))
+    return int(found.id), None if found.rank is None else int(found.rank), entry
 
 
-def _record(wins: str) -> TextClause:
+def _record(wins: str) -> TextualSelect:
     """Predictions (unless stored already), submission, score and the entrant's public entry
     (the upsert of `leaderboards.apply`), then the public rank (that of `leaderboards.rank`). Data
     changes in WITH all run, whether the query reads them or not."""
-    return text(f"""
+    return (
+        text(f"""
         WITH blob AS (
             INSERT INTO blobs (data)
             SELECT CAST(:data AS bytea) WHERE CAST(:data AS bytea) IS NOT NULL
@@ -298,18 +308,22 @@ def _record(wins: str) -> TextClause:
                 1, CAST(:created_at AS timestamp)
             FROM sub
             {leaderboards.on_conflict(wins)}
-            RETURNING score
+            RETURNING score, submissions, last_submission_at
         )
-        SELECT sub.id, CASE WHEN mine.score IS NOT NULL THEN (
+        SELECT sub.id AS id, CASE WHEN mine.score IS NOT NULL THEN (
             SELECT count(*) + 1 FROM entries e
             WHERE e.competition_id = CAST(:competition_id AS integer) AND e.board = 'public'
               AND e.participant_id <> CAST(:entrant_id AS integer)
-              AND e.score {wins} mine.score) END
+              AND e.score {wins} mine.score) END AS rank,
+            mine.score AS score, mine.submissions AS submissions, mine.last_submission_at AS at
         FROM sub LEFT JOIN entry mine ON true
-    """).bindparams(
-        bindparam("created_at", type_=UTCDateTime()),
-        bindparam("scored_at", type_=UTCDateTime()),
-        bindparam("provenance", type_=JSON(none_as_null=True)),
+    """)
+        .bindparams(
+            bindparam("created_at", type_=UTCDateTime()),
+            bindparam("scored_at", type_=UTCDateTime()),
+            bindparam("provenance", type_=JSON(none_as_null=True)),
+        )
+        .columns(at=UTCDateTime())
     )
 
 
@@ -355,16 +369,17 @@ def settle(
     scored: Scored,
     *,
     now: datetime,
-) -> None:
+) -> dict[str, Any] | None:
     """Record a new score for a stored submission, keep the history, and update the boards
-    (holding the competition's boards: a re-score settles many, then rebuilds them)."""
+    (holding the competition's boards: a re-score settles many, then rebuilds them). Returns
+    the board entry's new state (None if none was written)."""
     advisory.take(session, [advisory.competition(comp.id)])
     sub.state = scored.state
     sub.public_score, sub.private_score = scored.public_score, scored.private_score
     sub.scored_at = now
     sub.reason = None
     _score(session, sub.id, scored, now)
-    leaderboards.apply(
+    return leaderboards.apply(
         session,
         comp,
         participant_id=teams.entrant(session, comp.id, sub.participant_id).participant_id,
@@ -629,10 +644,10 @@ class SubmissionManager(LoggingConfigurable):
                 spec, participant, body, content_type, key, gone, origin
             )
 
-        def write(session: Session, scored: Scored) -> tuple[dict[str, Any], bool, bool]:
+        def write(session: Session, scored: Scored) -> Written:
             abandoned(gone)
             comp = self.competitions.current(session, competition_id)
-            view, new = record(
+            view, new, entry = record(
                 session,
                 comp=comp,
                 participant=participant,
@@ -642,7 +657,7 @@ class SubmissionManager(LoggingConfigurable):
                 now=utcnow(),
                 origin=origin,
             )
-            return view, new, comp.answer_blob_id != spec.answer_blob_id
+            return view, new, comp.answer_blob_id != spec.answer_blob_id, entry
 
         url = self.store.url
         if big:
@@ -653,18 +668,18 @@ class SubmissionManager(LoggingConfigurable):
             )
             new = False
             try:
-                data, new, stale = await self.store.write(lambda: scored, write, locks=held)
+                data, new, stale, entry = await self.store.write(lambda: scored, write, locks=held)
             finally:
                 if not new and scored.blob_id is not None:  # refused, or made before: unstore
                     await self.store.tx(blobs.delete_blob, scored.blob_id)
         else:
-            data, new, stale = await self.store.write(
+            data, new, stale, entry = await self.store.write(
                 lambda: self._timed(jobs.score_body, url, spec, body, content_type),
                 write,
                 locks=held,
             )
         if new:
-            self._announce(data)
+            self._announce(data, entry)
         if stale:  # scored against an answer replaced meanwhile: all again, on the newest
             self.competitions.forget_spec(competition_id)
             self.tasks.spawn(self.rescore(competition_id))
@@ -698,7 +713,7 @@ class SubmissionManager(LoggingConfigurable):
 
         data = await self.store.in_thread(encode)
 
-        def write(session: Session) -> tuple[dict[str, Any], bool]:
+        def write(session: Session) -> tuple[dict[str, Any], bool, dict[str, Any] | None]:
             abandoned(gone)
             return record(
                 session,
@@ -711,8 +726,9 @@ class SubmissionManager(LoggingConfigurable):
                 origin=origin,
             )
 
-        view, new = await self.store.tx(write)
+        view, new, entry = await self.store.tx(write)
         if new:
+            self._publish_entry(view["competition_id"], entry)
             self.tasks.spawn(self.finish_despite_outages(view["id"]))
         return view, new
 
@@ -751,22 +767,23 @@ class SubmissionManager(LoggingConfigurable):
                 raise
             scored, reason = None, jobs.failure(exc)
 
-        def write(session: Session) -> dict[str, Any] | None:
+        def write(session: Session) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
             sub = get(session, submission_id)
             against = spec.answer_blob_id if spec is not None else ANY_ANSWER
             comp = rescoring(session, sub.competition_id, against)
             if comp is None:
                 return None  # the answer changed while it was scored
+            entry = None
             if scored is None:
                 fail(session, comp, sub, reason or "could not be scored")
             else:
-                settle(session, comp, sub, scored, now=utcnow())
-            return self._view(session, sub)
+                entry = settle(session, comp, sub, scored, now=utcnow())
+            return self._view(session, sub), entry
 
-        view = await self.store.tx(write)
-        if view is None:
+        written = await self.store.tx(write)
+        if written is None:
             return await self.finish(submission_id)
-        self._announce(view)
+        self._announce(*written)
 
     async def _run(self, size: int, fn: Callable[..., T], *args: Any) -> T:
         """Run a scoring job on the workers, counted as pending and timed (the metrics)."""
@@ -778,8 +795,9 @@ class SubmissionManager(LoggingConfigurable):
         with metrics().scoring():
             return fn(*args)
 
-    def _announce(self, view: dict[str, Any]) -> None:
-        """Publish the outcome of a scoring."""
+    def _announce(self, view: dict[str, Any], entry: dict[str, Any] | None) -> None:
+        """Publish the outcome of a scoring, and the board entry it moved (a failure
+        rebuilt the board: it is read again)."""
         kind = "submission.failed" if view["state"] == "failed" else "submission.scored"
         metrics().submissions.labels("failed" if kind == "submission.failed" else "scored").inc()
         data = {
@@ -791,7 +809,14 @@ class SubmissionManager(LoggingConfigurable):
         }
         self.bus.publish(Event(kind, view["competition_id"], data))
         if kind == "submission.scored":
+            self._publish_entry(view["competition_id"], entry)
+        else:
             self.bus.publish(Event("leaderboard.changed", view["competition_id"], {}))
+
+    def _publish_entry(self, competition_id: int, entry: dict[str, Any] | None) -> None:
+        """Send a board entry's new state to every process's live boards."""
+        if entry is not None:
+            self.bus.publish(Event(ENTRY, competition_id, entry))
 
     # ------------------------------------------------------------ re-scoring
 
@@ -806,7 +831,6 @@ class SubmissionManager(LoggingConfigurable):
         self.competitions.publish(
             "competition.resolved", competition_id, answer_rows=count, rescored=rescored
         )
-        self.competitions.publish("leaderboard.changed", competition_id)
         return {"answer_rows": count, "rescored": rescored}
 
     async def rescore(self, competition_id: int, spec: Spec | None = None) -> int:
@@ -851,6 +875,7 @@ class SubmissionManager(LoggingConfigurable):
             leaderboards.rebuild(session, comp)
 
         await self.store.tx(write)
+        self.competitions.publish("leaderboard.changed", competition_id)
         return len(results)
 
     async def recover(self) -> None:

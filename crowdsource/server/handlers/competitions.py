@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from crowdsource.server.handlers.base import ID_ROUTE, APIHandler, path_id
+from crowdsource.server.handlers.leaderboards import page
 
 
 class CompetitionsHandler(APIHandler):
@@ -11,11 +12,16 @@ class CompetitionsHandler(APIHandler):
     frame_methods = ("POST",)
 
     async def get(self) -> None:
-        """List competitions, filtered by `type` and `status`."""
-        found = await self.competitions.listing(
-            kind=self.get_argument("type", None), state=self.get_argument("status", None)
+        """A page of competitions (`limit`, default 100, at most 1000; `offset`), filtered by
+        `type` and `status`."""
+        limit, offset = page(self, default=100, most=1000)
+        found, total = await self.competitions.page(
+            kind=self.get_argument("type", None),
+            state=self.get_argument("status", None),
+            limit=limit,
+            offset=offset,
         )
-        self.send({"competitions": found})
+        self.send({"competitions": found, "total": total, "limit": limit, "offset": offset})
 
     async def post(self) -> None:
         """Host a competition: a JSON spec with its frames, or a multipart/form-data body

@@ -3,56 +3,57 @@ each as much of it as the listener may see."""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from tornado import websocket
+from tornado.iostream import StreamClosedError
 
 from crowdsource.errors import BadRequest, Forbidden, Unauthorized
 from crowdsource.server.events import INTERNAL, RESYNC, Event
 from crowdsource.server.handlers.base import JSONErrors, query_id
 from crowdsource.server.leaderboards import LeaderboardManager
+from crowdsource.server.live import BATCHED, encoded, owner_id, shown, ws_frame
+from crowdsource.server.monitoring import metrics
 from crowdsource.server.participants import ParticipantManager
 from crowdsource.server.storage.tables import Participant
-
-# What of each event everyone may see: None for all of it (the host's public text, public
-# boards), else the fields named. What a participant sent (a failed submission's reason
-# quotes their predicted values) goes to that participant only; an event type not listed
-# here shows nobody but its owner any data.
-PUBLIC: dict[str, frozenset[str] | None] = {
-    "competition.created": None,
-    "competition.closed": None,
-    "competition.resolved": None,
-    "competition.updated": None,
-    "competition.deleted": None,
-    "leaderboard.changed": None,
-    "submission.scored": frozenset({"submission_id", "participant", "state", "public_score"}),
-    "submission.failed": frozenset({"submission_id", "participant", "state", "public_score"}),
-}
-
-
-def owner_id(event: Event) -> int | None:
-    """The participant an event is about, if it is about one participant's submission."""
-    who = event.data.get("participant")
-    return who.get("id") if isinstance(who, dict) else None
 
 
 def seen_by(event: Event, viewer: Participant | None) -> Event:
     """The event as `viewer` (None: anonymous) may see it: whole for the participant it is
     about, else only its public fields."""
-    public = PUBLIC.get(event.type, frozenset())
-    if public is None or (viewer is not None and owner_id(event) == viewer.id):
-        return event
-    data = {k: v for k, v in event.data.items() if k in public}
-    return Event(event.type, event.competition_id, data, event.at)
+    return shown(event, whole=viewer is not None and owner_id(event) == viewer.id)
+
+
+log = logging.getLogger(__name__)
+FELL_BEHIND = 4000  # the close code for a listener whose send queue is full
+FELL_BEHIND_REASON = "fell behind: reconnect to resync"
+queue_peak = 0  # the most bytes one WebSocket of this process had waiting
 
 
 class EventsHandler(JSONErrors, websocket.WebSocketHandler):
     """`/api/v1/events?competition=ID`, with the token as `Authorization: Bearer` or
-    `?token=` (browsers cannot set headers on a WebSocket)."""
+    `?token=` (browsers cannot set headers on a WebSocket). With `competition=`, the live
+    board comes as a snapshot then deltas (`LiveBoards`); every frame waits in a bounded
+    queue, and a listener that lets it fill is closed."""
 
     _unsubscribe: Callable[[], None] | None = None
     viewer: Participant | None = None
+    _queued = 0  # bytes handed to the connection and not yet written to its socket
+    _behind = False
+
+    @property
+    def viewer_id(self) -> int | None:
+        """The authenticated listener's participant id (None: anonymous)."""
+        return None if self.viewer is None else self.viewer.id
+
+    @property
+    def leaderboards(self) -> LeaderboardManager:
+        """The manager of the boards and of the push."""
+        manager: LeaderboardManager = self.settings["leaderboard_manager"]
+        return manager
 
     def check_origin(self, origin: str) -> bool:
         """Accept the configured origins (a token travels in the query, never a cookie)."""
@@ -104,11 +105,58 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
         return token.strip()
 
     def open(self, *args: str, **kwargs: str) -> None:
-        """Subscribe, then greet so the client knows to resync."""
-        leaderboards: LeaderboardManager = self.settings["leaderboard_manager"]
-        self._unsubscribe = leaderboards.listen(self._on_event)
+        """Subscribe, greet so the client knows to resync, then send the board's snapshot
+        (or, listening to every competition, a change notice per push)."""
+        self._unsubscribe = self.leaderboards.listen(self._on_event)
         self.settings["traffic"].opened(self)  # closed with 1001 when the server stops
-        self.write_message(Event(RESYNC, self.competition or 0, {}).to_json())
+        self.send(Event(RESYNC, self.competition or 0, {}).to_json().encode())
+        if self.competition is None:
+            self.leaderboards.live.everyone.add(self)
+        else:
+            self.leaderboards.tasks.spawn(self._watch(self.competition))
+
+    async def _watch(self, competition_id: int) -> None:
+        """Send the snapshot and follow the board (nothing if it cannot be read)."""
+        try:
+            await self.leaderboards.live.watch(competition_id, self)
+        except Exception as exc:
+            log.debug("no live board %s for a listener: %s", competition_id, exc)
+
+    def write_frames(self, frames: bytes) -> None:
+        """Queue WebSocket frames, built once for every listener (`ws_frame`); a listener
+        with more than the bound waiting is closed with 4000 (it resyncs when it
+        reconnects), never waited for."""
+        global queue_peak
+        connection = self.ws_connection
+        if self._behind or connection is None or connection.is_closing():
+            return
+        stream = connection.stream
+        if stream is None:
+            return
+        if self._queued + len(frames) > self.leaderboards.send_queue_kb * 1024:
+            self._behind = True
+            self.close(FELL_BEHIND, FELL_BEHIND_REASON)
+            return
+        try:
+            written = stream.write(frames)
+        except StreamClosedError:
+            self.on_close()
+            return
+        if written.done():  # straight to the socket: nothing waits
+            return
+        self._queued += len(frames)
+        if self._queued > queue_peak:
+            queue_peak = self._queued
+            metrics().websocket_queue_peak.set(queue_peak)
+        written.add_done_callback(lambda _: self._written(len(frames)))
+
+    def send(self, payload: bytes) -> None:
+        """Queue one text frame."""
+        self.write_frames(ws_frame(payload))
+
+    def _written(self, size: int) -> None:
+        """A frame reached the socket."""
+        self._queued -= size
 
     def _on_event(self, event: Event) -> None:
         """Forward one event, as this listener may see it, if it matches the filter (a resync
@@ -116,17 +164,26 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
         mine = event.competition_id == self.competition or event.type == RESYNC
         if event.type in INTERNAL or (self.competition is not None and not mine):
             return
-        try:
-            self.write_message(seen_by(event, self.viewer).to_json())
-        except websocket.WebSocketClosedError:
-            self.on_close()
+        whole = self.viewer is not None and owner_id(event) == self.viewer.id
+        if self.competition is not None and not whole and event.type in BATCHED:
+            return  # others' submissions come with the board's pushes (`LiveBoards.announce`)
+        self.write_frames(encoded(event, whole=whole))
 
     def on_message(self, message: str | bytes) -> None:
-        """Clients only listen; ignore what they send."""
+        """`{"type": "snapshot"}` asks for a fresh snapshot (a client that missed a
+        version); anything else is ignored."""
+        try:
+            asked = json.loads(message)
+        except ValueError:
+            return
+        wants = isinstance(asked, dict) and asked.get("type") == "snapshot"
+        if wants and self.competition is not None and self._unsubscribe is not None:
+            self.leaderboards.tasks.spawn(self._watch(self.competition))
 
     def on_close(self) -> None:
         """Unsubscribe."""
         self.settings["traffic"].closed(self)
+        self.leaderboards.live.unwatch(self)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
