@@ -264,7 +264,6 @@ def test_refusals_and_pending_submissions_answer_in_their_schemas(
     assert failures == [], "\n".join(failures)
 
 
-@pytest.mark.xfail(reason="paged lists land with the live-boards branch (spec section 3)")
 def test_paged_lists_answer_in_their_schemas(sqlite_server: ServerProcess) -> None:
     """Competitions, leaderboards and one board, paged, validate against the document."""
     _, player, cid, _ = hosted(sqlite_server)
@@ -329,7 +328,6 @@ def test_event_frames_on_a_real_websocket_validate(sqlite_server: ServerProcess)
     assert event_problems(frames) == []
 
 
-@pytest.mark.xfail(reason="live board frames land with the live-boards branch (spec section 2)")
 def test_live_board_frames_validate(sqlite_server: ServerProcess) -> None:
     """A listener of one competition gets a snapshot, then deltas, in their schemas."""
     frames = live_session(sqlite_server, resync=True)
@@ -352,7 +350,6 @@ def test_client_models_read_only_what_the_protocol_declares(model: type) -> None
     assert {f.name for f in fields(model)} - local == models.wire_fields(model, model.RECORDS)
 
 
-@pytest.mark.xfail(reason="standings and provenance are served once the standings branch merges")
 def test_standings_and_provenance_answer_in_their_schemas(sqlite_server: ServerProcess) -> None:
     """A submission's provenance and a type's standings validate against the document."""
     host, player = Checked(Api(sqlite_server)), Checked(Api(sqlite_server))
