@@ -10,19 +10,17 @@ import { el, formatTime } from './dom';
 import { boardLoader, SearchIndex } from './search';
 import { SocketFactory } from './stream';
 import { injectStyle } from './style';
-import {
-  CompetitionStatus,
-  ICompetition,
-  IParticipantRef,
-  isEntryOf
-} from './types';
+import { Competition, Named, isEntryOf } from './types';
 import { BoardView } from './view';
 
 /** setTimeout cannot wait longer than this. */
 const MAX_TIMER_MS = 24 * 3600 * 1000;
 
 /** The status now, from the UTC times (the server's value may be stale by now). */
-export function statusOf(c: ICompetition, now = Date.now()): CompetitionStatus {
+export function statusOf(
+  c: Competition,
+  now = Date.now()
+): Competition['status'] {
   if (c.status === 'closed') {
     return 'closed';
   }
@@ -94,7 +92,7 @@ export class LeaderboardApp {
   }
 
   /** The viewer the token belongs to, once the server said. */
-  get me(): IParticipantRef | null {
+  get me(): Named | null {
     return this.model?.me ?? null;
   }
 
@@ -222,7 +220,7 @@ export class LeaderboardApp {
     this.list.replaceChildren(items);
   }
 
-  private listItem(c: ICompetition, model: CompetitionsModel): HTMLElement {
+  private listItem(c: Competition, model: CompetitionsModel): HTMLElement {
     const status = statusOf(c);
     const closes = c.closes_at
       ? `closes ${formatTime(c.closes_at)}`
@@ -282,7 +280,7 @@ export class LeaderboardApp {
     const facts = [
       `${metric} (${higher ? 'higher' : 'lower'} is better)`,
       statusOf(competition),
-      `host ${competition.host?.name ?? '?'}`
+      `host ${competition.host.name}`
     ];
     const [title, info, description] = Array.from(this.detail.children).slice(
       0,
@@ -290,11 +288,11 @@ export class LeaderboardApp {
     );
     title.textContent = competition.title;
     info.textContent = facts.join(' · ');
-    description.textContent = competition.description ?? '';
+    description.textContent = competition.description;
     this.detail.dataset.competitionId = String(competition.id);
   }
 
-  private openBoard(competition: ICompetition, model: CompetitionsModel): void {
+  private openBoard(competition: Competition, model: CompetitionsModel): void {
     this.closeBoard();
     // The token only once the server accepted it (it brings `leaderboard.you`).
     const api = model.me ? model.api : new CrowdsourceApi(model.api.baseUrl);

@@ -5,7 +5,7 @@
  */
 import { ApiError, CrowdsourceApi } from './api';
 import { EventStream, SocketFactory } from './stream';
-import { ICompetition, IFrame, IParticipantRef, isEntryOf } from './types';
+import { Competition, Event, Named, isEntryOf } from './types';
 import { Connection, throttled } from './board';
 
 /** How many competitions' ranks are read for the list's badges (the newest). */
@@ -14,11 +14,11 @@ export const RANKED = 20;
 export const RANK_EVERY_MS = 5000;
 
 export class CompetitionsModel {
-  competitions: ICompetition[] = [];
+  competitions: Competition[] = [];
   loaded = false;
   error: ApiError | null = null;
   /** The viewer (token), or null; `authError` says why not when a token was refused. */
-  me: IParticipantRef | null = null;
+  me: Named | null = null;
   authError: ApiError | null = null;
   /** The viewer's rank per competition id (null: no rank yet). */
   readonly ranks = new Map<number, number | null>();
@@ -158,14 +158,12 @@ export class CompetitionsModel {
     }
   }
 
-  private receive(frame: IFrame): void {
+  private receive(frame: Event): void {
     switch (frame.type) {
       case 'competition.created':
       case 'competition.updated':
       case 'competition.closed':
-        if (frame.data && typeof frame.data.id === 'number') {
-          this.upsert(frame.data as ICompetition);
-        }
+        this.upsert(frame.data);
         break;
       case 'competition.deleted':
         this.competitions = this.competitions.filter(
@@ -175,8 +173,8 @@ export class CompetitionsModel {
         break;
       case 'leaderboard.changed':
         // Only the badges of the listed competitions that were read are kept current.
-        if (this.ranks.has(frame.competition_id ?? -1)) {
-          this.readRank(frame.competition_id!);
+        if (this.ranks.has(frame.competition_id)) {
+          this.readRank(frame.competition_id);
         }
         break;
       default:
@@ -184,7 +182,7 @@ export class CompetitionsModel {
     }
   }
 
-  private upsert(competition: ICompetition): void {
+  private upsert(competition: Competition): void {
     const index = this.competitions.findIndex(c => c.id === competition.id);
     if (index >= 0) {
       this.competitions[index] = competition;
