@@ -1,7 +1,13 @@
 /**
  * A small REST client for the crowdsource server, with errors a person can act on.
  */
-import { Competition, CompetitionList, LeaderboardPage, Named } from './types';
+import {
+  Competition,
+  CompetitionList,
+  LeaderboardPage,
+  Named,
+  Standings
+} from './types';
 
 export const DEFAULT_SERVER_URL = 'http://127.0.0.1:8889';
 
@@ -84,6 +90,11 @@ export class CrowdsourceApi {
       `/competitions/${competitionId}/leaderboard?board=public&around=me&limit=${limit}`,
       true
     );
+  }
+
+  /** Functions and participants ranked across the rounds of a competition type. */
+  standings(type: string): Promise<Standings> {
+    return this.get<Standings>(`/standings?type=${encodeURIComponent(type)}`);
   }
 
   me(): Promise<Named> {

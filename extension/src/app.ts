@@ -3,7 +3,7 @@
  * /leaderboard page and of the JupyterLab panel (each face adds its own header).
  */
 import { CrowdsourceApi } from './api';
-import { Connection, LiveBoard } from './board';
+import { Connection, LiveBoard, throttled } from './board';
 import { PlotlyLoader } from './charts';
 import { CompetitionsModel } from './competitions';
 import { el, formatTime } from './dom';
@@ -11,7 +11,11 @@ import { boardLoader, SearchIndex } from './search';
 import { SocketFactory } from './stream';
 import { injectStyle } from './style';
 import { Competition, Named, isEntryOf } from './types';
+import { StandingsView } from './standings';
 import { BoardView } from './view';
+
+/** Standings are read again at most this often (each push may be a `leaderboard.changed`). */
+export const STANDINGS_EVERY_MS = 2000;
 
 /** setTimeout cannot wait longer than this. */
 const MAX_TIMER_MS = 24 * 3600 * 1000;
@@ -71,6 +75,7 @@ export class LeaderboardApp {
   private model: CompetitionsModel | null = null;
   private board: LiveBoard | null = null;
   private view: BoardView | null = null;
+  private standings: StandingsView | null = null;
   private selectedId: number | null = null;
   private showBoard: (() => void) | null = null;
   /** Words for the "token refused" notice (where the token came from). */
@@ -101,13 +106,41 @@ export class LeaderboardApp {
     this.stop();
     this.model = new CompetitionsModel(api, this.options.open);
     this.model.subscribe(() => this.render());
+    this.openStandings(this.model);
     this.model.start();
+  }
+
+  /** The standings section: read on each hello, a closed round or a changed board. */
+  private openStandings(model: CompetitionsModel): void {
+    const standings = new StandingsView({
+      load: type => model.api.standings(type),
+      plotly: this.options.plotly
+    });
+    const refresh = throttled(() => {
+      if (this.standings === standings) {
+        void standings.refresh();
+      }
+    }, STANDINGS_EVERY_MS);
+    model.subscribeFrames(frame => {
+      if (
+        frame.type === 'hello' ||
+        frame.type === 'competition.closed' ||
+        frame.type === 'leaderboard.changed'
+      ) {
+        refresh();
+      }
+    });
+    this.standings = standings;
+    this.node.appendChild(standings.node);
   }
 
   stop(): void {
     this.model?.stop();
     this.model = null;
     this.closeBoard();
+    this.standings?.dispose();
+    this.standings?.node.remove();
+    this.standings = null;
     if (this.statusTimer !== null) {
       clearTimeout(this.statusTimer);
       this.statusTimer = null;
@@ -123,6 +156,7 @@ export class LeaderboardApp {
   /** Redraw the charts (the face was shown or resized). */
   resized(): void {
     this.view?.renderCharts();
+    this.standings?.renderChart();
   }
 
   private closeBoard(): void {
@@ -153,6 +187,10 @@ export class LeaderboardApp {
     }
     this.renderList();
     this.renderDetail();
+    const selected = competitions.find(c => c.id === this.selectedId);
+    if (selected) {
+      this.standings?.suggest(selected.type);
+    }
     this.scheduleStatusRefresh();
   }
 

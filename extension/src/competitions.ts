@@ -26,6 +26,7 @@ export class CompetitionsModel {
   retryMs = 0;
   private stream: EventStream;
   private listeners = new Set<() => void>();
+  private frameListeners = new Set<(frame: Event) => void>();
   private seq = 0;
   private rankReads = new Map<number, () => void>();
 
@@ -37,9 +38,10 @@ export class CompetitionsModel {
     this.stream = new EventStream(
       new CrowdsourceApi(api.baseUrl).eventsUrl(),
       {
-        onHello: () => {
+        onHello: frame => {
           this.connection = 'live';
           void this.resync();
+          this.emit(frame);
         },
         onFrame: frame => this.receive(frame),
         onDown: retryMs => {
@@ -57,6 +59,12 @@ export class CompetitionsModel {
     return () => this.listeners.delete(listener);
   }
 
+  /** Call `listener` with every frame of the stream (hello included); returns the unsubscribe. */
+  subscribeFrames(listener: (frame: Event) => void): () => void {
+    this.frameListeners.add(listener);
+    return () => this.frameListeners.delete(listener);
+  }
+
   start(): void {
     this.connection = 'connecting';
     this.stream.start();
@@ -67,6 +75,7 @@ export class CompetitionsModel {
     this.stream.stop();
     this.connection = 'stopped';
     this.listeners.clear();
+    this.frameListeners.clear();
     this.me = null; // pending reads then change nothing
   }
 
@@ -159,6 +168,7 @@ export class CompetitionsModel {
   }
 
   private receive(frame: Event): void {
+    this.emit(frame);
     switch (frame.type) {
       case 'competition.created':
       case 'competition.updated':
@@ -191,6 +201,12 @@ export class CompetitionsModel {
     }
     this.loaded = true;
     this.notify();
+  }
+
+  private emit(frame: Event): void {
+    for (const listener of [...this.frameListeners]) {
+      listener(frame);
+    }
   }
 
   private notify(): void {

@@ -7,7 +7,7 @@ import { Event } from './types';
 
 export interface IStreamHandlers {
   /** A `hello` arrived: a (re)connection; the server sends a snapshot next. */
-  onHello(): void;
+  onHello(frame: Event): void;
   onFrame(frame: Event): void;
   /** The connection closed (or never opened); a retry is due in `retryMs`. */
   onDown(retryMs: number, wasOpen: boolean): void;
@@ -108,7 +108,7 @@ export class EventStream {
         return;
       }
       if (frame.type === 'hello') {
-        this.handlers.onHello();
+        this.handlers.onHello(frame);
       } else {
         this.handlers.onFrame(frame);
       }
