@@ -20,6 +20,15 @@ export const STANDINGS_EVERY_MS = 2000;
 /** setTimeout cannot wait longer than this. */
 const MAX_TIMER_MS = 24 * 3600 * 1000;
 
+/** Run `fn` once the next frame has been painted (at once where there are no frames). */
+function afterPaint(fn: () => void): void {
+  if (typeof requestAnimationFrame === 'function') {
+    requestAnimationFrame(() => setTimeout(fn, 0));
+  } else {
+    fn();
+  }
+}
+
 /** The status now, from the UTC times (the server's value may be stale by now). */
 export function statusOf(
   c: Competition,
@@ -76,6 +85,9 @@ export class LeaderboardApp {
   private board: LiveBoard | null = null;
   private view: BoardView | null = null;
   private standings: StandingsView | null = null;
+  private refreshStandings: () => void = () => undefined;
+  /** Let the standings be read (after the board's first paint, or when there is none). */
+  private releaseStandings: () => void = () => undefined;
   private selectedId: number | null = null;
   private showBoard: (() => void) | null = null;
   /** Words for the "token refused" notice (where the token came from). */
@@ -110,24 +122,43 @@ export class LeaderboardApp {
     this.model.start();
   }
 
-  /** The standings section: read on each hello, a closed round or a changed board. */
+  /**
+   * The standings section: read on each hello, a closed round or a changed board; the first
+   * read waits until the board painted (a type's standings may weigh megabytes).
+   */
   private openStandings(model: CompetitionsModel): void {
     const standings = new StandingsView({
       load: type => model.api.standings(type),
       plotly: this.options.plotly
     });
-    const refresh = throttled(() => {
+    const read = throttled(() => {
       if (this.standings === standings) {
         void standings.refresh();
       }
     }, STANDINGS_EVERY_MS);
+    let waiting = true;
+    let asked = false;
+    this.refreshStandings = () => {
+      asked = true;
+      if (!waiting) {
+        read();
+      }
+    };
+    this.releaseStandings = () => {
+      if (waiting) {
+        waiting = false;
+        if (asked) {
+          read();
+        }
+      }
+    };
     model.subscribeFrames(frame => {
       if (
         frame.type === 'hello' ||
         frame.type === 'competition.closed' ||
         frame.type === 'leaderboard.changed'
       ) {
-        refresh();
+        this.refreshStandings();
       }
     });
     this.standings = standings;
@@ -188,8 +219,11 @@ export class LeaderboardApp {
     this.renderList();
     this.renderDetail();
     const selected = competitions.find(c => c.id === this.selectedId);
-    if (selected) {
-      this.standings?.suggest(selected.type);
+    if (selected && this.standings?.suggest(selected.type)) {
+      this.refreshStandings();
+    }
+    if (model.loaded && !selected) {
+      this.releaseStandings();
     }
     this.scheduleStatusRefresh();
   }
@@ -361,6 +395,9 @@ export class LeaderboardApp {
         me: model.me?.id ?? null,
         status: connectionText(board.connection, board.retryMs)
       });
+      if (board.board !== null || board.error !== null) {
+        afterPaint(() => this.releaseStandings());
+      }
       const me = model.me;
       const mine = me && board.board?.entries.find(e => isEntryOf(e, me.id));
       if (board.you || mine) {

@@ -23,10 +23,19 @@ export const TYPES: CompetitionType[] = [
 ];
 /** How many functions the chart draws a line for (the best first). */
 export const CHART_LIMIT = 10;
+/** How many rows each table shows (the best first): a type may have thousands. */
+export const ROW_LIMIT = 50;
 
 /** A mean normalised rank as a person reads it (0 best, 1 last). */
 export function formatNormalised(value: number): string {
   return Number.isFinite(value) ? value.toFixed(3) : '—';
+}
+
+/** "Showing the best 50 of 10,000 participants." when a table is cut, else "". */
+export function moreText(count: number, what: string): string {
+  return count > ROW_LIMIT
+    ? `Showing the best ${ROW_LIMIT} of ${count.toLocaleString('en-US')} ${what}.`
+    : '';
 }
 
 /** A header row of `labels`. */
@@ -123,6 +132,8 @@ export class StandingsView {
   private readonly note = el('div', 'cs-standings-note');
   private readonly functions = el('tbody');
   private readonly participants = el('tbody');
+  private readonly moreFunctions = el('div', 'cs-standings-more');
+  private readonly moreParticipants = el('div', 'cs-standings-more');
   private readonly chart = el('div', 'cs-standings-chart');
   private plotly: IPlotly | null = null;
   private chosen = false;
@@ -153,11 +164,13 @@ export class StandingsView {
         ['Function', 'Version', 'Participant', 'Rounds', 'Mean rank', 'Wins'],
         this.functions
       ),
+      this.moreFunctions,
       table(
         'cs-standings-participants',
         ['Participant', 'Rounds', 'Mean rank', 'Wins'],
         this.participants
       ),
+      this.moreParticipants,
       this.chart
     ]);
     this.functions.className = 'cs-standings-fns';
@@ -168,12 +181,13 @@ export class StandingsView {
     return this.select.value as CompetitionType;
   }
 
-  /** Show `type` unless the viewer already chose one. */
-  suggest(type: CompetitionType): void {
-    if (!this.chosen && this.select.value !== type) {
-      this.select.value = type;
-      void this.refresh();
+  /** Choose `type` unless the viewer already chose one; whether it changed (read it then). */
+  suggest(type: CompetitionType): boolean {
+    if (this.chosen || this.select.value === type) {
+      return false;
     }
+    this.select.value = type;
+    return true;
   }
 
   /** Read the chosen type's standings and show them (the newest read wins). */
@@ -211,9 +225,17 @@ export class StandingsView {
     this.note.textContent = rounds
       ? `${rounds} ${standings.type} round${rounds === 1 ? '' : 's'}; mean normalised rank: 0 best, 1 last.`
       : `No ${standings.type} rounds yet.`;
-    this.functions.replaceChildren(...standings.functions.map(functionRow));
+    const { functions, participants } = standings;
+    this.functions.replaceChildren(
+      ...functions.slice(0, ROW_LIMIT).map(functionRow)
+    );
     this.participants.replaceChildren(
-      ...standings.participants.map(participantRow)
+      ...participants.slice(0, ROW_LIMIT).map(participantRow)
+    );
+    this.moreFunctions.textContent = moreText(functions.length, 'functions');
+    this.moreParticipants.textContent = moreText(
+      participants.length,
+      'participants'
     );
     void this.drawChart(standings);
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { rankFigure, StandingsView } from '../src/standings';
+import { rankFigure, ROW_LIMIT, StandingsView } from '../src/standings';
 import { Standings } from '../src/types';
 
 const CLAIM = '<a href="https://x.test">claim</a><b>x</b>';
@@ -63,9 +63,9 @@ describe('the standings view', () => {
       },
       plotly: never
     });
-    view.suggest('regress');
+    expect(view.suggest('regress')).toBe(true);
     await view.refresh();
-    expect(asked).toEqual(['regress', 'regress']);
+    expect(asked).toEqual(['regress']);
     const row = view.node.querySelector(
       `tr[data-function="${'b'.repeat(64)}"]`
     )!;
@@ -91,7 +91,7 @@ describe('the standings view', () => {
     const select = view.node.querySelector('select')!;
     select.value = 'cluster';
     select.dispatchEvent(new Event('change'));
-    view.suggest('regress');
+    expect(view.suggest('regress')).toBe(false);
     expect(view.type).toBe('cluster');
   });
 
@@ -104,5 +104,24 @@ describe('the standings view', () => {
       `2. ${CLAIM.replace(/</g, '&lt;').replace(/>/g, '&gt;')}`
     ]);
     expect(trace.y).toEqual([1, 1]);
+  });
+});
+
+describe('a type with thousands of participants', () => {
+  it('shows the best ROW_LIMIT rows and says how many there are', async () => {
+    const many = standings();
+    const one = many.participants[1];
+    many.participants = Array.from({ length: 10000 }, (_, i) => ({
+      ...one,
+      participant: { id: i + 1, name: `p${i}` }
+    }));
+    const view = new StandingsView({ load: async () => many, plotly: never });
+    await view.refresh();
+    expect(view.node.querySelectorAll('tr[data-participant]').length).toBe(
+      ROW_LIMIT
+    );
+    expect(view.node.textContent).toContain(
+      'Showing the best 50 of 10,000 participants.'
+    );
   });
 });
