@@ -213,7 +213,11 @@ export class LeaderboardApp {
 
   private renderModel(model: CompetitionsModel): void {
     const competitions = model.competitions;
-    if (!competitions.some(c => c.id === this.selectedId)) {
+    // Keep the chosen id (the page's #ID) until a list arrived that lacks it.
+    if (
+      competitions.length > 0 &&
+      !competitions.some(c => c.id === this.selectedId)
+    ) {
       this.selectedId = competitions.length ? competitions[0].id : null;
     }
     this.renderList();

@@ -173,13 +173,15 @@ export class CompetitionsModel {
       case 'competition.created':
       case 'competition.updated':
       case 'competition.closed':
-        this.upsert(frame.data);
+        // Archiving closes a competition too: an archived one leaves the list (as in REST).
+        if (frame.data.archived) {
+          this.remove(frame.data.id);
+        } else {
+          this.upsert(frame.data);
+        }
         break;
       case 'competition.deleted':
-        this.competitions = this.competitions.filter(
-          c => c.id !== frame.competition_id
-        );
-        this.notify();
+        this.remove(frame.competition_id);
         break;
       case 'leaderboard.changed':
         // Only the badges of the listed competitions that were read are kept current.
@@ -190,6 +192,11 @@ export class CompetitionsModel {
       default:
         break;
     }
+  }
+
+  private remove(id: number): void {
+    this.competitions = this.competitions.filter(c => c.id !== id);
+    this.notify();
   }
 
   private upsert(competition: Competition): void {
