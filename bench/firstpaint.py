@@ -84,11 +84,13 @@ def _load(browser: Any, url: str) -> dict:
 
 
 def run(cfg: dict, log: Callable) -> dict:
-    """`paint_loads` loads of /leaderboard#ID on a fresh server (SQLite)."""
+    """`paint_loads` loads of /leaderboard#ID on a fresh server (SQLite); not run (and said
+    so) without Chromium, as the cluster row without HAProxy."""
+    if not Path(CHROMIUM).exists():
+        log(f"  first paint: not run: {CHROMIUM} is missing (apt-get install -y chromium)")
+        return {"not_run": f"{CHROMIUM} is missing (apt-get install -y chromium)"}
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        raise RuntimeError(f"{CHROMIUM} is missing: apt-get install -y chromium")
     with tempfile.TemporaryDirectory(prefix="bench-paint-") as td:
         srv = ours.Server(Path(td))
         srv.start()
@@ -130,6 +132,8 @@ def rows(res: dict) -> list[dict]:
     )
     if "error" in fp:
         return [_row(what, f"failed: {fp['error']}", None)]
+    if "not_run" in fp:
+        return [_row(what, f"not run: {fp['not_run']}", None)]
     fcps = [x["fcp_ms"] for x in fp["loads"] if x.get("fcp_ms") is not None]
     cell = (
         f"{fp['median_ms']:,.0f} ms median of {len(fp['loads'])} loads (first "
