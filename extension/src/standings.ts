@@ -104,13 +104,20 @@ export function rankFigure(
   if (data.length === 0) {
     return null;
   }
+  const worst = Math.max(...data.flatMap(trace => trace.y));
   const layout = {
     title: { text: 'rank over rounds', font: { size: 13 } },
     font: { family: 'system-ui, sans-serif', size: 12 },
     height: 300,
     margin: { l: 8, r: 16, t: 32, b: 8 },
     xaxis: { type: 'category', categoryarray: labels, automargin: true },
-    yaxis: { autorange: 'reversed', automargin: true, title: { text: 'rank' } },
+    yaxis: {
+      autorange: 'reversed',
+      automargin: true,
+      title: { text: 'rank' },
+      // Whole ranks only (Plotly would tick 1.5 on a short axis).
+      ...(worst <= 10 ? { tick0: 1, dtick: 1 } : {})
+    },
     showlegend: true,
     legend: { orientation: 'h', y: -0.2, yanchor: 'top' },
     paper_bgcolor: 'rgba(0,0,0,0)',
