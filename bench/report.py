@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import cluster, live
+from bench import cluster, firstpaint, live
 
 NOT_RUN = "not run"
 
@@ -308,6 +308,7 @@ def rows(res: dict) -> list[dict]:
     out.append(_hosting_row(res, peer_cell))
     out.extend(cluster.rows(res, lambda c, key: f"{_num(_g(c, key, 'rps'))}/s{_cpu(c.get(key))}"))
     out.extend(live.rows(res))
+    out.extend(firstpaint.rows(res))
     return out
 
 
@@ -382,6 +383,7 @@ def table_only(res: dict, only: str | None = None) -> str:
         "w3": "3",
         "w4": "4",
         "live": "12",
+        "first_paint": "12",
     }
     for r in rows(res):
         if only and r["id"] != ids.get(only, r["id"]):
@@ -489,7 +491,12 @@ def render(res: dict) -> str:
         "clock; a count a watcher never saw is counted as infinitely late. Then the server "
         f"process's RSS before and 2 s after {cfg.get('live_submissions', 5000):,} more "
         f"submissions (capped at {cfg.get('live_mem_cap_s', 45)} s) with the watchers still "
-        "connected; the peak is sampled every 0.2 s.",
+        "connected; the peak is sampled every 0.2 s. First paint (`bench/firstpaint.py`): "
+        "another seeded board of as many entries; `/leaderboard#ID` loaded "
+        f"{cfg.get('paint_loads', 5)} times in headless Chromium (the browser tests' launch "
+        "arguments), each in a fresh context (cold cache); the page's `performance.now()` in "
+        "the first animation frame after the first board row is in the document (a "
+        "`performance.mark`), i.e. from the navigation's start to the frame that paints rows.",
         "",
     ]
     if peer.get("not_run"):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import cluster, floor, hosting, live, ours, peer, report
+from bench import cluster, firstpaint, floor, hosting, live, ours, peer, report
 from bench.common import (
     PG_ADMIN,
     ROOT,
@@ -59,6 +59,7 @@ FULL = {
     "live_mem_cap_s": 45,
     "live_settle_s": 2,
     "live_rss_cap": 2 * 2**30,
+    "paint_loads": 5,  # issue 12: first paint of /leaderboard on the 10,000 board (firstpaint.py)
 }
 SMOKE = {
     "rows_small": 200,
@@ -85,6 +86,7 @@ SMOKE = {
     "live_mem_cap_s": 5,
     "live_settle_s": 1,
     "live_rss_cap": 2**30,
+    "paint_loads": 2,
 }
 WORKLOADS = (
     "hello",
@@ -99,6 +101,7 @@ WORKLOADS = (
     "w3",
     "cluster",
     "live",
+    "first_paint",
 )
 
 
@@ -219,7 +222,7 @@ def main() -> int:
     # ---- the original
     if args.no_peer:
         results["peer"] = {"not_run": "skipped (--no-peer)"}
-    elif args.only in ("live", "cluster", "w1_multi"):
+    elif args.only in ("live", "first_paint", "cluster", "w1_multi"):
         results["peer"] = {"not_run": f"not needed for --only {args.only}"}
     elif args.smoke and not args.peer:
         results["peer"] = {"not_run": "smoke run (add --peer to include it)"}
@@ -256,6 +259,10 @@ def main() -> int:
     if want("live"):
         log(f"live: a board of {cfg['live_participants']:,}, {cfg['live_watchers']:,} watchers")
         attempt(results, "live", live.run, cfg, log)
+    # ---- issue 12: /leaderboard's first paint on a board of 10,000 in Chromium
+    if want("first_paint"):
+        log(f"first paint: /leaderboard on a board of {cfg['live_participants']:,} in Chromium")
+        attempt(results, "first_paint", firstpaint.run, cfg, log)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
 
     text = report.render(results)
@@ -281,6 +288,7 @@ def main() -> int:
             "w4",
             "cluster",
             "live",
+            "first_paint",
         )
         if "error" in results.get(k, {})
     ] + (["server"] if "server_error" in results else [])

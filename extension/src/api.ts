@@ -1,7 +1,13 @@
 /**
  * A small REST client for the crowdsource server, with errors a person can act on.
  */
-import { IBoardPage, ICompetition, IParticipantRef } from './types';
+import {
+  Competition,
+  CompetitionList,
+  LeaderboardPage,
+  Named,
+  Standings
+} from './types';
 
 export const DEFAULT_SERVER_URL = 'http://127.0.0.1:8889';
 
@@ -59,35 +65,40 @@ export class CrowdsourceApi {
   }
 
   /** The newest competitions first (one page: a page lists at most `limit`). */
-  async competitions(limit = 100): Promise<ICompetition[]> {
-    const body = await this.get<{ competitions: ICompetition[] }>(
+  async competitions(limit = 100): Promise<Competition[]> {
+    const body = await this.get<CompetitionList>(
       `/competitions?status=all&limit=${limit}`
     );
-    return body.competitions ?? [];
+    return body.competitions;
   }
 
   /** A page of a public board, in rank order. */
   board(
     competitionId: number,
     page: { limit: number; offset?: number }
-  ): Promise<IBoardPage> {
+  ): Promise<LeaderboardPage> {
     const offset = page.offset ?? 0;
-    return this.get<IBoardPage>(
+    return this.get<LeaderboardPage>(
       `/competitions/${competitionId}/leaderboard?board=public` +
         `&limit=${page.limit}&offset=${offset}`
     );
   }
 
   /** `limit` entries centred on the token's own entry, and that entry as `me`. */
-  around(competitionId: number, limit = 11): Promise<IBoardPage> {
-    return this.get<IBoardPage>(
+  around(competitionId: number, limit = 11): Promise<LeaderboardPage> {
+    return this.get<LeaderboardPage>(
       `/competitions/${competitionId}/leaderboard?board=public&around=me&limit=${limit}`,
       true
     );
   }
 
-  me(): Promise<IParticipantRef> {
-    return this.get<IParticipantRef>('/participants/me', true);
+  /** Functions and participants ranked across the rounds of a competition type. */
+  standings(type: string): Promise<Standings> {
+    return this.get<Standings>(`/standings?type=${encodeURIComponent(type)}`);
+  }
+
+  me(): Promise<Named> {
+    return this.get<Named>('/participants/me', true);
   }
 
   private async get<T>(path: string, withToken = false): Promise<T> {

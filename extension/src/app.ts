@@ -3,26 +3,37 @@
  * /leaderboard page and of the JupyterLab panel (each face adds its own header).
  */
 import { CrowdsourceApi } from './api';
-import { Connection, LiveBoard } from './board';
+import { Connection, LiveBoard, throttled } from './board';
 import { PlotlyLoader } from './charts';
 import { CompetitionsModel } from './competitions';
 import { el, formatTime } from './dom';
 import { boardLoader, SearchIndex } from './search';
 import { SocketFactory } from './stream';
 import { injectStyle } from './style';
-import {
-  CompetitionStatus,
-  ICompetition,
-  IParticipantRef,
-  isEntryOf
-} from './types';
+import { Competition, Named, isEntryOf } from './types';
+import { StandingsView } from './standings';
 import { BoardView } from './view';
+
+/** Standings are read again at most this often (each push may be a `leaderboard.changed`). */
+export const STANDINGS_EVERY_MS = 2000;
 
 /** setTimeout cannot wait longer than this. */
 const MAX_TIMER_MS = 24 * 3600 * 1000;
 
+/** Run `fn` once the next frame has been painted (at once where there are no frames). */
+function afterPaint(fn: () => void): void {
+  if (typeof requestAnimationFrame === 'function') {
+    requestAnimationFrame(() => setTimeout(fn, 0));
+  } else {
+    fn();
+  }
+}
+
 /** The status now, from the UTC times (the server's value may be stale by now). */
-export function statusOf(c: ICompetition, now = Date.now()): CompetitionStatus {
+export function statusOf(
+  c: Competition,
+  now = Date.now()
+): Competition['status'] {
   if (c.status === 'closed') {
     return 'closed';
   }
@@ -73,6 +84,10 @@ export class LeaderboardApp {
   private model: CompetitionsModel | null = null;
   private board: LiveBoard | null = null;
   private view: BoardView | null = null;
+  private standings: StandingsView | null = null;
+  private refreshStandings: () => void = () => undefined;
+  /** Let the standings be read (after the board's first paint, or when there is none). */
+  private releaseStandings: () => void = () => undefined;
   private selectedId: number | null = null;
   private showBoard: (() => void) | null = null;
   /** Words for the "token refused" notice (where the token came from). */
@@ -94,7 +109,7 @@ export class LeaderboardApp {
   }
 
   /** The viewer the token belongs to, once the server said. */
-  get me(): IParticipantRef | null {
+  get me(): Named | null {
     return this.model?.me ?? null;
   }
 
@@ -103,13 +118,60 @@ export class LeaderboardApp {
     this.stop();
     this.model = new CompetitionsModel(api, this.options.open);
     this.model.subscribe(() => this.render());
+    this.openStandings(this.model);
     this.model.start();
+  }
+
+  /**
+   * The standings section: read on each hello, a closed round or a changed board; the first
+   * read waits until the board painted (a type's standings may weigh megabytes).
+   */
+  private openStandings(model: CompetitionsModel): void {
+    const standings = new StandingsView({
+      load: type => model.api.standings(type),
+      plotly: this.options.plotly
+    });
+    const read = throttled(() => {
+      if (this.standings === standings) {
+        void standings.refresh();
+      }
+    }, STANDINGS_EVERY_MS);
+    let waiting = true;
+    let asked = false;
+    this.refreshStandings = () => {
+      asked = true;
+      if (!waiting) {
+        read();
+      }
+    };
+    this.releaseStandings = () => {
+      if (waiting) {
+        waiting = false;
+        if (asked) {
+          read();
+        }
+      }
+    };
+    model.subscribeFrames(frame => {
+      if (
+        frame.type === 'hello' ||
+        frame.type === 'competition.closed' ||
+        frame.type === 'leaderboard.changed'
+      ) {
+        this.refreshStandings();
+      }
+    });
+    this.standings = standings;
+    this.node.appendChild(standings.node);
   }
 
   stop(): void {
     this.model?.stop();
     this.model = null;
     this.closeBoard();
+    this.standings?.dispose();
+    this.standings?.node.remove();
+    this.standings = null;
     if (this.statusTimer !== null) {
       clearTimeout(this.statusTimer);
       this.statusTimer = null;
@@ -125,6 +187,7 @@ export class LeaderboardApp {
   /** Redraw the charts (the face was shown or resized). */
   resized(): void {
     this.view?.renderCharts();
+    this.standings?.renderChart();
   }
 
   private closeBoard(): void {
@@ -150,11 +213,22 @@ export class LeaderboardApp {
 
   private renderModel(model: CompetitionsModel): void {
     const competitions = model.competitions;
-    if (!competitions.some(c => c.id === this.selectedId)) {
+    // Keep the chosen id (the page's #ID) until a list arrived that lacks it.
+    if (
+      competitions.length > 0 &&
+      !competitions.some(c => c.id === this.selectedId)
+    ) {
       this.selectedId = competitions.length ? competitions[0].id : null;
     }
     this.renderList();
     this.renderDetail();
+    const selected = competitions.find(c => c.id === this.selectedId);
+    if (selected && this.standings?.suggest(selected.type)) {
+      this.refreshStandings();
+    }
+    if (model.loaded && !selected) {
+      this.releaseStandings();
+    }
     this.scheduleStatusRefresh();
   }
 
@@ -222,7 +296,7 @@ export class LeaderboardApp {
     this.list.replaceChildren(items);
   }
 
-  private listItem(c: ICompetition, model: CompetitionsModel): HTMLElement {
+  private listItem(c: Competition, model: CompetitionsModel): HTMLElement {
     const status = statusOf(c);
     const closes = c.closes_at
       ? `closes ${formatTime(c.closes_at)}`
@@ -282,7 +356,7 @@ export class LeaderboardApp {
     const facts = [
       `${metric} (${higher ? 'higher' : 'lower'} is better)`,
       statusOf(competition),
-      `host ${competition.host?.name ?? '?'}`
+      `host ${competition.host.name}`
     ];
     const [title, info, description] = Array.from(this.detail.children).slice(
       0,
@@ -290,11 +364,11 @@ export class LeaderboardApp {
     );
     title.textContent = competition.title;
     info.textContent = facts.join(' · ');
-    description.textContent = competition.description ?? '';
+    description.textContent = competition.description;
     this.detail.dataset.competitionId = String(competition.id);
   }
 
-  private openBoard(competition: ICompetition, model: CompetitionsModel): void {
+  private openBoard(competition: Competition, model: CompetitionsModel): void {
     this.closeBoard();
     // The token only once the server accepted it (it brings `leaderboard.you`).
     const api = model.me ? model.api : new CrowdsourceApi(model.api.baseUrl);
@@ -325,6 +399,9 @@ export class LeaderboardApp {
         me: model.me?.id ?? null,
         status: connectionText(board.connection, board.retryMs)
       });
+      if (board.board !== null || board.error !== null) {
+        afterPaint(() => this.releaseStandings());
+      }
       const me = model.me;
       const mine = me && board.board?.entries.find(e => isEntryOf(e, me.id));
       if (board.you || mine) {

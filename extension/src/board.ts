@@ -7,13 +7,14 @@ import { CrowdsourceApi } from './api';
 import { EventStream, SocketFactory } from './stream';
 import {
   entryName,
-  IBoard,
-  IBoardPage,
-  IDelta,
-  IEntry,
-  IFrame,
+  Board,
+  LeaderboardPage,
+  BoardDelta,
+  BoardSnapshot,
+  Entry,
+  Event,
   IHistoryPoint,
-  IYou
+  BoardYou
 } from './types';
 
 export const DEFAULT_LIMIT = 100;
@@ -46,7 +47,7 @@ export function throttled(fn: () => void, ms: number): () => void {
 }
 
 /** Entries in board order: rank (null last), then name. */
-export function sortEntries(entries: IEntry[]): IEntry[] {
+export function sortEntries(entries: Entry[]): Entry[] {
   return [...entries].sort((a, b) => {
     if (a.rank !== b.rank) {
       if (a.rank === null) {
@@ -64,18 +65,18 @@ export function sortEntries(entries: IEntry[]): IEntry[] {
 }
 
 /** The board after `delta`, or null when the delta does not follow `board` (a gap: resync). */
-export function applyDelta(board: IBoard, delta: IDelta): IBoard | null {
+export function applyDelta(board: Board, delta: BoardDelta): Board | null {
   if (board.version === null || delta.previous !== board.version) {
     return null;
   }
-  const removed = new Set(delta.removed ?? []);
-  const byId = new Map<number, IEntry>();
+  const removed = new Set(delta.removed);
+  const byId = new Map<number, Entry>();
   for (const entry of board.entries) {
     if (!removed.has(entry.participant.id)) {
       byId.set(entry.participant.id, entry);
     }
   }
-  for (const entry of delta.entries ?? []) {
+  for (const entry of delta.entries) {
     byId.set(entry.participant.id, entry);
   }
   return {
@@ -87,8 +88,8 @@ export function applyDelta(board: IBoard, delta: IDelta): IBoard | null {
 }
 
 /** A snapshot frame's data as a board (whatever else it carries is kept). */
-export function boardOfSnapshot(data: any): IBoard {
-  const entries: IEntry[] = Array.isArray(data?.entries) ? data.entries : [];
+export function boardOfSnapshot(data: any): Board {
+  const entries: Entry[] = Array.isArray(data?.entries) ? data.entries : [];
   return {
     ...data,
     version: typeof data?.version === 'number' ? data.version : null,
@@ -100,16 +101,17 @@ export function boardOfSnapshot(data: any): IBoard {
 
 /** A REST page as a version-less board of at most `limit` entries. */
 export function boardOfPage(
-  page: IBoardPage,
+  page: LeaderboardPage,
   limit: number,
-  meta: Partial<IBoard>
-): IBoard {
+  meta: Partial<Board>
+): Board {
   return {
     ...meta,
-    metric: page.metric ?? meta.metric ?? '',
-    higher_is_better: page.higher_is_better ?? meta.higher_is_better ?? true,
+    metric: page.metric,
+    higher_is_better: page.higher_is_better,
+    title: page.title,
     version: null,
-    total: page.total ?? page.entries.length,
+    total: page.total,
     limit,
     entries: page.entries.slice(0, limit)
   };
@@ -123,7 +125,7 @@ export class History {
   constructor(private readonly max = MAX_HISTORY) {}
 
   /** Note the entries' scores; `at` is the time of the change (else the entry's last time). */
-  record(entries: IEntry[], at?: string): void {
+  record(entries: Entry[], at?: string): void {
     for (const entry of entries) {
       const id = entry.participant.id;
       if (entry.score === null || this.best.get(id) === entry.score) {
@@ -152,7 +154,7 @@ export interface ILiveBoardOptions {
   api: CrowdsourceApi;
   competitionId: number;
   /** Title, metric and direction known before the first frame (from the competition). */
-  meta?: Partial<IBoard>;
+  meta?: Partial<Board>;
   /** How many entries a REST read fetches (the server's snapshot sets its own). */
   limit?: number;
   /** Read the board by REST before the first snapshot (false: the widget's traitlets do). */
@@ -162,10 +164,10 @@ export interface ILiveBoardOptions {
 
 /** One competition's live board; views subscribe and render `board`, `you` and `around`. */
 export class LiveBoard {
-  board: IBoard | null = null;
-  you: IYou | null = null;
+  board: Board | null = null;
+  you: BoardYou | null = null;
   /** The viewer's neighbourhood (REST `around=me`), when below the top window. */
-  around: IEntry[] = [];
+  around: Entry[] = [];
   readonly history = new History();
   connection: Connection = 'stopped';
   retryMs = 0;
@@ -225,23 +227,19 @@ export class LiveBoard {
   }
 
   /** Apply one frame of the event stream. */
-  receive(frame: IFrame): void {
-    if (
-      frame.competition_id !== null &&
-      frame.competition_id !== undefined &&
-      frame.competition_id !== this.competitionId
-    ) {
+  receive(frame: Event): void {
+    if (frame.competition_id !== this.competitionId) {
       return;
     }
     switch (frame.type) {
       case 'leaderboard.snapshot':
-        this.onSnapshot(frame);
+        this.onSnapshot(frame.data);
         break;
       case 'leaderboard.delta':
-        this.onDelta(frame);
+        this.onDelta(frame.data, frame.at);
         break;
       case 'leaderboard.you':
-        this.you = frame.data as IYou;
+        this.you = frame.data;
         this.notify();
         this.refreshAround();
         break;
@@ -266,25 +264,25 @@ export class LiveBoard {
     this.notify();
   }
 
-  private onSnapshot(frame: IFrame): void {
-    this.board = { ...this.options.meta, ...boardOfSnapshot(frame.data) };
+  private onSnapshot(snapshot: BoardSnapshot): void {
+    this.board = { ...this.options.meta, ...boardOfSnapshot(snapshot) };
     this.resyncing = false;
     this.history.record(this.board.entries);
     this.notify();
     this.refreshAround();
   }
 
-  private onDelta(frame: IFrame): void {
+  private onDelta(delta: BoardDelta, at: string): void {
     if (this.resyncing || this.board === null) {
       return;
     }
-    const next = applyDelta(this.board, frame.data as IDelta);
+    const next = applyDelta(this.board, delta);
     if (next === null) {
       this.resyncing = this.stream.send({ type: 'snapshot' });
       return;
     }
     this.board = next;
-    this.history.record((frame.data as IDelta).entries ?? [], frame.at);
+    this.history.record(delta.entries, at);
     this.notify();
     this.refreshAround();
   }
@@ -357,7 +355,7 @@ export class LiveBoard {
       .around(this.competitionId, AROUND)
       .then(page => {
         if (!this.stopped && this.isBelow()) {
-          this.around = page.entries ?? [];
+          this.around = page.entries;
           this.notify();
         }
       })

@@ -6,7 +6,7 @@
  * through `plotlyText`.
  */
 import { formatScore } from './dom';
-import { entryName, IBoard, IHistoryPoint, isEntryOf } from './types';
+import { entryName, Board, IHistoryPoint, isEntryOf } from './types';
 
 /** The part of plotly.js used here. */
 export interface IPlotly {
@@ -36,7 +36,7 @@ const FONT = { family: 'system-ui, sans-serif', size: 12 };
 
 /** The bar chart's traces and layout (top `BAR_LIMIT` scored entries). */
 export function barFigure(
-  board: IBoard,
+  board: Board,
   me: number | null
 ): { data: object[]; layout: object } | null {
   const scored = board.entries
@@ -82,7 +82,7 @@ export function barFigure(
 
 /** The line chart: the best score over time of the top `LINE_LIMIT` entries. */
 export function lineFigure(
-  board: IBoard,
+  board: Board,
   history: IHistoryPoint[]
 ): { data: object[]; layout: object } | null {
   const top = board.entries.filter(e => e.score !== null).slice(0, LINE_LIMIT);
@@ -136,7 +136,7 @@ export class Charts {
   private readonly line: HTMLElement;
   private plotly: IPlotly | null = null;
   private loading = false;
-  private pending: [IBoard, IHistoryPoint[], number | null] | null = null;
+  private pending: [Board, IHistoryPoint[], number | null] | null = null;
 
   constructor(private readonly loader: PlotlyLoader) {
     this.node = document.createElement('div');
@@ -148,7 +148,7 @@ export class Charts {
     this.node.append(this.bar, this.line);
   }
 
-  update(board: IBoard, history: IHistoryPoint[], me: number | null): void {
+  update(board: Board, history: IHistoryPoint[], me: number | null): void {
     this.pending = [board, history, me];
     if (this.plotly) {
       this.draw();

@@ -5,7 +5,7 @@
  */
 import { ApiError, CrowdsourceApi } from './api';
 import { EventStream, SocketFactory } from './stream';
-import { ICompetition, IFrame, IParticipantRef, isEntryOf } from './types';
+import { Competition, Event, Named, isEntryOf } from './types';
 import { Connection, throttled } from './board';
 
 /** How many competitions' ranks are read for the list's badges (the newest). */
@@ -14,11 +14,11 @@ export const RANKED = 20;
 export const RANK_EVERY_MS = 5000;
 
 export class CompetitionsModel {
-  competitions: ICompetition[] = [];
+  competitions: Competition[] = [];
   loaded = false;
   error: ApiError | null = null;
   /** The viewer (token), or null; `authError` says why not when a token was refused. */
-  me: IParticipantRef | null = null;
+  me: Named | null = null;
   authError: ApiError | null = null;
   /** The viewer's rank per competition id (null: no rank yet). */
   readonly ranks = new Map<number, number | null>();
@@ -26,6 +26,7 @@ export class CompetitionsModel {
   retryMs = 0;
   private stream: EventStream;
   private listeners = new Set<() => void>();
+  private frameListeners = new Set<(frame: Event) => void>();
   private seq = 0;
   private rankReads = new Map<number, () => void>();
 
@@ -37,9 +38,10 @@ export class CompetitionsModel {
     this.stream = new EventStream(
       new CrowdsourceApi(api.baseUrl).eventsUrl(),
       {
-        onHello: () => {
+        onHello: frame => {
           this.connection = 'live';
           void this.resync();
+          this.emit(frame);
         },
         onFrame: frame => this.receive(frame),
         onDown: retryMs => {
@@ -57,6 +59,12 @@ export class CompetitionsModel {
     return () => this.listeners.delete(listener);
   }
 
+  /** Call `listener` with every frame of the stream (hello included); returns the unsubscribe. */
+  subscribeFrames(listener: (frame: Event) => void): () => void {
+    this.frameListeners.add(listener);
+    return () => this.frameListeners.delete(listener);
+  }
+
   start(): void {
     this.connection = 'connecting';
     this.stream.start();
@@ -67,6 +75,7 @@ export class CompetitionsModel {
     this.stream.stop();
     this.connection = 'stopped';
     this.listeners.clear();
+    this.frameListeners.clear();
     this.me = null; // pending reads then change nothing
   }
 
@@ -158,25 +167,26 @@ export class CompetitionsModel {
     }
   }
 
-  private receive(frame: IFrame): void {
+  private receive(frame: Event): void {
+    this.emit(frame);
     switch (frame.type) {
       case 'competition.created':
       case 'competition.updated':
       case 'competition.closed':
-        if (frame.data && typeof frame.data.id === 'number') {
-          this.upsert(frame.data as ICompetition);
+        // Archiving closes a competition too: an archived one leaves the list (as in REST).
+        if (frame.data.archived) {
+          this.remove(frame.data.id);
+        } else {
+          this.upsert(frame.data);
         }
         break;
       case 'competition.deleted':
-        this.competitions = this.competitions.filter(
-          c => c.id !== frame.competition_id
-        );
-        this.notify();
+        this.remove(frame.competition_id);
         break;
       case 'leaderboard.changed':
         // Only the badges of the listed competitions that were read are kept current.
-        if (this.ranks.has(frame.competition_id ?? -1)) {
-          this.readRank(frame.competition_id!);
+        if (this.ranks.has(frame.competition_id)) {
+          this.readRank(frame.competition_id);
         }
         break;
       default:
@@ -184,7 +194,12 @@ export class CompetitionsModel {
     }
   }
 
-  private upsert(competition: ICompetition): void {
+  private remove(id: number): void {
+    this.competitions = this.competitions.filter(c => c.id !== id);
+    this.notify();
+  }
+
+  private upsert(competition: Competition): void {
     const index = this.competitions.findIndex(c => c.id === competition.id);
     if (index >= 0) {
       this.competitions[index] = competition;
@@ -193,6 +208,12 @@ export class CompetitionsModel {
     }
     this.loaded = true;
     this.notify();
+  }
+
+  private emit(frame: Event): void {
+    for (const listener of [...this.frameListeners]) {
+      listener(frame);
+    }
   }
 
   private notify(): void {

@@ -5,7 +5,7 @@
  * the live top window replace the indexed ones, so what is shown is as fresh as the board.
  */
 import { CrowdsourceApi } from './api';
-import { entryName, IEntry } from './types';
+import { entryName, Entry } from './types';
 
 export const PAGE_SIZE = 5000;
 export const MAX_RESULTS = 50;
@@ -14,9 +14,9 @@ export const MAX_RESULTS = 50;
 export function boardLoader(
   api: CrowdsourceApi,
   competitionId: number
-): () => Promise<IEntry[]> {
+): () => Promise<Entry[]> {
   return async () => {
-    const all: IEntry[] = [];
+    const all: Entry[] = [];
     for (let offset = 0; ; offset += PAGE_SIZE) {
       const page = await api.board(competitionId, { limit: PAGE_SIZE, offset });
       all.push(...page.entries);
@@ -34,19 +34,19 @@ export function boardLoader(
 }
 
 export interface ISearchResult {
-  entries: IEntry[];
+  entries: Entry[];
   /** How many entries match in all (more than shown when over MAX_RESULTS). */
   count: number;
 }
 
 /** Matches of `query` among `entries` (case-insensitive substring of the name). */
 export function findByName(
-  entries: IEntry[],
+  entries: Entry[],
   query: string,
   limit = MAX_RESULTS
 ): ISearchResult {
   const needle = query.trim().toLowerCase();
-  const found: IEntry[] = [];
+  const found: Entry[] = [];
   let count = 0;
   for (const entry of entries) {
     if (entryName(entry).toLowerCase().includes(needle)) {
@@ -61,12 +61,12 @@ export function findByName(
 
 /** The names of a whole board, loaded on first use and again when marked stale. */
 export class SearchIndex {
-  private entries: IEntry[] | null = null;
+  private entries: Entry[] | null = null;
   private loading: Promise<void> | null = null;
   private stale = false;
   error: string | null = null;
 
-  constructor(private readonly load: () => Promise<IEntry[]>) {}
+  constructor(private readonly load: () => Promise<Entry[]>) {}
 
   get ready(): boolean {
     return this.entries !== null;
@@ -101,7 +101,7 @@ export class SearchIndex {
   }
 
   /** Matches in the index (or in `live` alone while loading), live entries winning. */
-  find(query: string, live: IEntry[]): ISearchResult {
+  find(query: string, live: Entry[]): ISearchResult {
     if (this.entries === null) {
       return findByName(live, query);
     }

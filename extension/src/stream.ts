@@ -3,12 +3,12 @@
  * Nothing here polls: a new connection is tried only after the last one closed. The one
  * event-following implementation of the front end (panel, page and widget).
  */
-import { IFrame } from './types';
+import { Event } from './types';
 
 export interface IStreamHandlers {
   /** A `hello` arrived: a (re)connection; the server sends a snapshot next. */
-  onHello(): void;
-  onFrame(frame: IFrame): void;
+  onHello(frame: Event): void;
+  onFrame(frame: Event): void;
   /** The connection closed (or never opened); a retry is due in `retryMs`. */
   onDown(retryMs: number, wasOpen: boolean): void;
 }
@@ -101,14 +101,14 @@ export class EventStream {
       this.attempt = 0;
     };
     socket.onmessage = (message: MessageEvent) => {
-      let frame: IFrame;
+      let frame: Event;
       try {
         frame = JSON.parse(String(message.data));
       } catch {
         return;
       }
       if (frame.type === 'hello') {
-        this.handlers.onHello();
+        this.handlers.onHello(frame);
       } else {
         this.handlers.onFrame(frame);
       }

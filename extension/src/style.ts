@@ -25,6 +25,14 @@ export const BOARD_CSS = `
 .cs-view tr.cs-gap td { color: ${MUTED}; text-align: center; }
 .cs-view .cs-chart { margin-top: 8px; width: 100%; }
 .cs-view .cs-chart > div[hidden] { display: none; }
+.cs-app > .cs-standings-view { grid-column: 1 / -1; }
+.cs-view h3.cs-standings-title { font-size: 14px; margin: 0; }
+.cs-view .cs-standings-note, .cs-view .cs-standings-more { color: ${MUTED}; font-size: 12px; margin: 2px 0; }
+.cs-view table.cs-standings { border-collapse: collapse; margin: 4px 0 10px; width: 100%; }
+.cs-view table.cs-standings th { border-bottom: 1px solid ${BORDER}; color: ${MUTED}; font-weight: 600; padding: 3px 4px; text-align: left; }
+.cs-view table.cs-standings td { border-bottom: 1px solid ${BORDER}; overflow-wrap: anywhere; padding: 3px 4px; }
+.cs-view .cs-standings-chart { width: 100%; }
+.cs-view .cs-standings-chart[hidden] { display: none; }
 `;
 
 /** Add the styles to the document once. */

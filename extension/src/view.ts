@@ -15,18 +15,18 @@ import {
 import { findByName, SearchIndex } from './search';
 import {
   entryName,
-  IBoard,
-  IEntry,
+  Board,
+  Entry,
   IHistoryPoint,
   isEntryOf,
-  IYou
+  BoardYou
 } from './types';
 
 /** What the view shows; a face builds it from a LiveBoard, traitlets, or both. */
 export interface IBoardState {
-  board: IBoard | null;
-  you: IYou | null;
-  around: IEntry[];
+  board: Board | null;
+  you: BoardYou | null;
+  around: Entry[];
   history: IHistoryPoint[];
   /** The participant to highlight (null: nobody). */
   me: number | null;
@@ -43,10 +43,7 @@ const COLUMNS: [string, string, string][] = [
 ];
 
 /** One entry's row. */
-export function entryRow(
-  entry: IEntry,
-  me: number | null
-): HTMLTableRowElement {
+export function entryRow(entry: Entry, me: number | null): HTMLTableRowElement {
   const last = el('td', 'cs-last', formatShortTime(entry.last_submission_at));
   last.title = formatTime(entry.last_submission_at);
   const row = el('tr', 'cs-entry', null, [

@@ -11,7 +11,7 @@ import { PlotlyLoader } from './charts';
 import { el } from './dom';
 import { boardLoader, SearchIndex } from './search';
 import { injectStyle } from './style';
-import { IBoard, IHistoryPoint } from './types';
+import { Board, IHistoryPoint } from './types';
 import { BoardView } from './view';
 
 /** The part of anywidget's model used here (read only). */
@@ -36,7 +36,7 @@ const bundledPlotly: PlotlyLoader = () =>
   import('plotly.js-basic-dist-min').then(m => (m.default ?? m) as any);
 
 /** The kernel's board, or null before it sent one. */
-function traitBoard(model: IWidgetModel): IBoard | null {
+function traitBoard(model: IWidgetModel): Board | null {
   const board = model.get('board');
   return board && Array.isArray(board.entries) ? boardOfSnapshot(board) : null;
 }

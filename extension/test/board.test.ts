@@ -38,6 +38,7 @@ describe('applying deltas', () => {
       snapshot(5, [entry(1, 1, 0.1), entry(2, 2, 0.2), entry(3, 3, 0.3)])
     );
     const next = applyDelta(board, {
+      board: 'public',
       version: 6,
       previous: 5,
       total: 4,
@@ -58,6 +59,7 @@ describe('applying deltas', () => {
       snapshot(1, [entry(1, 1, 0.1), entry(2, 2, 0.2), entry(3, 3, 0.3)])
     );
     const next = applyDelta(board, {
+      board: 'public',
       version: 2,
       previous: 1,
       total: 4,
@@ -76,6 +78,7 @@ describe('applying deltas', () => {
     const board = boardOfSnapshot(snapshot(5, [entry(1, 1, 0.1)]));
     expect(
       applyDelta(board, {
+        board: 'public',
         version: 8,
         previous: 7,
         total: 1,
@@ -86,7 +89,14 @@ describe('applying deltas', () => {
     expect(
       applyDelta(
         { ...board, version: null },
-        { version: 6, previous: 5, total: 1, entries: [], removed: [] }
+        {
+          board: 'public',
+          version: 6,
+          previous: 5,
+          total: 1,
+          entries: [],
+          removed: []
+        }
       )
     ).toBeNull();
   });

@@ -1,5 +1,5 @@
 /** A WebSocket stand-in the tests drive by hand, and entries to fill boards with. */
-import { IEntry } from '../src/types';
+import { Entry } from '../src/types';
 
 export class FakeSocket {
   static all: FakeSocket[] = [];
@@ -58,7 +58,7 @@ export function entry(
   rank: number | null,
   score: number | null,
   name = `p${id}`
-): IEntry {
+): Entry {
   return {
     rank,
     name,
@@ -72,7 +72,7 @@ export function entry(
 
 export function snapshot(
   version: number,
-  entries: IEntry[],
+  entries: Entry[],
   limit = 3,
   total = entries.length
 ) {

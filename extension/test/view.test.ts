@@ -50,7 +50,13 @@ describe('the board view', () => {
     const view = new BoardView(never);
     view.update(
       state({
-        you: { participant_id: 7, rank: 4213, score: 0.9, total: 10000 },
+        you: {
+          version: 3,
+          participant_id: 7,
+          rank: 4213,
+          score: 0.9,
+          total: 10000
+        },
         around: [entry(7, 4213, 0.9, 'me')],
         me: 7
       })
