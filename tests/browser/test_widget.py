@@ -18,9 +18,9 @@ from tests.browser.harness import LAB_TOKEN
 MARKUP = '<a href="https://x.test">claim</a><b>x</b>'
 
 
-def widget_notebook(lab, server_url: str, competition_id: int) -> str:
-    """A notebook whose one cell shows the widget; its file name."""
-    source = (
+def widget_notebook(lab, server_url: str, competition_id: int, source: str = "") -> str:
+    """A notebook whose one cell shows the widget (or runs `source`); its file name."""
+    source = source or (
         "from crowdsource.client import Client\n"
         "from crowdsource.notebook.leaderboard import LeaderboardWidget\n"
         f"board = LeaderboardWidget({competition_id}, client=Client({server_url!r}))\n"
