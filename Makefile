@@ -12,7 +12,8 @@ $(PY):
 # The editable install also builds the JupyterLab extension (hatch-jupyter-builder runs jlpm);
 # it rebuilds when the TypeScript, styles, schema or lock file change.
 EXTENSION := package.json yarn.lock tsconfig.json schema/plugin.json $(shell find extension -type f)
-JLPM      := $(VENV)/bin/jlpm
+# jlpm with the venv first on PATH: package.json scripts call jlpm (and python3) themselves
+JLPM      := PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jlpm
 JSDEPS    := node_modules/.yarn-state.yml
 
 $(STAMP): pyproject.toml $(EXTENSION) | $(PY)
