@@ -1,5 +1,5 @@
 // The page and the widget, bundled from extension/src by esbuild (the panel is built by
-// jupyter-builder from lib/). `--minify` for the wheel.
+// jupyter-builder from lib/). `--minify` for the wheel (the widget is always minified).
 import { build } from 'esbuild';
 
 const minify = process.argv.includes('--minify');
@@ -19,9 +19,11 @@ await Promise.all([
     format: 'iife',
     outfile: 'crowdsource/static/leaderboard.js'
   }),
-  // The anywidget module: `export default { render }`, plotly.js-basic inlined (lazy).
+  // The anywidget module: `export default { render }`, plotly.js-basic inlined (lazy). Always
+  // minified: the kernel sends it to the browser with every view of the widget.
   build({
     ...common,
+    minify: true,
     entryPoints: ['extension/src/widget.ts'],
     format: 'esm',
     outfile: 'crowdsource/static/widget.js'

@@ -107,6 +107,28 @@ def test_reconnects_after_a_server_restart(new_server: Any, following: Any) -> N
     assert live.follower.connections >= 2
 
 
+def test_a_listener_below_the_top_window_gets_its_neighbourhood(
+    new_server: Any, following: Any
+) -> None:
+    """With a top window of 2, the 4th of 5 hears its place and reads the entries around
+    it; once it climbs into the window the neighbourhood is dropped."""
+    server = new_server(None, "--live-top=2")
+    _, competition = hosted(server)
+    players = [joined(server) for _ in range(5)]
+    for error, player in enumerate(players, start=1):
+        submit(player, competition, float(error))
+    fourth = players[3]
+    live = following(fourth, competition.id)
+    assert live.wait(lambda board: bool(live.around), timeout=30)
+    assert live.you is not None and live.you["rank"] == 4 and live.you["total"] == 5
+    names = [e["name"] for e in live.around]
+    assert fourth.participant["name"] in names  # type: ignore[index]
+    assert len(live.board["entries"]) == 2
+    submit(fourth, competition, 0.5)
+    assert live.wait(lambda board: live.you is not None and live.you["rank"] == 1, timeout=30)
+    assert live.wait(lambda board: not live.around, timeout=30)
+
+
 def test_stop_from_another_thread(sqlite_server: ServerProcess, following: Any) -> None:
     """stop() from another thread wakes a waiter, ends the thread, and may be repeated."""
     host, competition = hosted(sqlite_server)

@@ -37,6 +37,8 @@ log = logging.getLogger("crowdsource.client.live")
 HISTORY_LIMIT = 5000  # points of "best score over time" kept; the oldest are dropped
 DEFAULT_LIMIT = 100  # the top window a server sends by default (`--live-top`)
 SNAPSHOT_GRACE = 0.5  # seconds a snapshot may take to follow hello before the board is read by REST
+AROUND = 11  # entries of the listener's neighbourhood read when it ranks below the top window
+AROUND_EVERY = 5.0  # seconds between two reads of the neighbourhood (each push may move a rank)
 
 
 def start_thread(target: Callable[..., Any], *args: Any, name: str) -> threading.Thread:
@@ -193,7 +195,8 @@ class LiveBoard:
 
     Read `board` (snapshot-shaped: version, total, limit, title, metric, higher_is_better,
     entries), `history` (a point each time an entry's best score changes), `you` (the
-    listener's own rank, if it has a token) and `status`. Callbacks registered with
+    listener's own rank, if it has a token), `around` (its neighbourhood, when it ranks below
+    the top window) and `status`. Callbacks registered with
     `on_change` run in the follower's thread, at most once per `interval` seconds."""
 
     def __init__(
@@ -217,6 +220,8 @@ class LiveBoard:
         self._history_count = 0
         self._best: dict[int, float] = {}
         self._you: dict[str, Any] | None = None
+        self._around: list[dict[str, Any]] = []
+        self._around_at: float | None = None  # when to read the neighbourhood again
         self._status = "not started"
         self._callbacks: list[Callable[[LiveBoard], None]] = []
         self._speaks_snapshots = False  # set by the first snapshot: hello then needs no REST
@@ -279,6 +284,13 @@ class LiveBoard:
             return dict(self._you) if self._you else None
 
     @property
+    def around(self) -> list[dict[str, Any]]:
+        """The entries around the listener's own when it ranks below the top window (REST
+        `around=me`, read again at most every few seconds); else empty (a copy)."""
+        with self._lock:
+            return list(self._around)
+
+    @property
     def status(self) -> str:
         """What the follower does: live, connecting, reconnecting in 0.4 s: (why), stopped."""
         with self._lock:
@@ -333,6 +345,8 @@ class LiveBoard:
         elif event.type == "leaderboard.you":
             with self._changed:
                 self._you = dict(data)
+                if self._around_at is None:
+                    self._around_at = time.monotonic()  # at the next tick
                 self._changed_locked()
 
     def _on_hello(self) -> None:
@@ -398,6 +412,38 @@ class LiveBoard:
             )
             self._history_count += 1
 
+    def _below(self) -> bool:
+        """Whether the listener ranks below the top window (lock held)."""
+        you, entries = self._you, self._board["entries"]
+        if not you or you.get("rank") is None or you["rank"] <= len(entries):
+            return False
+        mine = you.get("participant_id")
+        return all((e.get("participant") or {}).get("id") != mine for e in entries)
+
+    def _read_around(self) -> None:
+        """Read the neighbourhood by REST when below the top window, else drop it; again
+        in a few seconds while below (a failed read is retried then)."""
+        with self._changed:
+            below = self._below()
+            self._around_at = time.monotonic() + AROUND_EVERY if below else None
+            if not below:
+                if self._around:
+                    self._around = []
+                    self._changed_locked()
+                return
+        try:
+            data = self.client._json(
+                "GET",
+                f"/competitions/{self.competition_id}/leaderboard",
+                params={"board": "public", "around": "me", "limit": AROUND},
+            )
+        except CrowdsourceError as exc:
+            log.debug("neighbourhood not read: %s", exc)
+            return
+        with self._changed:
+            self._around = list(data.get("entries", [])) if self._below() else []
+            self._changed_locked()
+
     # -- notifying -------------------------------------------------------------------------------
 
     def _set_status(self, text: str) -> None:
@@ -417,7 +463,9 @@ class LiveBoard:
         now = time.monotonic()
         if self._refresh_at is not None and now >= self._refresh_at:
             self.refresh()
-        waits = [] if self._refresh_at is None else [self._refresh_at - now]
+        if self._around_at is not None and now >= self._around_at:
+            self._read_around()
+        waits = [t - now for t in (self._refresh_at, self._around_at) if t is not None]
         if self._pending:
             left = self._last_flush + self.interval - now
             if left <= 0:

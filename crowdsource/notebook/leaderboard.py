@@ -1,12 +1,13 @@
 """`LeaderboardWidget`: a live leaderboard in a notebook, drawn by the browser from synced state.
 
 The widget is an anywidget. Its state lives in synced traitlets (the board as a snapshot, the
-best-score history, the viewer's own id, a status line); the kernel keeps them current through
-a `LiveBoard` (crowdsource.client.live: the client's one event follower), at most four times a
-second. The browser module (crowdsource/static/widget.js, built from extension/src/widget.ts)
-draws the table and the Plotly chart from that state, so a page reload or a second view of the
-output shows the current board at once; it may also follow the server's stream itself. No
-thread writes HTML, and the kernel never imports Plotly for this widget.
+best-score history, the viewer's own id, place and neighbourhood, a status line); the kernel
+keeps them current through a `LiveBoard` (crowdsource.client.live: the client's one event
+follower), at most four times a second. The browser module (crowdsource/static/widget.js, built
+from extension/src/widget.ts) draws the table and the Plotly chart from that state, so a page
+reload or a second view of the output shows the current board at once; it may also follow the
+server's stream itself. No thread writes HTML, and the kernel never imports Plotly for this
+widget.
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ class LeaderboardWidget(anywidget.AnyWidget):
         help="{at, participant_id, name, score} per best-score change"
     ).tag(sync=True)
     me = traitlets.Int(0, help="the kernel's participant id (0: anonymous)").tag(sync=True)
+    you = traitlets.Dict(
+        help="the kernel's own place {version, participant_id, rank, score, total}, if any"
+    ).tag(sync=True)
+    around: traitlets.List[dict[str, Any]] = traitlets.List(
+        help="the entries around the kernel's own when it ranks below the top window"
+    ).tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
 
     @property
@@ -190,6 +197,8 @@ class LeaderboardWidget(anywidget.AnyWidget):
                 self.history = live.history
             if you.get("participant_id"):
                 self.me = int(you["participant_id"])
+            self.you = you
+            self.around = live.around
             self.status = live.status
         with self._changed:
             self._changed.notify_all()

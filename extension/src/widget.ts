@@ -28,6 +28,8 @@ const TRAITS = [
   'board',
   'history',
   'me',
+  'you',
+  'around',
   'status'
 ];
 
@@ -79,8 +81,9 @@ export function render({
     title.textContent = board?.title ?? competition.title ?? '';
     view!.update({
       board,
-      you: null,
-      around: [],
+      // The browser follows anonymously: the viewer's place is the kernel's.
+      you: model.get('you')?.rank !== undefined ? model.get('you') : null,
+      around: model.get('around') ?? [],
       history: kept.concat(seen),
       me: model.get('me') || null,
       status: direct ? connectionText('live', 0) : model.get('status') || ''

@@ -72,3 +72,28 @@ def test_the_widget_shows_the_top_of_a_10000_entry_board_and_a_new_leader_live(
     expect(row.locator("td.cs-name a")).to_have_count(0)
     expect(table.locator("tbody.cs-top tr[data-entry]")).to_have_count(100)
     assert recorded.errors == []
+
+
+def test_the_widget_shows_your_place_and_neighbours_below_the_top(
+    lab, new_server: Any, new_page: Any
+) -> None:
+    """The kernel connected as the 5,001st of 10,001: the widget says so and shows the
+    entries around its own, below the top 100."""
+    server, api, comp = seeded(new_server)
+    middle = api.register("middle")
+    api.submit(middle, comp, 1.4999)  # better than 5,000 seeded entries
+    magic = f"%load_ext crowdsource\n%crowdsource connect {server.url} --token {middle['token']}\n"
+    magic += f"%crowdsource leaderboard {comp['id']}"
+    name = widget_notebook(lab, server.url, comp["id"], source=magic)
+    recorded = new_page()
+    page = recorded.page
+    open_notebook(lab, page, name, f"w{uuid.uuid4().hex[:12]}")
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+    widget = page.locator(".cs-widget")
+    expect(widget.locator(".cs-you")).to_have_text("#5,001 of 10,001", timeout=60_000)
+    expect(widget.locator("tbody.cs-top tr[data-entry]")).to_have_count(100)
+    mine = widget.locator(f'tbody.cs-around tr.cs-mine[data-entry="{middle["id"]}"]')
+    expect(mine.locator("td.cs-rank")).to_have_text("5001", timeout=30_000)
+    expect(widget.locator("tbody.cs-around tr[data-entry]")).to_have_count(11)
+    assert recorded.errors == []
