@@ -1,6 +1,6 @@
 """Issue 12's rows of `make bench`: one competition whose public board holds 10,000
 participants (seeded with `tests.support.seed_board`), watched live by 1,000 WebSockets of
-one separate process (`bench/watchers.py`; half read every frame, half never read).
+one separate process (`bench/watchers.py`; half read everything, half never read).
 
 1. Scored submissions/s (8 `wrk` clients) with no watcher, then with the 1,000: the ratio.
 2. Meanwhile one more participant submits with `?wait=true` every 100 ms: from each 201 to
@@ -344,7 +344,7 @@ def rows(res: dict) -> list[dict]:
     out = [
         _row(
             f"Scored submissions/s (8 clients) on a {n}-entry board, {w} WebSocket watchers "
-            "of it (half read every frame, half never read) against none",
+            "of it (half read everything, half never read) against none",
             f"{watched:,.0f}/s{ours_cpu(lv['watched'])}",
             f"{alone:,.0f}/s with no watcher{ours_cpu(lv['alone'])}",
             ratio="-" if share is None else f"{share:.0f}%",

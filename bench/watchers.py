@@ -5,12 +5,13 @@
 
 Half of the watchers read every frame (even-numbered ones), half never read at all after
 the handshake (odd-numbered ones: a raw socket whose reading pauses once 8 KiB wait, so the
-server's sends to it back up as to a stalled browser tab). `--probes` of the reading ones
-parse every frame and note when the entry of `--participant` first shows each new
-submissions count, in a
-`leaderboard.delta`, a `leaderboard.snapshot` or (today's server) a `leaderboard.changed`
-that carries the whole board. The other readers parse only small frames, to keep their board
-version: on a gap they ask for a snapshot, as the protocol says.
+server's sends to it back up as to a stalled browser tab). `--probes` of the reading ones are
+WebSocket clients that parse every frame, keep their board version (on a gap they ask for a
+snapshot, as the protocol says) and note when the entry of `--participant` first shows each
+new submissions count, in a `leaderboard.delta`, a `leaderboard.snapshot` or a whole-board
+`leaderboard.changed`. The other readers drain their raw socket as fast as the server sends:
+to the server they are fast clients, and this one process stays able to keep up with
+hundreds of them (parsing every frame of 500 streams here would measure this process).
 
 Prints `READY {json}` once every watcher is connected; then, for each line on stdin,
 `report` prints `REPORT {json}` (frames, bytes, closes and the probes' sightings with
@@ -35,7 +36,6 @@ from urllib.parse import urlsplit
 
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-PARSED = 256 * 1024  # readers parse frames up to this size (deltas, snapshots), not boards
 BOARD_TYPES = ("leaderboard.delta", "leaderboard.snapshot", "leaderboard.changed")
 RECONNECTS = 5  # a reading watcher that is closed reconnects at most this many times
 
@@ -88,8 +88,9 @@ class Watcher:
         self.index, self.args, self.stats = index, args, stats
         self.reads = index % 2 == 0
         self.probe = self.reads and index // 2 < args.probes
-        self.conn: WebSocketClientConnection | None = None
-        self.held: asyncio.StreamWriter | None = None  # a watcher that never reads
+        self.conn: WebSocketClientConnection | None = None  # a probe's
+        self.raw: asyncio.StreamReader | None = None  # another reader's socket, drained
+        self.held: asyncio.StreamWriter | None = None  # the raw socket (never read: stalled)
         self.version: int | None = None
         self.seen = 0
         if self.probe:
@@ -100,8 +101,8 @@ class Watcher:
         return f"{self.args.url}?competition={self.args.competition}"
 
     async def connect(self) -> None:
-        """Open the socket (a reader also reads its `hello`)."""
-        if not self.reads:
+        """Open the socket (a probe also reads its `hello`)."""
+        if not self.probe:
             return await self.hold()
         self.conn = await websocket_connect(
             self.url, connect_timeout=30, max_message_size=256 * 2**20
@@ -111,7 +112,7 @@ class Watcher:
             raise ConnectionError("closed before hello")
 
     async def hold(self) -> None:
-        """Open the WebSocket by hand and never read from it after the handshake."""
+        """Open the WebSocket by hand, reading nothing after the handshake (yet)."""
         parts = urlsplit(self.url)
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(parts.hostname, parts.port, limit=4096), 30
@@ -125,12 +126,14 @@ class Watcher:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
         if b" 101 " not in head.split(b"\r\n", 1)[0]:
             raise ConnectionError(head[:200].decode(errors="replace"))
-        self.held = writer
+        self.raw, self.held = reader, writer
 
     async def run(self) -> None:
         """Read every frame (readers), reconnecting a few times if closed."""
         if not self.reads:
             return  # holds its socket open and never reads again
+        if not self.probe:
+            return await self.drain()
         for attempt in range(RECONNECTS + 1):
             if attempt:
                 self.stats.reconnects += 1
@@ -140,6 +143,13 @@ class Watcher:
                 except Exception:
                     continue
             await self.read_all()
+
+    async def drain(self) -> None:
+        """Read the raw socket until the server closes it, counting bytes."""
+        assert self.raw is not None
+        while chunk := await self.raw.read(1 << 16):
+            self.stats.bytes += len(chunk)
+        self.stats.closes["eof (a drained reader)"] += 1
 
     async def read_all(self) -> None:
         """Read frames until the socket closes."""
@@ -152,11 +162,10 @@ class Watcher:
                 return
             self.stats.frames += 1
             self.stats.bytes += len(msg)
-            if self.probe or len(msg) <= PARSED:
-                self.on_event(json.loads(msg), now)
+            self.on_event(json.loads(msg), now)
 
     def on_event(self, event: dict[str, Any], now: float) -> None:
-        """Keep the board version (resync on a gap); a probe notes its participant's count."""
+        """Keep the board version (resync on a gap); note the participant's count."""
         data = event.get("data") or {}
         if event.get("type") == "leaderboard.snapshot":
             self.version = data.get("version")
@@ -166,11 +175,10 @@ class Watcher:
                 assert self.conn is not None
                 self.conn.write_message(json.dumps({"type": "snapshot"}))
             self.version = data.get("version")
-        if self.probe:
-            count = count_of(event, self.args.participant)
-            if count is not None and count > self.seen:
-                self.seen = count
-                self.stats.sightings.setdefault(self.index, []).append((count, now))
+        count = count_of(event, self.args.participant)
+        if count is not None and count > self.seen:
+            self.seen = count
+            self.stats.sightings.setdefault(self.index, []).append((count, now))
 
 
 async def connect_all(watchers: list[Watcher], stats: Stats, batch: int = 50) -> None:
@@ -194,8 +202,9 @@ async def main(args: argparse.Namespace) -> None:
     watchers = [Watcher(i, args, stats) for i in range(args.count)]
     t0 = time.monotonic()
     await connect_all(watchers, stats)
-    tasks = [asyncio.ensure_future(w.run()) for w in watchers if w.conn is not None]
-    held = sum(w.held is not None for w in watchers)
+    opened = [w for w in watchers if w.conn is not None or w.held is not None]
+    tasks = [asyncio.ensure_future(w.run()) for w in opened if w.reads]
+    held = len(opened) - len(tasks)
     ready = {
         "connected": stats.connected,
         "readers": len(tasks),
