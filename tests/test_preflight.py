@@ -6,10 +6,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -234,3 +236,32 @@ def test_check_sends_no_submission(arena: dict[str, Any]) -> None:
         competition.check(good_frame(competition).head(3))
     competition.check(good_frame(competition))
     assert len(player.submissions(competition.id)) == before
+
+
+class CountingSession(requests.Session):
+    """A real HTTP session that notes the path of every request it sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        """Note the path, then send."""
+        self.paths.append(urlsplit(str(url)).path)
+        return super().request(method, url, *args, **kwargs)
+
+
+def test_client_check_fetches_the_competition_and_dataset_once(arena: dict[str, Any]) -> None:
+    """`Client.check(id, frame)` called again and again reads the competition and its dataset
+    from the server once, as `Competition.check` does."""
+    counted = CountingSession()
+    player = Client(arena["server"].url, token=arena["player"].token, session=counted)
+    for competition in arena["competitions"].values():
+        frame = good_frame(competition)
+        for _ in range(3):
+            assert player.check(competition.id, frame) == ROWS
+            with pytest.raises(InvalidSubmission, match="ids missing"):
+                player.check(competition.id, frame.head(3))
+        fetched = [p for p in counted.paths if p.endswith(f"/competitions/{competition.id}")]
+        datasets = [p for p in counted.paths if p.endswith(f"/{competition.id}/dataset")]
+        assert (len(fetched), len(datasets)) == (1, 1), counted.paths

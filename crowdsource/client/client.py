@@ -9,6 +9,7 @@ import os
 import re
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 __all__ = ["Client"]
 
 API = "/api/v1"
+CHECKS_KEPT = 4  # competitions (with their dataset ids) `Client.check` keeps
 
 
 class Keep(enum.Enum):
@@ -147,6 +149,8 @@ class Client:
         self._local = threading.local()
         self._id_columns: dict[int, str] = {}
         self._competitor: Competitor | None = None
+        self._checked: OrderedDict[int, Competition] = OrderedDict()  # pre-flight's, newest last
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         who = (self.participant or {}).get("name") or ("token" if self.token else "anonymous")
@@ -526,8 +530,17 @@ class Client:
 
     def check(self, competition_id: int, predictions: pd.DataFrame) -> int:
         """Check predictions as the server would, without submitting (the pre-flight check):
-        returns their rows, or raises InvalidSubmission with the server's very message."""
-        return self.competition(competition_id).check(predictions)
+        returns their rows, or raises InvalidSubmission with the server's very message. The
+        competition and its dataset ids are fetched once (the last few checked are kept)."""
+        with self._lock:
+            competition = self._checked.pop(int(competition_id), None)
+        if competition is None:
+            competition = self.competition(competition_id)
+        with self._lock:
+            self._checked[competition.id] = competition
+            while len(self._checked) > CHECKS_KEPT:
+                self._checked.popitem(last=False)
+        return competition.check(predictions)
 
     def submissions(self, competition_id: int | None = None) -> list[Submission]:
         """Your own submissions, newest first (to one competition if given; to one you host:
