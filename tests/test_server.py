@@ -159,7 +159,7 @@ def test_scoring_processes_end_with_a_killed_server(tmp_path: Path, new_server) 
     workers = main.children(recursive=True)
     assert len(workers) >= 2
     server.kill()
-    _, alive = psutil.wait_procs(workers, timeout=10)
+    _, alive = psutil.wait_procs(workers, timeout=60)
     assert alive == []
 
 
@@ -287,13 +287,13 @@ def test_several_processes_keep_boards_and_events_live_across_them(
 
     crashed = parent.children()[0]
     crashed.kill()
-    crashed.wait(10)
-    deadline = time.monotonic() + 30
+    crashed.wait(60)
+    deadline = time.monotonic() + 90
     while len(parent.children()) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(parent.children()) == 2 and crashed not in parent.children()
     assert len(entries()) == 1
     everything = parent.children(recursive=True)
     server.kill()
-    _, alive = psutil.wait_procs(everything, timeout=15)
+    _, alive = psutil.wait_procs(everything, timeout=60)
     assert alive == []
