@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -23,6 +24,7 @@ from crowdsource.errors import (
 )
 from crowdsource.frames import to_parquet
 from crowdsource.server.events import Event, EventBus
+from crowdsource.server.live import BATCHED
 from crowdsource.server.managers import Managers
 from crowdsource.server.scoring.workers import Workers
 from crowdsource.server.storage.engine import migrate
@@ -394,6 +396,56 @@ async def test_watchers_get_a_snapshot_then_deltas_and_their_own_place(w: World)
     assert delta["entries"][0]["participant"]["name"] == "ann"
     you = [f["data"] for f in watcher.frames if f["type"] == "leaderboard.you"]
     assert (you[0]["rank"], you[-1]["rank"], you[-1]["total"]) == (None, 1, 1)
+
+
+@scenario
+async def test_each_listener_hears_what_its_filter_lets_through(w: World) -> None:
+    """Random listeners (of every competition, of one, with or without a participant) and
+    random events: each hears exactly what the event stream's filter lets through (one
+    competition's; of its submission events, its own alone; a resync always), and one that
+    stopped hears nothing more."""
+    rng = random.Random(12)
+    kinds = ["submission.scored", "submission.failed", "competition.updated", "hello"]
+    heard: dict[int, list[Event]] = {}
+    filters: dict[int, tuple[int | None, int | None]] = {}
+    stops = []
+    for n in range(40):
+        competition = rng.choice([None, 1, 2, 3])
+        viewer = rng.choice([None, 7, 8]) if competition is not None else None
+        filters[n] = (competition, viewer)
+        stops.append(
+            w.m.leaderboards.listen(
+                lambda e, n=n: heard.setdefault(n, []).append(e),
+                competition=competition,
+                viewer=viewer,
+            )
+        )
+    stopped = set(rng.sample(range(40), 10))
+    sent: list[Event] = []
+    for step in range(400):
+        if step == 200:
+            for n in stopped:
+                stops[n]()
+        kind = rng.choice(kinds)
+        who = {"participant": {"id": rng.choice([7, 8, 9]), "name": "p"}}
+        data = who if kind.startswith("submission.") else {"id": 1, "title": "t"}
+        event = Event(kind, rng.choice([1, 2, 3]), data if kind != "hello" else {})
+        sent.append(event)
+        w.m.leaderboards._on_event(event)
+
+    def lets_through(n: int, event: Event) -> bool:
+        competition, viewer = filters[n]
+        if competition is None or event.type == "hello":
+            return True
+        if event.competition_id != competition:
+            return False
+        return event.type not in BATCHED or event.data["participant"]["id"] == viewer
+
+    for n in filters:
+        live = range(200) if n in stopped else range(len(sent))
+        expected = [e for i, e in enumerate(sent) if lets_through(n, e) and i in live]
+        assert [e.type for e in heard.get(n, [])] == [e.type for e in expected], filters[n]
+        assert heard.get(n, []) == expected
 
 
 @scenario

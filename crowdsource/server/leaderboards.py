@@ -9,7 +9,7 @@ import io
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import TextClause, TextualSelect, bindparam, delete, select, text
 from sqlalchemy.orm import Session
@@ -21,7 +21,7 @@ from crowdsource.metrics import get_metric
 from crowdsource.server import competitions, finals, ladder
 from crowdsource.server.competitions import CompetitionManager
 from crowdsource.server.events import ENTRY, RESYNC, Event, EventBus
-from crowdsource.server.live import BATCHED, LiveBoards
+from crowdsource.server.live import BATCHED, LiveBoards, owner_id
 from crowdsource.server.ranked import RankedBoard, state
 from crowdsource.server.storage import locks
 from crowdsource.server.storage.store import Store
@@ -41,6 +41,7 @@ BOARDS = ("public", "private")
 # events carrying a competition's view (loaded here when it was too large to travel)
 COMPETITION_EVENTS = ("competition.created", "competition.closed", "competition.updated")
 Listener = Callable[[Event], None]
+K = TypeVar("K")
 
 
 def _better(comp: Competition, new: float, old: float | None) -> bool:
@@ -330,6 +331,15 @@ def as_csv(board: dict[str, Any]) -> str:
     return out.getvalue()
 
 
+def _discard(table: dict[K, set[Listener]], key: K, listener: Listener) -> None:
+    """Take a listener out of its set in a table, and an emptied set out of the table."""
+    listeners = table.get(key)
+    if listeners is not None:
+        listeners.discard(listener)
+        if not listeners:
+            del table[key]
+
+
 class LeaderboardManager(LoggingConfigurable):
     """Boards for reading and the live push: public boards are kept in memory in rank order
     (`LiveBoards`), moved by each entry any process records and reloaded after whole-board
@@ -369,7 +379,9 @@ class LeaderboardManager(LoggingConfigurable):
         self.competitions = competitions
         self.tasks = Background()
         self.live = LiveBoards(self._load, top=self.live_top, rate=self.push_rate)
-        self._listeners: set[Listener] = set()
+        self._listeners: set[Listener] = set()  # of every competition
+        self._watching: dict[int, set[Listener]] = {}  # of one competition
+        self._owners: dict[tuple[int, int], set[Listener]] = {}  # (competition, viewer) of those
         self._private: dict[int, dict[str, Any]] = {}  # private boards of closed competitions
         self._texts: dict[int, tuple[RankedBoard, int, str]] = {}  # whole public boards' JSON
         bus.subscribe(self._on_event)
@@ -472,11 +484,28 @@ class LeaderboardManager(LoggingConfigurable):
 
     # ------------------------------------------------------------ the live push
 
-    def listen(self, listener: Listener) -> Callable[[], None]:
-        """Receive every event but the boards' own (those go to `live` watchers); returns the
-        unsubscribe."""
-        self._listeners.add(listener)
-        return lambda: self._listeners.discard(listener)
+    def listen(
+        self, listener: Listener, *, competition: int | None = None, viewer: int | None = None
+    ) -> Callable[[], None]:
+        """Receive every event but the boards' own (those go to `live` watchers), or only one
+        competition's, and of its submission events only `viewer`'s own (others' come with
+        the board's pushes); returns the unsubscribe."""
+        if competition is None:
+            self._listeners.add(listener)
+            return lambda: self._listeners.discard(listener)
+        sets = [self._watching.setdefault(competition, set())]
+        if viewer is not None:
+            sets.append(self._owners.setdefault((competition, viewer), set()))
+        for listeners in sets:
+            listeners.add(listener)
+
+        def unsubscribe() -> None:
+            """Stop listening."""
+            _discard(self._watching, competition, listener)
+            if viewer is not None:
+                _discard(self._owners, (competition, viewer), listener)
+
+        return unsubscribe
 
     def _on_event(self, event: Event) -> None:
         """An event from any process: move or reload the board it changes, drop the caches
@@ -510,15 +539,28 @@ class LeaderboardManager(LoggingConfigurable):
 
     def _emit(self, event: Event) -> None:
         """Hand an event to every listener; one failing does not stop the others."""
-        for listener in list(self._listeners):
+        for listener in self._listeners_of(event):
             try:
                 listener(event)
             except Exception:
                 self.log.exception("event listener failed")
 
+    def _listeners_of(self, event: Event) -> list[Listener]:
+        """Who hears of an event: listeners of every competition; those of its competition
+        (of a submission event, its owner's alone); everyone on a resync."""
+        cid = event.competition_id
+        if event.type == RESYNC:
+            return [*self._listeners, *{x for xs in self._watching.values() for x in xs}]
+        if event.type in BATCHED:
+            owner = owner_id(event)
+            return [*self._listeners, *self._owners.get((cid, owner or 0), ())]
+        return [*self._listeners, *self._watching.get(cid, ())]
+
     def close(self) -> None:
         """Stop pushing."""
         self._listeners.clear()
+        self._watching.clear()
+        self._owners.clear()
         self.live.close()
         self.tasks.cancel()
 

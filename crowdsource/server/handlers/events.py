@@ -107,7 +107,10 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
     def open(self, *args: str, **kwargs: str) -> None:
         """Subscribe, greet so the client knows to resync, then send the board's snapshot
         (or, listening to every competition, a change notice per push)."""
-        self._unsubscribe = self.leaderboards.listen(self._on_event)
+        viewer = None if self.viewer is None else self.viewer.id
+        self._unsubscribe = self.leaderboards.listen(
+            self._on_event, competition=self.competition, viewer=viewer
+        )
         self.settings["traffic"].opened(self)  # closed with 1001 when the server stops
         self.send(Event(RESYNC, self.competition or 0, {}).to_json().encode())
         if self.competition is None:
