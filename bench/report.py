@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import cluster, firstpaint, live
+from bench import cluster, firstboard, firstpaint, live
 
 NOT_RUN = "not run"
 
@@ -309,6 +309,7 @@ def rows(res: dict) -> list[dict]:
     out.extend(cluster.rows(res, lambda c, key: f"{_num(_g(c, key, 'rps'))}/s{_cpu(c.get(key))}"))
     out.extend(live.rows(res))
     out.extend(firstpaint.rows(res))
+    out.extend(firstboard.rows(res))
     return out
 
 
@@ -384,6 +385,7 @@ def table_only(res: dict, only: str | None = None) -> str:
         "w4": "4",
         "live": "12",
         "first_paint": "12",
+        "first_board": "13",
     }
     for r in rows(res):
         if only and r["id"] != ids.get(only, r["id"]):
@@ -499,6 +501,12 @@ def render(res: dict) -> str:
         "arguments), each in a fresh context (cold cache); the page's `performance.now()` in "
         "the first animation frame after the first board row is in the document (a "
         "`performance.mark`), i.e. from the navigation's start to the frame that paints rows.",
+        "13. Issue 13 (`bench/firstboard.py`): another seeded board of as many entries; "
+        f"{cfg.get('kernel_runs', 3)} fresh IPython kernels (jupyter_client, as JupyterLab "
+        "starts them), each running `%load_ext crowdsource` and `%crowdsource connect URL`, "
+        "then `%crowdsource leaderboard ID`: the time from sending the first cell until the "
+        "kernel has sent the widget's view and a widget state holding the board's entries (what a "
+        "browser needs to draw it), read from the kernel's iopub channel.",
         "",
     ]
     if peer.get("not_run"):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import cluster, firstpaint, floor, hosting, live, ours, peer, report
+from bench import cluster, firstboard, firstpaint, floor, hosting, live, ours, peer, report
 from bench.common import (
     PG_ADMIN,
     ROOT,
@@ -60,6 +60,7 @@ FULL = {
     "live_settle_s": 2,
     "live_rss_cap": 2 * 2**30,
     "paint_loads": 5,  # issue 12: first paint of /leaderboard on the 10,000 board (firstpaint.py)
+    "kernel_runs": 3,  # issue 13: first %crowdsource leaderboard of a fresh kernel (firstboard.py)
 }
 SMOKE = {
     "rows_small": 200,
@@ -87,6 +88,7 @@ SMOKE = {
     "live_settle_s": 1,
     "live_rss_cap": 2**30,
     "paint_loads": 2,
+    "kernel_runs": 1,
 }
 WORKLOADS = (
     "hello",
@@ -102,6 +104,7 @@ WORKLOADS = (
     "cluster",
     "live",
     "first_paint",
+    "first_board",
 )
 
 
@@ -222,7 +225,7 @@ def main() -> int:
     # ---- the original
     if args.no_peer:
         results["peer"] = {"not_run": "skipped (--no-peer)"}
-    elif args.only in ("live", "first_paint", "cluster", "w1_multi"):
+    elif args.only in ("live", "first_paint", "first_board", "cluster", "w1_multi"):
         results["peer"] = {"not_run": f"not needed for --only {args.only}"}
     elif args.smoke and not args.peer:
         results["peer"] = {"not_run": "smoke run (add --peer to include it)"}
@@ -263,6 +266,10 @@ def main() -> int:
     if want("first_paint"):
         log(f"first paint: /leaderboard on a board of {cfg['live_participants']:,} in Chromium")
         attempt(results, "first_paint", firstpaint.run, cfg, log)
+    # ---- issue 13: the first %crowdsource leaderboard of a fresh kernel
+    if want("first_board"):
+        log(f"first leaderboard: a fresh kernel, a board of {cfg['live_participants']:,}")
+        attempt(results, "first_board", firstboard.run, cfg, log)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
 
     text = report.render(results)
@@ -289,6 +296,7 @@ def main() -> int:
             "cluster",
             "live",
             "first_paint",
+            "first_board",
         )
         if "error" in results.get(k, {})
     ] + (["server"] if "server_error" in results else [])
