@@ -4,6 +4,7 @@ their own, SQLite and PostgreSQL: standings read every competition of a type).""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from hypothesis import given
 from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
@@ -168,6 +170,18 @@ def test_functions_and_participants_across_rounds(fresh: ServerProcess) -> None:
         ("alice", pytest.approx(1 / 3)),
         ("carol", 1.0),
     ]
+    assert (data["functions_total"], data["participants_total"]) == (3, 3)
+    url = f"{fresh.url}/api/v1/standings"
+    for limit, offset in itertools.product((1, 2, 3, 10), (0, 1, 2, 3, 7)):
+        page = requests.get(url, params={"type": "regress", "limit": limit, "offset": offset})
+        got = page.json()
+        for rows in ("functions", "participants"):
+            assert got[rows] == data[rows][offset : offset + limit], (limit, offset)
+        assert (got["functions_total"], got["participants_total"]) == (3, 3)
+        assert got["rounds"] == data["rounds"]
+    for bad in ({"limit": 0}, {"limit": 10_001}, {"offset": -1}, {"limit": "ten"}):
+        r = requests.get(url, params={"type": "regress", **bad})
+        assert r.status_code == 400 and next(iter(bad)) in r.json()["message"], r.text
 
 
 def test_a_bad_type_is_a_400_naming_the_types(fresh: ServerProcess) -> None:

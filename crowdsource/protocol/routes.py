@@ -308,7 +308,10 @@ ROUTES: tuple[Route, ...] = (
         "/api/v1/standings",
         "Standings of functions and participants over every round of a competition type",
         answer=t.Standings,
-        params=(Param("type", schema_of(t.CompetitionType), required=True),),
+        params=(
+            Param("type", schema_of(t.CompetitionType), required=True),
+            *page(10_000, "functions and participants per page (default: all)"),
+        ),
     ),
     Route(
         "GET",

@@ -447,12 +447,16 @@ class Round(TypedDict):
 
 
 class Standings(TypedDict):
-    """Standings over every round of a competition type, best mean normalised rank first."""
+    """Standings over every round of a competition type, best mean normalised rank first:
+    a page (`limit`, `offset`) of the functions and of the participants, and how many of
+    each there are."""
 
     type: CompetitionType
     rounds: list[Round]
     functions: list[FunctionStanding]
     participants: list[ParticipantStanding]
+    functions_total: int
+    participants_total: int
 
 
 # ---------------------------------------------------------------- operations and errors

@@ -251,6 +251,11 @@ def participant_rows(boards: list[tuple[int, dict[str, Any]]]) -> list[dict[str,
     return ordered(rows)
 
 
+def window(rows: list[dict[str, Any]], limit: int | None, offset: int) -> list[dict[str, Any]]:
+    """`limit` rows (all if None) from `offset` on."""
+    return rows[offset:] if limit is None else rows[offset : offset + limit]
+
+
 class StandingsManager(LoggingConfigurable):
     """The standings of a competition type, from the submissions table and the boards."""
 
@@ -259,8 +264,12 @@ class StandingsManager(LoggingConfigurable):
         self.store = store
         self.leaderboards = leaderboards
 
-    async def standings(self, kind: str) -> dict[str, Any]:
-        """`{type, rounds, functions, participants}` for competitions of type `kind`."""
+    async def standings(
+        self, kind: str, *, limit: int | None = None, offset: int = 0
+    ) -> dict[str, Any]:
+        """`{type, rounds, functions, participants, functions_total, participants_total}` for
+        competitions of type `kind`: `limit` functions and participants (all if None) from
+        `offset` on."""
         kind = check_type(kind)
 
         def run(session: Session) -> tuple[list[Round], list[Any]]:
@@ -276,6 +285,7 @@ class StandingsManager(LoggingConfigurable):
         entered = {r["competition_id"] for row in functions for r in row["ranks"]}
         sizes = {cid: sum(e["rank"] is not None for e in b["entries"]) for cid, b in boards}
         shown = [r for r in rounds if sizes[r.id] or r.id in entered]
+        participants = participant_rows(boards)
         return {
             "type": kind,
             "rounds": [
@@ -287,6 +297,8 @@ class StandingsManager(LoggingConfigurable):
                 }
                 for r in shown
             ],
-            "functions": functions,
-            "participants": participant_rows(boards),
+            "functions": window(functions, limit, offset),
+            "participants": window(participants, limit, offset),
+            "functions_total": len(functions),
+            "participants_total": len(participants),
         }

@@ -92,9 +92,11 @@ export class CrowdsourceApi {
     );
   }
 
-  /** Functions and participants ranked across the rounds of a competition type. */
-  standings(type: string): Promise<Standings> {
-    return this.get<Standings>(`/standings?type=${encodeURIComponent(type)}`);
+  /** The best `limit` functions and participants across the rounds of a competition type. */
+  standings(type: string, limit: number): Promise<Standings> {
+    return this.get<Standings>(
+      `/standings?type=${encodeURIComponent(type)}&limit=${limit}`
+    );
   }
 
   me(): Promise<Named> {

@@ -11,7 +11,7 @@ import { boardLoader, SearchIndex } from './search';
 import { SocketFactory } from './stream';
 import { injectStyle } from './style';
 import { Competition, Named, isEntryOf } from './types';
-import { StandingsView } from './standings';
+import { ROW_LIMIT, StandingsView } from './standings';
 import { BoardView } from './view';
 
 /** Standings are read again at most this often (each push may be a `leaderboard.changed`). */
@@ -124,11 +124,11 @@ export class LeaderboardApp {
 
   /**
    * The standings section: read on each hello, a closed round or a changed board; the first
-   * read waits until the board painted (a type's standings may weigh megabytes).
+   * read waits until the board painted; it asks for the best `ROW_LIMIT` rows of each.
    */
   private openStandings(model: CompetitionsModel): void {
     const standings = new StandingsView({
-      load: type => model.api.standings(type),
+      load: type => model.api.standings(type, ROW_LIMIT),
       plotly: this.options.plotly
     });
     const read = throttled(() => {

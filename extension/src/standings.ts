@@ -127,7 +127,7 @@ export function rankFigure(
 }
 
 export interface IStandingsOptions {
-  /** Read one type's standings (REST). */
+  /** Read one type's standings (REST): the best `ROW_LIMIT` rows of each table will do. */
   load: (type: CompetitionType) => Promise<Standings>;
   plotly: PlotlyLoader;
 }
@@ -239,9 +239,12 @@ export class StandingsView {
     this.participants.replaceChildren(
       ...participants.slice(0, ROW_LIMIT).map(participantRow)
     );
-    this.moreFunctions.textContent = moreText(functions.length, 'functions');
+    this.moreFunctions.textContent = moreText(
+      standings.functions_total,
+      'functions'
+    );
     this.moreParticipants.textContent = moreText(
-      participants.length,
+      standings.participants_total,
       'participants'
     );
     void this.drawChart(standings);

@@ -49,7 +49,9 @@ function standings(): Standings {
         wins: 0,
         ranks: ranks(2, 2)
       }
-    ]
+    ],
+    functions_total: 1,
+    participants_total: 2
   };
 }
 
@@ -115,6 +117,7 @@ describe('a type with thousands of participants', () => {
       ...one,
       participant: { id: i + 1, name: `p${i}` }
     }));
+    many.participants_total = many.participants.length;
     const view = new StandingsView({ load: async () => many, plotly: never });
     await view.refresh();
     expect(view.node.querySelectorAll('tr[data-participant]').length).toBe(

@@ -1047,10 +1047,16 @@ export interface components {
             private_score: number | null;
             public_score: number | null;
         };
-        /** @description Standings over every round of a competition type, best mean normalised rank first. */
+        /**
+         * @description Standings over every round of a competition type, best mean normalised rank first:
+         *     a page (`limit`, `offset`) of the functions and of the participants, and how many of
+         *     each there are.
+         */
         Standings: {
             functions: components["schemas"]["FunctionStanding"][];
+            functions_total: number;
             participants: components["schemas"]["ParticipantStanding"][];
+            participants_total: number;
             rounds: components["schemas"]["Round"][];
             /** @enum {string} */
             type: "classify" | "regress" | "predict" | "cluster";
@@ -2189,6 +2195,10 @@ export interface operations {
         parameters: {
             query: {
                 type: "classify" | "regress" | "predict" | "cluster";
+                /** @description functions and participants per page (default: all) */
+                limit?: number;
+                /** @description items to skip */
+                offset?: number;
             };
             header?: never;
             path?: never;
