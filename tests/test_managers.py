@@ -449,6 +449,38 @@ async def test_each_listener_hears_what_its_filter_lets_through(w: World) -> Non
 
 
 @scenario
+async def test_standings_are_computed_once_for_many_readers_and_never_stale(w: World) -> None:
+    """Many reads at once share one computation; a read after a change sees it (waiting for
+    the next computation, at most one per `every` seconds, rather than reading an old one)."""
+    standings = w.m.standings
+    standings.every = 0.2
+    computed = 0
+    compute = standings._compute
+
+    async def counted(kind: str) -> dict[str, Any]:
+        nonlocal computed
+        computed += 1
+        return await compute(kind)
+
+    standings._compute = counted  # type: ignore[method-assign]
+    comp = await w.host(await w.person("host"))
+    await w.submit(await w.person("ann"), comp["id"], ["a"] * 10)
+    await asyncio.sleep(0)  # the bus delivers on the next turn of the loop
+    reads = await asyncio.gather(*(standings.standings("classify") for _ in range(50)))
+    assert computed == 1 and all(r == reads[0] for r in reads)
+    assert [p["participant"]["name"] for p in reads[0]["participants"]] == ["ann"]
+    for n, name in enumerate(["bob", "cy", "di", "ed"], start=2):
+        await w.submit(await w.person(name), comp["id"], ["a"] * 10)
+        await asyncio.sleep(0)
+        reads = await asyncio.gather(*(standings.standings("classify") for _ in range(20)))
+        assert all(r["participants_total"] == n for r in reads), n
+    assert computed == 5
+    page = await standings.standings("classify", limit=2, offset=1)
+    assert [p["participant"]["name"] for p in page["participants"]] == ["bob", "cy"]
+    assert (page["participants_total"], computed) == (5, 5)
+
+
+@scenario
 async def test_private_board_waits_for_the_close(w: World) -> None:
     """Before the close only the host sees the private board; after, everyone."""
     host = await w.person("host")

@@ -416,6 +416,7 @@ class CrowdsourceServer(Application):
         "live-top": "LeaderboardManager.live_top",
         "push-rate": "LeaderboardManager.push_rate",
         "send-queue-kb": "LeaderboardManager.send_queue_kb",
+        "standings-every": "StandingsManager.every",
         "log-level": "Application.log_level",
     }
     flags = {

@@ -73,7 +73,9 @@ class Managers:
             ensembles=EnsembleManager(
                 parent=parent, store=store, workers=workers, competitions=competitions
             ),
-            standings=StandingsManager(parent=parent, store=store, leaderboards=leaderboards),
+            standings=StandingsManager(
+                parent=parent, store=store, bus=bus, leaderboards=leaderboards
+            ),
         )
 
     def settings(self) -> dict[str, Any]:

@@ -11,6 +11,8 @@ predictions are read.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
@@ -19,12 +21,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from traitlets import Float, TraitError, validate
 from traitlets.config import LoggingConfigurable
 
 from crowdsource.errors import BadRequest
 from crowdsource.metrics import get_metric
 from crowdsource.server import ladder
 from crowdsource.server.competitions import TYPES, status
+from crowdsource.server.events import Event, EventBus
 from crowdsource.server.leaderboards import LeaderboardManager
 from crowdsource.server.storage.store import Store
 from crowdsource.server.storage.tables import Competition, Participant, Submission
@@ -256,13 +260,51 @@ def window(rows: list[dict[str, Any]], limit: int | None, offset: int) -> list[d
     return rows[offset:] if limit is None else rows[offset : offset + limit]
 
 
-class StandingsManager(LoggingConfigurable):
-    """The standings of a competition type, from the submissions table and the boards."""
+def ok(task: asyncio.Future[Any]) -> bool:
+    """A finished task that neither failed nor was cancelled."""
+    return not task.cancelled() and task.exception() is None
 
-    def __init__(self, *, store: Store, leaderboards: LeaderboardManager, **kwargs: Any) -> None:
+
+@dataclass
+class Computed:
+    """One computation of a type's standings: the event count when it started, and when."""
+
+    generation: int
+    started: float
+    task: asyncio.Future[dict[str, Any]]
+
+
+class StandingsManager(LoggingConfigurable):
+    """The standings of a competition type, from the submissions table and the boards: each
+    type's computed at most once per `every` seconds however many read them, never older than
+    the events that came before a read."""
+
+    every = Float(
+        1.0,
+        help="Seconds between two computations of one type's standings (reads in between wait "
+        "for the next one when something changed, and share it).",
+    ).tag(config=True)
+
+    @validate("every")
+    def _check_every(self, proposal: Any) -> float:
+        """Zero or more seconds."""
+        if proposal.value < 0:
+            raise TraitError(f"--standings-every must be 0 or more seconds, not {proposal.value}")
+        return float(proposal.value)
+
+    def __init__(
+        self, *, store: Store, bus: EventBus, leaderboards: LeaderboardManager, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.store = store
         self.leaderboards = leaderboards
+        self.generation = 0  # events seen: any may change some standings
+        self._computed: dict[str, Computed] = {}  # the last computation of each type
+        bus.subscribe(self._changed)
+
+    def _changed(self, event: Event) -> None:
+        """Something happened: the next read computes again."""
+        self.generation += 1
 
     async def standings(
         self, kind: str, *, limit: int | None = None, offset: int = 0
@@ -270,7 +312,35 @@ class StandingsManager(LoggingConfigurable):
         """`{type, rounds, functions, participants, functions_total, participants_total}` for
         competitions of type `kind`: `limit` functions and participants (all if None) from
         `offset` on."""
-        kind = check_type(kind)
+        whole = await self._whole(check_type(kind))
+        return {
+            **whole,
+            "functions": window(whole["functions"], limit, offset),
+            "participants": window(whole["participants"], limit, offset),
+        }
+
+    async def _whole(self, kind: str) -> dict[str, Any]:
+        """A computation that started after every event before this read: the last one, the
+        one running, or a new one (started `every` s after the one before at the earliest)."""
+        since = self.generation
+        while True:
+            last = self._computed.get(kind)
+            if last is not None and last.task.done() and not ok(last.task):
+                last = None  # failed (the database away?): try again now
+            if last is not None and last.generation >= since:
+                return await asyncio.shield(last.task)
+            if last is not None and not last.task.done():
+                await asyncio.wait([last.task])  # a computation from before: the next is ours
+                continue
+            if last is not None:
+                await asyncio.sleep(max(0.0, last.started + self.every - time.monotonic()))
+                if self._computed.get(kind) is not last:
+                    continue  # another read started the next one meanwhile
+            task = asyncio.ensure_future(self._compute(kind))
+            self._computed[kind] = Computed(self.generation, time.monotonic(), task)
+
+    async def _compute(self, kind: str) -> dict[str, Any]:
+        """Every row of the standings of type `kind`."""
 
         def run(session: Session) -> tuple[list[Round], list[Any]]:
             return rounds_of(session, kind, utcnow()), function_runs(session, kind)
@@ -297,8 +367,8 @@ class StandingsManager(LoggingConfigurable):
                 }
                 for r in shown
             ],
-            "functions": window(functions, limit, offset),
-            "participants": window(participants, limit, offset),
+            "functions": functions,
+            "participants": participants,
             "functions_total": len(functions),
             "participants_total": len(participants),
         }
