@@ -18,31 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import ours
-from bench.common import classify_data, to_parquet
+from bench.seeded import seeded_competition, timed_row, timings
 from tests.kernel import Kernel
-from tests.support import seed_board
 
 TARGET_MS = 2000.0
 VIEW = "application/vnd.jupyter.widget-view+json"
-
-
-def _setup(srv: ours.Server, cfg: dict, workdir: Path, log: Callable) -> int:
-    """A competition whose public board holds `live_participants` seeded entries."""
-    dataset, answer, preds = classify_data(cfg["rows_small"], seed=11)
-    comp = srv.host(srv.register("kernel-host"), "first leaderboard: a big board", dataset, answer)
-    body = to_parquet(ours.prediction_frame(comp, preds))
-    srv.stop()
-    seed_board(
-        db=str(workdir / "bench.db"),
-        competition_id=comp["id"],
-        predictions=body,
-        participants=cfg["live_participants"],
-        prefix="kernel-seeded",
-    )
-    srv.start()
-    entries = srv.board(comp["id"])["entries"]
-    log(f"  first leaderboard: a board of {len(entries):,} entries")
-    return int(comp["id"])
 
 
 def _board_state(message: dict[str, Any]) -> bool:
@@ -86,17 +66,12 @@ def run(cfg: dict, log: Callable) -> dict:
         srv = ours.Server(Path(td))
         srv.start()
         try:
-            cid = _setup(srv, cfg, Path(td), log)
+            cid = seeded_competition(srv, cfg, Path(td), log, name="first leaderboard", seed=11)
             runs = [_once(srv.url, cid, Path(td)) for _ in range(cfg["kernel_runs"])]
         finally:
             srv.stop()
     times = [r["total_ms"] for r in runs]
-    out = {
-        "participants": cfg["live_participants"],
-        "runs": runs,
-        "median_ms": statistics.median(times),
-        "max_ms": max(times),
-    }
+    out = timings(times, participants=cfg["live_participants"], runs=runs)
     log(
         f"  first leaderboard: board state {out['median_ms']:,.0f} ms after the first cell, "
         f"median of {len(times)} fresh kernels (slowest {out['max_ms']:,.0f} ms)"
@@ -130,13 +105,5 @@ def rows(res: dict) -> list[dict]:
 
 
 def _row(what: str, cell: str, ms: float | None) -> dict:
-    return {
-        "id": "13",
-        "workload": what,
-        "ours": cell,
-        "peer": "not run (issue 13 found 8 to 9 s: a Plotly FigureWidget)",
-        "floor": "-",
-        "ratio": "-" if ms is None else f"{ms / TARGET_MS:.2f}x the target",
-        "target": "< 2 s",
-        "met": "-" if ms is None else ("**yes**" if ms < TARGET_MS else "**no**"),
-    }
+    peer = "not run (issue 13 found 8 to 9 s: a Plotly FigureWidget)"
+    return timed_row(issue="13", what=what, cell=cell, ms=ms, target_ms=TARGET_MS, peer=peer)

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import ours
-from bench.common import classify_data, to_parquet
+from bench.seeded import seeded_competition, timed_row, timings
 from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS
-from tests.support import seed_board
 
 TARGET_MS = 1000.0
 
@@ -35,27 +34,6 @@ STAMP_FIRST_ROWS = """
   watch.observe(document, { childList: true, subtree: true });
 })();
 """
-
-
-def _setup(srv: ours.Server, cfg: dict, workdir: Path, log: Callable) -> int:
-    """A competition whose public board holds `live_participants` seeded entries."""
-    dataset, answer, preds = classify_data(cfg["rows_small"], seed=7)
-    comp = srv.host(srv.register("paint-host"), "first paint: a big board", dataset, answer)
-    body = to_parquet(ours.prediction_frame(comp, preds))
-    srv.stop()
-    seed_board(
-        db=str(workdir / "bench.db"),
-        competition_id=comp["id"],
-        predictions=body,
-        participants=cfg["live_participants"],
-        prefix="paint-seeded",
-    )
-    srv.start()
-    entries = srv.board(comp["id"])["entries"]  # the server builds the board on a first read
-    if len(entries) != cfg["live_participants"]:
-        raise RuntimeError(f"the board has {len(entries)} entries after seeding")
-    log(f"  first paint: a board of {len(entries):,} entries")
-    return int(comp["id"])
 
 
 def _load(browser: Any, url: str) -> dict:
@@ -95,7 +73,7 @@ def run(cfg: dict, log: Callable) -> dict:
         srv = ours.Server(Path(td))
         srv.start()
         try:
-            cid = _setup(srv, cfg, Path(td), log)
+            cid = seeded_competition(srv, cfg, Path(td), log, name="first paint", seed=7)
             url = f"{srv.url}/leaderboard#{cid}"
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -106,13 +84,7 @@ def run(cfg: dict, log: Callable) -> dict:
         finally:
             srv.stop()
     times = [x["rows_ms"] for x in loads]
-    out = {
-        "participants": cfg["live_participants"],
-        "loads": loads,
-        "first_ms": times[0],
-        "median_ms": statistics.median(times),
-        "max_ms": max(times),
-    }
+    out = timings(times, participants=cfg["live_participants"], loads=loads)
     log(
         f"  first paint: board rows at {out['median_ms']:,.0f} ms median of {len(times)} "
         f"loads (first {out['first_ms']:,.0f} ms, slowest {out['max_ms']:,.0f} ms)"
@@ -145,13 +117,6 @@ def rows(res: dict) -> list[dict]:
 
 
 def _row(what: str, cell: str, ms: float | None) -> dict:
-    return {
-        "id": "12",
-        "workload": what,
-        "ours": cell,
-        "peer": "not run (no live page)",
-        "floor": "-",
-        "ratio": "-" if ms is None else f"{ms / TARGET_MS:.2f}x the target",
-        "target": "< 1 s",
-        "met": "-" if ms is None else ("**yes**" if ms < TARGET_MS else "**no**"),
-    }
+    return timed_row(
+        issue="12", what=what, cell=cell, ms=ms, target_ms=TARGET_MS, peer="not run (no live page)"
+    )
