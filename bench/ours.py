@@ -634,11 +634,17 @@ class Observer:
             with self.cond:
                 if ev["type"] == "competition.created":
                     self.created.setdefault(cid, now)
-                elif ev["type"] == "leaderboard.changed":
-                    ents = (ev.get("data") or {}).get("entries", [])
-                    if any(e["participant"]["id"] == self.participant for e in ents):
-                        self.seen.setdefault(cid, now)
+                elif ev["type"] == "leaderboard.changed" and self._lists_us(ev.get("data") or {}):
+                    self.seen.setdefault(cid, now)
                 self.cond.notify_all()
+
+    def _lists_us(self, data: dict) -> bool:
+        """A board change notice that lists our participant: the notice of a push (listeners of
+        every competition get `{version, total}`; only our competitor submits to these
+        competitions, so a total of one or more is its entry), or a whole board (0.1.0's)."""
+        if "entries" not in data:
+            return int(data.get("total") or 0) >= 1
+        return any(e["participant"]["id"] == self.participant for e in data["entries"])
 
     def wait(self, cid: int, timeout: float) -> float | None:
         with self.cond:

@@ -463,8 +463,9 @@ def render(res: dict) -> str:
         "(reads/s) and 1 connection (p50/p99). Hello-world: a Tornado app in its own process, "
         "same Tornado, same wrk settings.",
         "4. The bench's competitor runs `crowdsource.client.Client.compete()`; an observer "
-        "on `/api/v1/events` stamps the "
-        "`leaderboard.changed` event that first lists the competitor. Clock starts when the "
+        "on `/api/v1/events` (every competition) stamps the first `leaderboard.changed` of "
+        "the new competition whose board counts an entry (only the competitor submits to it: "
+        "the entry is the competitor's). Clock starts when the "
         "host's POST /competitions is sent; the first run is a warm-up.",
         "5. During one more submission of workload 2, one client reads that competition's "
         f"leaderboard every {cfg['read_interval_s'] * 1e3:.0f} ms on a keep-alive connection.",
