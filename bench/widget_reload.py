@@ -1,17 +1,18 @@
 """Issue 13's reload row of `make bench`: the notebook widget after a browser reload.
 
-Our server (SQLite) holds a small competition with a few submissions; a real JupyterLab with
-the extension (`tests.browser.harness.Lab`) opens a notebook whose cell runs
-`%crowdsource leaderboard ID` in headless Chromium, launched as the browser tests launch it.
-The page cannot reach the crowdsource server (`only_the_kernel`), so what the widget shows
-comes from the kernel's synced traitlets. The cell runs once; one more submission arrives and
-reaches the widget through the kernel; the notebook is saved. Then the page is reloaded
-`reload_loads` times in the same browser context (a warm HTTP cache, as a person's reload).
-On each, an init script stamps `performance.now()` (from the navigation's start) in the
-animation frame after each of: the notebook's first cell, the widget's root (`.cs-widget`),
-the board row of the latest submission's participant (`table.cs-board tr[data-entry]`), and
-the chart (plotly's `svg.main-svg` in every shown `.cs-chart` part). The figure is navigation
-start to both the rows and the chart shown, median over the reloads. Target: under 1 s.
+Our server (SQLite) holds a small competition with a few submissions; a real JupyterLab with the
+extension (`tests.browser.harness.Lab`) opens a notebook whose cell runs `%crowdsource
+leaderboard ID` in headless Chromium, launched as the browser tests launch it. The page cannot
+reach the crowdsource server (`only_the_kernel`, which keeps the browser's HTTP cache on), so
+what the widget shows comes from the kernel's synced traitlets. The cell runs once; one more
+submission arrives and reaches the widget through the kernel; the notebook is saved. Then the
+page is reloaded `reload_loads` times in the same browser context (a warm HTTP cache, as a
+person's reload); then a fetch from the page to that server must fail. On each, an init script
+stamps `performance.now()` (from the navigation's start) in the animation frame after each of:
+the notebook's first cell, the widget's root (`.cs-widget`), the board row of the latest
+submission's participant (`table.cs-board tr[data-entry]`), and the chart (plotly's
+`svg.main-svg` in every shown `.cs-chart` part). The figure is navigation start to both the rows
+and the chart shown, median over the reloads. Target: under 1 s.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ STAMP_WIDGET = """
                             attributeFilter: ['hidden'] });
 })
 """
+
+
+# Whether the page can fetch from the crowdsource server (it must not: checked after the reloads).
+REACH = "url => fetch(url + '/api/v1/competitions').then(() => true, () => false)"
 
 
 def _competition(api: Api, log: Callable) -> tuple[dict, list[dict]]:
@@ -138,6 +143,8 @@ def _measure(lab: Lab, api: Api, comp: dict, srv_url: str, loads: int) -> dict:
             latest = _first_run(page, lab, api, comp, srv_url)
             page.add_init_script(f"{STAMP_WIDGET}({json.dumps(latest)})")
             reloads = [_reload(page) for _ in range(loads)]
+            if page.evaluate(REACH, srv_url):
+                raise RuntimeError("the page reached the crowdsource server, not the kernel alone")
             return {"reloads": reloads, "errors": recorded.errors}
         finally:
             browser.close()
