@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import cluster, firstboard, firstpaint, live
+from bench import cluster, firstboard, firstpaint, live, widget_reload
 
 NOT_RUN = "not run"
 
@@ -310,6 +310,7 @@ def rows(res: dict) -> list[dict]:
     out.extend(live.rows(res))
     out.extend(firstpaint.rows(res))
     out.extend(firstboard.rows(res))
+    out.extend(widget_reload.rows(res))
     return out
 
 
@@ -386,6 +387,7 @@ def table_only(res: dict, only: str | None = None) -> str:
         "live": "12",
         "first_paint": "12",
         "first_board": "13",
+        "widget_reload": "13",
     }
     for r in rows(res):
         if only and r["id"] != ids.get(only, r["id"]):
@@ -507,7 +509,22 @@ def render(res: dict) -> str:
         "starts them), each running `%load_ext crowdsource` and `%crowdsource connect URL`, "
         "then `%crowdsource leaderboard ID`: the time from sending the first cell until the "
         "kernel has sent the widget's view and a widget state holding the board's entries (what a "
-        "browser needs to draw it), read from the kernel's iopub channel.",
+        "browser needs to draw it), read from the kernel's iopub channel. After a browser reload "
+        "(`bench/widget_reload.py`): our server holds a small competition with "
+        "four submissions; a real JupyterLab with the extension (the browser tests' harness) "
+        "opens a notebook whose cell runs `%crowdsource leaderboard ID` in headless Chromium, "
+        "and the page is blocked from reaching the crowdsource server (HTTP through the "
+        "DevTools protocol, which keeps the HTTP cache on; checked after the reloads), so "
+        "the widget draws from the kernel's synced traitlets. The cell runs once, the fourth "
+        "submission reaches the widget through the kernel, the notebook is saved; then the "
+        "page is reloaded "
+        f"{cfg.get('reload_loads', 5)} times in the same browser context (a warm HTTP cache, "
+        "as a person's reload; the kernel keeps running, nothing is re-run). An init script "
+        "stamps `performance.now()` (from the navigation's start) in the animation frame after "
+        "the notebook's first cell, the widget's root, the latest submission's row "
+        "(`table.cs-board tr[data-entry]`) and the chart (plotly's `svg.main-svg` in every "
+        "shown part of `.cs-chart`) are in the document. The figure is the later of rows and "
+        "chart, median over the reloads (min, max and each stamp's median beside it).",
         "",
     ]
     if peer.get("not_run"):

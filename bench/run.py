@@ -22,7 +22,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import cluster, firstboard, firstpaint, floor, hosting, live, ours, peer, report
+from bench import (
+    cluster,
+    firstboard,
+    firstpaint,
+    floor,
+    hosting,
+    live,
+    ours,
+    peer,
+    report,
+    widget_reload,
+)
 from bench.common import (
     PG_ADMIN,
     ROOT,
@@ -61,6 +72,7 @@ FULL = {
     "live_rss_cap": 2 * 2**30,
     "paint_loads": 5,  # issue 12: first paint of /leaderboard on the 10,000 board (firstpaint.py)
     "kernel_runs": 3,  # issue 13: first %crowdsource leaderboard of a fresh kernel (firstboard.py)
+    "reload_loads": 5,  # issue 13: reloads of a notebook showing the widget (widget_reload.py)
 }
 SMOKE = {
     "rows_small": 200,
@@ -89,6 +101,7 @@ SMOKE = {
     "live_rss_cap": 2**30,
     "paint_loads": 2,
     "kernel_runs": 1,
+    "reload_loads": 2,
 }
 WORKLOADS = (
     "hello",
@@ -105,6 +118,7 @@ WORKLOADS = (
     "live",
     "first_paint",
     "first_board",
+    "widget_reload",
 )
 
 
@@ -225,7 +239,14 @@ def main() -> int:
     # ---- the original
     if args.no_peer:
         results["peer"] = {"not_run": "skipped (--no-peer)"}
-    elif args.only in ("live", "first_paint", "first_board", "cluster", "w1_multi"):
+    elif args.only in (
+        "live",
+        "first_paint",
+        "first_board",
+        "widget_reload",
+        "cluster",
+        "w1_multi",
+    ):
         results["peer"] = {"not_run": f"not needed for --only {args.only}"}
     elif args.smoke and not args.peer:
         results["peer"] = {"not_run": "smoke run (add --peer to include it)"}
@@ -270,6 +291,10 @@ def main() -> int:
     if want("first_board"):
         log(f"first leaderboard: a fresh kernel, a board of {cfg['live_participants']:,}")
         attempt(results, "first_board", firstboard.run, cfg, log)
+    # ---- issue 13: the notebook widget after a reload of JupyterLab in Chromium
+    if want("widget_reload"):
+        log("widget reload: a notebook showing the leaderboard widget, reloaded in Chromium")
+        attempt(results, "widget_reload", widget_reload.run, cfg, log)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
 
     text = report.render(results)
@@ -297,6 +322,7 @@ def main() -> int:
             "live",
             "first_paint",
             "first_board",
+            "widget_reload",
         )
         if "error" in results.get(k, {})
     ] + (["server"] if "server_error" in results else [])

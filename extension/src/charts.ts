@@ -21,6 +21,19 @@ export interface IPlotly {
 
 export type PlotlyLoader = () => Promise<IPlotly>;
 
+// Where the JupyterLab extension offers its plotly.js to the notebook widget on the same page.
+const OFFERED = Symbol.for('crowdsource-jupyterlab:plotly');
+
+/** Offer `loader` to the other faces on this page (the JupyterLab extension does). */
+export function offerPlotly(loader: PlotlyLoader): void {
+  (globalThis as any)[OFFERED] = loader;
+}
+
+/** The loader offered on this page, or `fallback`. */
+export function offeredPlotly(fallback: PlotlyLoader): PlotlyLoader {
+  return () => ((globalThis as any)[OFFERED] ?? fallback)();
+}
+
 export const BAR_LIMIT = 15;
 export const LINE_LIMIT = 10;
 

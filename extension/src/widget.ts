@@ -7,7 +7,7 @@
 import { CrowdsourceApi } from './api';
 import { connectionText } from './app';
 import { boardOfSnapshot, LiveBoard } from './board';
-import { PlotlyLoader } from './charts';
+import { offeredPlotly, PlotlyLoader } from './charts';
 import { el } from './dom';
 import { boardLoader, SearchIndex } from './search';
 import { injectStyle } from './style';
@@ -33,9 +33,11 @@ const TRAITS = [
   'status'
 ];
 
-/** plotly.js-basic, inlined in the module but evaluated only when the first chart is drawn. */
-const bundledPlotly: PlotlyLoader = () =>
-  import('plotly.js-basic-dist-min').then(m => (m.default ?? m) as any);
+/** plotly.js-basic: the JupyterLab extension's copy when it is on the page (cached by the
+ * browser), else the one inlined in this module, evaluated only when the first chart is drawn. */
+const plotly: PlotlyLoader = offeredPlotly(() =>
+  import('plotly.js-basic-dist-min').then(m => (m.default ?? m) as any)
+);
 
 /** The kernel's board, or null before it sent one. */
 function traitBoard(model: IWidgetModel): Board | null {
@@ -97,7 +99,7 @@ export function render({
     const index = live
       ? new SearchIndex(boardLoader(live.api, live.competitionId))
       : null;
-    view = new BoardView(bundledPlotly, index);
+    view = new BoardView(plotly, index);
     root.replaceChildren(el('div', 'cs-widget', null, [title, view.node]));
     live?.subscribe(show);
     show();

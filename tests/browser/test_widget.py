@@ -52,8 +52,12 @@ def open_notebook(lab, page, name: str, workspace: str) -> None:
 
 
 def only_the_kernel(page, server_url: str) -> None:
-    """The page cannot reach the crowdsource server: what it shows comes from the kernel."""
-    page.route(re.compile(re.escape(server_url) + ".*"), lambda route: route.abort())
+    """The page cannot reach the crowdsource server: what it shows comes from the kernel.
+    HTTP is blocked through the DevTools protocol, not `page.route`, which would turn the
+    HTTP cache off (and so make every reload of JupyterLab download and compile it afresh)."""
+    devtools = page.context.new_cdp_session(page)
+    devtools.send("Network.enable")
+    devtools.send("Network.setBlockedURLs", {"urls": [f"{server_url}/*"]})
     page.route_web_socket(re.compile(r"ws://127\.0\.0\.1:\d+/api/v1/events.*"), lambda ws: None)
 
 
