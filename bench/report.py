@@ -523,8 +523,11 @@ def render(res: dict) -> str:
         "stamps `performance.now()` (from the navigation's start) in the animation frame after "
         "the notebook's first cell, the widget's root, the latest submission's row "
         "(`table.cs-board tr[data-entry]`) and the chart (plotly's `svg.main-svg` in every "
-        "shown part of `.cs-chart`) are in the document. The figure is the later of rows and "
-        "chart, median over the reloads (min, max and each stamp's median beside it).",
+        "shown part of `.cs-chart`) are in the document. The figure runs from the notebook's "
+        "first cell to the later of rows and chart, median over the reloads: before the cell "
+        "is JupyterLab's own start, and JupyterLab connects the kernel (whose state the widget "
+        "draws) some 0.6 s after it, so the time from navigation start, given beside it, is "
+        "mostly not the widget's.",
         "",
     ]
     if peer.get("not_run"):

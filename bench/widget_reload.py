@@ -191,6 +191,9 @@ def _summary(reloads: list[dict]) -> dict:
     }
     for name in (*STAMPS, "load"):
         out[f"{name}_ms"] = statistics.median(r[name] for r in reloads)
+    after = [r["shown"] - r["cell"] for r in reloads]
+    out |= {"after_ms": statistics.median(after), "after_min_ms": min(after)}
+    out["after_max_ms"] = max(after)
     return out
 
 
@@ -201,20 +204,23 @@ def rows(res: dict) -> list[dict]:
     wr = res["widget_reload"]
     what = (
         "The notebook widget (`%crowdsource leaderboard`) after a browser reload of JupyterLab, "
-        "drawn from the kernel (the page cannot reach the server): navigation start to the "
-        "frame showing the latest entry's row and the chart"
+        "drawn from the kernel (the page cannot reach the server): from the notebook's first "
+        "cell on screen to the frame showing the latest entry's row and the chart (before it, "
+        "JupyterLab's own start, which connects the kernel later still; from navigation start "
+        "beside it)"
     )
     if "error" in wr:
         return [_row(what, f"failed: {wr['error']}", None)]
     if "not_run" in wr:
         return [_row(what, f"not run: {wr['not_run']}", None)]
     cell = (
-        f"{wr['median_ms']:,.0f} ms median of {len(wr['reloads'])} reloads (min "
-        f"{wr['min_ms']:,.0f}, max {wr['max_ms']:,.0f}; rows {wr['rows_ms']:,.0f} ms, chart "
-        f"{wr['chart_ms']:,.0f} ms; JupyterLab showed the notebook's cell at "
-        f"{wr['cell_ms']:,.0f} ms, the widget's root at {wr['widget_ms']:,.0f} ms)"
+        f"{wr['after_ms']:,.0f} ms median of {len(wr['reloads'])} reloads (min "
+        f"{wr['after_min_ms']:,.0f}, max {wr['after_max_ms']:,.0f}). From navigation start: "
+        f"the notebook's cell at {wr['cell_ms']:,.0f} ms, the widget's root at "
+        f"{wr['widget_ms']:,.0f} ms, rows {wr['rows_ms']:,.0f} ms, chart {wr['chart_ms']:,.0f} "
+        f"ms; both {wr['median_ms']:,.0f} ms (min {wr['min_ms']:,.0f}, max {wr['max_ms']:,.0f})"
     )
-    return [_row(what, cell, wr["median_ms"])]
+    return [_row(what, cell, wr["after_ms"])]
 
 
 def _row(what: str, cell: str, ms: float | None) -> dict:
