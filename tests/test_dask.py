@@ -295,7 +295,7 @@ def test_scheduler_back_without_workers_large_ones_time_out_small_ones_score(
         "--scoring=dask",
         f"--dask-scheduler={cluster.address}",
         "--inline-kb=16",
-        "--scoring-timeout=60",
+        "--scoring-timeout=30",
     )
     host, bob = Api(server), Api(server)
     cid, answer = regress(host)
