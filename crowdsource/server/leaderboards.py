@@ -349,7 +349,7 @@ class LeaderboardManager(LoggingConfigurable):
         100, help="Entries of each board that live listeners see (the snapshot's top)."
     ).tag(config=True)
     push_rate = Float(
-        5.0, help="Live pushes per second per competition, at most (changes coalesce)."
+        8.0, help="Live pushes per second per competition, at most (changes coalesce)."
     ).tag(config=True)
     send_queue_kb = Integer(
         1024,
