@@ -98,7 +98,7 @@ class Watcher:
 
     @property
     def url(self) -> str:
-        return f"{self.args.url}?competition={self.args.competition}"
+        return f"{self.args.url}?competition={self.args.competition}&submissions=mine"
 
     async def connect(self) -> None:
         """Open the socket (a probe also reads its `hello`)."""

@@ -223,6 +223,64 @@ def test_listeners_of_every_competition_hear_of_changes_without_boards(
     assert set(changed["data"]) == {"version", "total"} and changed["data"]["total"] == 1
 
 
+def types_until(ws: Any, last: str, competition: int) -> list[str]:
+    """The types of the events a stream gets up to the first `last` of a competition."""
+    kinds = []
+    ws.settimeout(30)
+    while True:
+        event = json.loads(ws.recv())
+        kinds.append(event["type"])
+        if event["type"] == last and event["competition_id"] == competition:
+            return kinds
+
+
+def test_submissions_mine_leaves_out_others_submission_events(
+    sqlite_server: ServerProcess,
+) -> None:
+    """`submissions=mine` streams (of one competition, or of every one) hear of the board's
+    changes and of their own submissions, whole, but of nobody else's; `all` hears of
+    everyone's; anything else is a 400 that says what to send."""
+    owner, ann, bob = Api(sqlite_server), Api(sqlite_server), Api(sqlite_server)
+    cid = host(owner)
+    urls = {
+        "board, all": events_url(sqlite_server, competition=cid, token=ann.token),
+        "board, mine": events_url(
+            sqlite_server, competition=cid, token=ann.token, submissions="mine"
+        ),
+        "every, all": events_url(sqlite_server, submissions="all"),
+        "every, mine": events_url(sqlite_server, token=ann.token, submissions="mine"),
+    }
+    streams = {name: websocket.create_connection(url) for name, url in urls.items()}
+    try:
+        for ws in streams.values():
+            read_event(ws, "hello")
+        bob.submit(cid, guess(3))  # somebody else's, then ann's own
+        last = ann.submit(cid, guess(1)).json()["id"]
+        end = {"board": "leaderboard.delta", "every": "leaderboard.changed"}
+        heard = {}
+        for name, ws in streams.items():
+            kinds = types_until(ws, end[name.split(",")[0]], cid)
+            while kinds.count("submission.scored") < (2 if name.endswith("all") else 1):
+                kinds += types_until(ws, end[name.split(",")[0]], cid)
+            heard[name] = kinds
+    finally:
+        for ws in streams.values():
+            ws.close()
+    for name, kinds in heard.items():
+        assert kinds.count("submission.scored") == (2 if name.endswith("all") else 1), name
+    with closing(websocket.create_connection(urls["every, mine"])) as ws:
+        read_event(ws, "hello")
+        bob.submit(cid, guess(4))
+        mine = ann.submit(cid, guess(0)).json()["id"]
+        scored = read_event(ws, "submission.scored", timeout=30)["data"]
+    assert scored["submission_id"] == mine != last and "reason" in scored
+    for bad in ("everyone", "MINE", "1"):
+        url = events_url(sqlite_server, submissions=bad).replace("ws", "http", 1)
+        handshake = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+        r = requests.get(url, headers={**handshake, "Sec-WebSocket-Key": "dGhlIHNhbXBsZQ=="})
+        assert r.status_code == 400 and "'submissions' must be all" in r.json()["message"], r.text
+
+
 def test_your_own_place_comes_with_each_change(sqlite_server: ServerProcess) -> None:
     """An authenticated listener hears its own rank, score and the board's size, and again
     when they change."""

@@ -354,8 +354,8 @@ async def test_board_ranks_and_its_cache_follows_changes(w: World) -> None:
 class Watching:
     """A live-board watcher that keeps the frames it is sent."""
 
-    def __init__(self, viewer_id: int | None = None) -> None:
-        self.viewer_id = viewer_id
+    def __init__(self, viewer_id: int | None = None, others: bool = True) -> None:
+        self.viewer_id, self.others = viewer_id, others
         self.frames: list[dict[str, Any]] = []
         self._arrived = asyncio.Event()
 
@@ -400,27 +400,29 @@ async def test_watchers_get_a_snapshot_then_deltas_and_their_own_place(w: World)
 
 @scenario
 async def test_each_listener_hears_what_its_filter_lets_through(w: World) -> None:
-    """Random listeners (of every competition, of one, with or without a participant) and
-    random events: each hears exactly what the event stream's filter lets through (one
-    competition's; of its submission events, its own alone; a resync always), and one that
+    """Random listeners (of every competition or of one, with or without a participant, of
+    everyone's submissions or their own) and random events: each hears exactly what the event
+    stream's filter lets through (one competition's; of submission events, its own alone
+    unless it listens to every competition and everyone's; a resync always), and one that
     stopped hears nothing more."""
     rng = random.Random(12)
     kinds = ["submission.scored", "submission.failed", "competition.updated", "hello"]
     heard: dict[int, list[Event]] = {}
     filters: dict[int, tuple[int | None, int | None]] = {}
     stops = []
-    for n in range(40):
-        competition = rng.choice([None, 1, 2, 3])
-        viewer = rng.choice([None, 7, 8]) if competition is not None else None
-        filters[n] = (competition, viewer)
+    for n in range(60):
+        competition, others = rng.choice([None, 1, 2, 3]), rng.random() < 0.5
+        viewer = rng.choice([None, 7, 8])
+        filters[n] = (competition, viewer, others)
         stops.append(
             w.m.leaderboards.listen(
                 lambda e, n=n: heard.setdefault(n, []).append(e),
                 competition=competition,
                 viewer=viewer,
+                others=others,
             )
         )
-    stopped = set(rng.sample(range(40), 10))
+    stopped = set(rng.sample(range(60), 15))
     sent: list[Event] = []
     for step in range(400):
         if step == 200:
@@ -434,10 +436,10 @@ async def test_each_listener_hears_what_its_filter_lets_through(w: World) -> Non
         w.m.leaderboards._on_event(event)
 
     def lets_through(n: int, event: Event) -> bool:
-        competition, viewer = filters[n]
-        if competition is None or event.type == "hello":
+        competition, viewer, others = filters[n]
+        if event.type == "hello" or (competition is None and others):
             return True
-        if event.competition_id != competition:
+        if competition is not None and event.competition_id != competition:
             return False
         return event.type not in BATCHED or event.data["participant"]["id"] == viewer
 

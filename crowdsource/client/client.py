@@ -675,9 +675,13 @@ class Client:
 
     # -- events and competing -------------------------------------------------------------------
 
-    def events(self, *, competition: int | None = None) -> EventStream:
-        """A connected stream of server events (iterate it; close it, or use `with`)."""
-        return EventStream(self.url, token=self.token, competition=competition).connect()
+    def events(self, *, competition: int | None = None, submissions: str = "all") -> EventStream:
+        """A connected stream of server events (iterate it; close it, or use `with`): of one
+        competition or every one; everyone's submission events, or only yours (`"mine"`)."""
+        stream = EventStream(
+            self.url, token=self.token, competition=competition, submissions=submissions
+        )
+        return stream.connect()
 
     def wait_for_leaderboard(
         self, id: int, *, entries: int = 1, timeout: float = 60.0

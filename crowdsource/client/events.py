@@ -23,10 +23,14 @@ from crowdsource.client.models import Event
 __all__ = ["EventStream", "events_url"]
 
 
-def events_url(base_url: str, *, competition: int | None = None) -> str:
-    """The WebSocket URL of the event stream for a server's base URL."""
+def events_url(base_url: str, *, competition: int | None = None, submissions: str = "all") -> str:
+    """The WebSocket URL of the event stream for a server's base URL: of one competition or
+    of every one; with everyone's submission events (`all`) or only your own (`mine`)."""
     ws_base = "ws" + base_url[len("http") :] if base_url.startswith("http") else base_url
-    query = urlencode({"competition": competition}) if competition is not None else ""
+    asked: dict[str, Any] = {} if competition is None else {"competition": competition}
+    if submissions != "all":
+        asked["submissions"] = submissions
+    query = urlencode(asked)
     return f"{ws_base}/api/v1/events" + (f"?{query}" if query else "")
 
 
@@ -57,9 +61,10 @@ class EventStream:
         *,
         token: str | None = None,
         competition: int | None = None,
+        submissions: str = "all",
         connect_timeout: float = 10.0,
     ) -> None:
-        self.url = events_url(base_url, competition=competition)
+        self.url = events_url(base_url, competition=competition, submissions=submissions)
         self._token = token
         self._connect_timeout = connect_timeout
         self._ws: websocket.WebSocket | None = None

@@ -153,7 +153,12 @@ class Follower:
     def _follow_once(self) -> tuple[bool, str]:
         """Connect once and handle events until the stream ends: whether it connected, and
         why it ended."""
-        stream = EventStream(self.client.url, token=self.client.token, competition=self.competition)
+        stream = EventStream(
+            self.client.url,
+            token=self.client.token,
+            competition=self.competition,
+            submissions="mine",  # no follower reads others'; board changes come either way
+        )
         with self._lock:
             if self._stop.is_set():
                 return False, "stopped"

@@ -317,7 +317,15 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/api/v1/events",
         "The WebSocket event stream (upgrade); frames are the Event schema",
-        params=(Param("competition", ID), Param("token", {"type": "string"})),
+        params=(
+            Param("competition", ID),
+            Param("token", {"type": "string"}),
+            Param(
+                "submissions",
+                {"type": "string", "enum": ["all", "mine"]},
+                description="everyone's submission events (default), or only your own",
+            ),
+        ),
     ),
     Route("GET", "/api/v1/openapi.json", "This document"),
     Route("GET", "/healthz", "Liveness: the process answers (asks nothing else)", answer=t.Health),

@@ -379,9 +379,10 @@ class LeaderboardManager(LoggingConfigurable):
         self.competitions = competitions
         self.tasks = Background()
         self.live = LiveBoards(self._load, top=self.live_top, rate=self.push_rate)
-        self._listeners: set[Listener] = set()  # of every competition
-        self._watching: dict[int, set[Listener]] = {}  # of one competition
-        self._owners: dict[tuple[int, int], set[Listener]] = {}  # (competition, viewer) of those
+        self._listeners: set[Listener] = set()  # of every competition, every submission's
+        # of one competition (None: of every one, of submissions their own only)
+        self._watching: dict[int | None, set[Listener]] = {}
+        self._owners: dict[tuple[int | None, int], set[Listener]] = {}  # by (that key, viewer)
         self._private: dict[int, dict[str, Any]] = {}  # private boards of closed competitions
         self._texts: dict[int, tuple[RankedBoard, int, str]] = {}  # whole public boards' JSON
         bus.subscribe(self._on_event)
@@ -485,19 +486,22 @@ class LeaderboardManager(LoggingConfigurable):
     # ------------------------------------------------------------ the live push
 
     def listen(
-        self, listener: Listener, *, competition: int | None = None, viewer: int | None = None
+        self,
+        listener: Listener,
+        *,
+        competition: int | None = None,
+        viewer: int | None = None,
+        others: bool = True,
     ) -> Callable[[], None]:
         """Receive every event but the boards' own (those go to `live` watchers), or only one
-        competition's, and of its submission events only `viewer`'s own (others' come with
-        the board's pushes); returns the unsubscribe."""
-        if competition is None:
+        competition's; of submission events, everyone's (`others`) or only `viewer`'s own (a
+        competition's watchers get others' with the board's pushes); returns the unsubscribe."""
+        if competition is None and others:
             self._listeners.add(listener)
             return lambda: self._listeners.discard(listener)
-        sets = [self._watching.setdefault(competition, set())]
+        self._watching.setdefault(competition, set()).add(listener)
         if viewer is not None:
-            sets.append(self._owners.setdefault((competition, viewer), set()))
-        for listeners in sets:
-            listeners.add(listener)
+            self._owners.setdefault((competition, viewer), set()).add(listener)
 
         def unsubscribe() -> None:
             """Stop listening."""
@@ -546,15 +550,16 @@ class LeaderboardManager(LoggingConfigurable):
                 self.log.exception("event listener failed")
 
     def _listeners_of(self, event: Event) -> list[Listener]:
-        """Who hears of an event: listeners of every competition; those of its competition
-        (of a submission event, its owner's alone); everyone on a resync."""
+        """Who hears of an event: listeners of every competition and those of its competition
+        (of a submission event: those of everyone's, and its owner's own); all on a resync."""
         cid = event.competition_id
         if event.type == RESYNC:
             return [*self._listeners, *{x for xs in self._watching.values() for x in xs}]
         if event.type in BATCHED:
-            owner = owner_id(event)
-            return [*self._listeners, *self._owners.get((cid, owner or 0), ())]
-        return [*self._listeners, *self._watching.get(cid, ())]
+            owner = owner_id(event) or 0
+            mine = [*self._owners.get((None, owner), ()), *self._owners.get((cid, owner), ())]
+            return [*self._listeners, *mine]
+        return [*self._listeners, *self._watching.get(None, ()), *self._watching.get(cid, ())]
 
     def close(self) -> None:
         """Stop pushing."""

@@ -89,6 +89,10 @@ class Watcher(Protocol):
     def viewer_id(self) -> int | None:
         """The authenticated listener's participant id (None: anonymous)."""
 
+    @property
+    def others(self) -> bool:
+        """Whether it hears of others' submissions (`submissions=all`) or only its own."""
+
     def write_frames(self, frames: bytes) -> None:
         """Queue frames (a slow connection is closed, never waited for)."""
 
@@ -337,13 +341,14 @@ class LiveBoards:
 
     def _fan_out(self, live: LiveBoard, news: list[tuple[int | None, bytes]], delta: bytes) -> None:
         """One write per watcher: the submission events since the last push (but its own,
-        which it had at once), the delta, and its own place if that changed."""
+        which it had at once; none to one that asked for its own only), the delta, and its
+        own place if that changed."""
         common = b"".join(f for _, f in news) + delta
         owners = {owner for owner, _ in news}
         for watcher in list(live.watchers):
-            out = common
+            out = common if watcher.others else delta
             if watcher.viewer_id is not None:
-                if watcher.viewer_id in owners:
+                if watcher.others and watcher.viewer_id in owners:
                     out = b"".join(f for o, f in news if o != watcher.viewer_id) + delta
                 out += live.you_frame(watcher)
             if out:

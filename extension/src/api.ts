@@ -53,6 +53,8 @@ export class CrowdsourceApi {
     if (competitionId !== undefined && competitionId !== null) {
       query.set('competition', String(competitionId));
     }
+    // Nothing here reads others' submission events; the board's changes come either way.
+    query.set('submissions', 'mine');
     if (this.token) {
       query.set('token', this.token);
     }

@@ -113,7 +113,9 @@ describe('following a board', () => {
   it('asks for its competition, applies a snapshot then deltas', () => {
     const live = follow();
     const socket = FakeSocket.latest();
-    expect(socket.url).toBe('ws://x.test/api/v1/events?competition=1');
+    expect(socket.url).toBe(
+      'ws://x.test/api/v1/events?competition=1&submissions=mine'
+    );
     socket.accept();
     expect(live.connection).toBe('live');
     socket.frame(

@@ -27,6 +27,18 @@ def seen_by(event: Event, viewer: Participant | None) -> Event:
     return shown(event, whole=viewer is not None and owner_id(event) == viewer.id)
 
 
+def everyones(text: str | None) -> bool:
+    """`submissions=all` (the default: everyone's submission events) or `mine` (your own)."""
+    if text in (None, "", "all"):
+        return True
+    if text == "mine":
+        return False
+    raise BadRequest(
+        "'submissions' must be all (everyone's submission events, the default) or mine "
+        "(only your own; the board's changes come either way)"
+    )
+
+
 log = logging.getLogger(__name__)
 FELL_BEHIND = 4000  # the close code for a listener whose send queue is full
 FELL_BEHIND_REASON = "fell behind: reconnect to resync"
@@ -41,6 +53,7 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
 
     _unsubscribe: Callable[[], None] | None = None
     viewer: Participant | None = None
+    others = True  # hears of everyone's submissions (`submissions=all`), or its own only
     _queued = 0  # bytes handed to the connection and not yet written to its socket
     _behind = False
 
@@ -74,6 +87,7 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
         if origin is not None and not self.check_origin(origin):
             raise Forbidden(f"pages from {origin} may not open the event stream (--allow-origin)")
         self.competition = query_id(self.get_argument("competition", None), "competition")
+        self.others = everyones(self.get_argument("submissions", None))
         token = self._token()
         if token is not None:
             participants: ParticipantManager = self.settings["participant_manager"]
@@ -109,7 +123,7 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
         (or, listening to every competition, a change notice per push)."""
         viewer = None if self.viewer is None else self.viewer.id
         self._unsubscribe = self.leaderboards.listen(
-            self._on_event, competition=self.competition, viewer=viewer
+            self._on_event, competition=self.competition, viewer=viewer, others=self.others
         )
         self.settings["traffic"].opened(self)  # closed with 1001 when the server stops
         self.send(Event(RESYNC, self.competition or 0, {}).to_json().encode())
@@ -168,8 +182,8 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
         if event.type in INTERNAL or (self.competition is not None and not mine):
             return
         whole = self.viewer is not None and owner_id(event) == self.viewer.id
-        if self.competition is not None and not whole and event.type in BATCHED:
-            return  # others' submissions come with the board's pushes (`LiveBoards.announce`)
+        if not whole and event.type in BATCHED and (self.competition or not self.others):
+            return  # others' come with the board's pushes (`LiveBoards.announce`), if asked for
         self.write_frames(encoded(event, whole=whole))
 
     def on_message(self, message: str | bytes) -> None:

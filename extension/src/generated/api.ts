@@ -1981,6 +1981,8 @@ export interface operations {
             query?: {
                 competition?: number;
                 token?: string;
+                /** @description everyone's submission events (default), or only your own */
+                submissions?: "all" | "mine";
             };
             header?: never;
             path?: never;
