@@ -15,7 +15,7 @@ from crowdsource.errors import BadRequest, Forbidden, Unauthorized
 from crowdsource.server.events import INTERNAL, RESYNC, Event
 from crowdsource.server.handlers.base import JSONErrors, query_id
 from crowdsource.server.leaderboards import LeaderboardManager
-from crowdsource.server.live import BATCHED, encoded, owner_id, shown, ws_frame
+from crowdsource.server.live import encoded, owner_id, shown, ws_frame
 from crowdsource.server.monitoring import metrics
 from crowdsource.server.participants import ParticipantManager
 from crowdsource.server.storage.tables import Participant
@@ -176,14 +176,11 @@ class EventsHandler(JSONErrors, websocket.WebSocketHandler):
         self._queued -= size
 
     def _on_event(self, event: Event) -> None:
-        """Forward one event, as this listener may see it, if it matches the filter (a resync
-        always: it may stand for events of this competition that were missed)."""
-        mine = event.competition_id == self.competition or event.type == RESYNC
-        if event.type in INTERNAL or (self.competition is not None and not mine):
+        """Forward one event, as this listener may see it (the manager hands it only the events
+        its filter lets through: `LeaderboardManager.listen`)."""
+        if event.type in INTERNAL:
             return
         whole = self.viewer is not None and owner_id(event) == self.viewer.id
-        if not whole and event.type in BATCHED and (self.competition or not self.others):
-            return  # others' come with the board's pushes (`LiveBoards.announce`), if asked for
         self.write_frames(encoded(event, whole=whole))
 
     def on_message(self, message: str | bytes) -> None:
